@@ -1,0 +1,79 @@
+"""Checkpoints that stand alone: weights, the configs that built them and the vocabulary.
+
+They hold only tensors and plain values, so `torch.load(weights_only=True)` reads them and a
+tampered file cannot run code; they load on a CPU-only machine whatever trained them.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from han.config import DataConfig, HANConfig
+from han.data import Vocabulary
+from han.model import HAN
+
+FORMAT_VERSION = 1
+
+
+class CheckpointError(ValueError):
+    """The file is not a han-search checkpoint, or is damaged."""
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    model: HAN
+    model_config: HANConfig
+    data_config: DataConfig
+    vocab: Vocabulary
+    label_names: tuple[str, ...] | None
+    extra: dict[str, Any]
+
+
+def save_checkpoint(path: Path, *, model: HAN, model_config: HANConfig, data_config: DataConfig,
+                    vocab: Vocabulary, label_names: tuple[str, ...] | None = None,
+                    extra: dict[str, Any] | None = None) -> None:
+    """Write atomically, so a crash mid-write never leaves a truncated best checkpoint."""
+    temporary = path.with_suffix(path.suffix + ".tmp")
+    torch.save({
+        "format": FORMAT_VERSION,
+        "model_config": asdict(model_config),
+        "data_config": asdict(data_config),
+        "vocab": torch.from_numpy(vocab.raw_ids),
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "label_names": list(label_names) if label_names is not None else None,
+        "extra": dict(extra or {}),
+    }, temporary)
+    os.replace(temporary, path)
+
+
+def load_checkpoint(path: str | os.PathLike[str]) -> LoadedModel:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises several types for foreign or tampered files
+        first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        raise CheckpointError(f"{path}: not a loadable han-search checkpoint ({first[:160]})") \
+            from error
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT_VERSION:
+        raise CheckpointError(f"{path}: not a han-search checkpoint (format "
+                              f"{payload.get('format') if isinstance(payload, dict) else '?'})")
+    model_config = HANConfig(**payload["model_config"])
+    model = HAN(model_config)
+    model.load_state_dict(payload["state_dict"])
+    model.eval()
+    names = payload["label_names"]
+    return LoadedModel(
+        model=model,
+        model_config=model_config,
+        data_config=DataConfig(**payload["data_config"]),
+        vocab=Vocabulary(raw_ids=payload["vocab"].numpy()),
+        label_names=tuple(names) if names is not None else None,
+        extra=payload["extra"],
+    )

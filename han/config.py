@@ -1,0 +1,97 @@
+"""Typed settings of the training core.
+
+Every default here is the reference notebook's configuration and lives nowhere else: study
+files, the CLI and the search override fields, they never restate a default.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Literal
+
+CellType = Literal["lstm", "gru"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class HANConfig:
+    """The network's shape. `vocab_size` and `num_classes` come from the data."""
+
+    vocab_size: int
+    num_classes: int
+    embed_dim: int = 100
+    word_hidden: int = 128
+    word_layers: int = 2
+    sent_hidden: int = 256
+    sent_layers: int = 2
+    dropout: float = 0.15
+    cell: CellType = "lstm"
+    # Set from the data when a word2vec file is given: adds a frozen embedding table.
+    pretrained_embeddings: bool = False
+
+    def __post_init__(self) -> None:
+        _check_positive(self, "vocab_size", "num_classes", "embed_dim", "word_hidden",
+                        "word_layers", "sent_hidden", "sent_layers")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.cell not in ("lstm", "gru"):
+            raise ValueError(f"cell must be 'lstm' or 'gru', got {self.cell!r}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class DataConfig:
+    """How documents become batches: vocabulary, segmentation and the dev split."""
+
+    seg_len: int = 256
+    max_segments: int = 8
+    min_count: int = 5
+    folds: int = 10
+    dev_fold: int = 0
+    split_seed: int = 0
+
+    def __post_init__(self) -> None:
+        _check_positive(self, "seg_len", "max_segments", "min_count")
+        if self.folds < 2:
+            raise ValueError(f"folds must be at least 2, got {self.folds}")
+        if not 0 <= self.dev_fold < self.folds:
+            raise ValueError(f"dev_fold must be in [0, {self.folds}), got {self.dev_fold}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainConfig:
+    """Optimisation and stopping."""
+
+    epochs: int = 20
+    batch_size: int = 16
+    lr: float = 2e-4
+    lr_decay: float = 0.75
+    decay_steps: int = 1000
+    clip: float = 5.0
+    patience: int = 3
+    seed: int = 0
+    device: str = "auto"
+    # Evaluation holds no activations for backward, so it can take larger batches.
+    eval_batch_size: int = 64
+
+    def __post_init__(self) -> None:
+        _check_positive(self, "epochs", "batch_size", "decay_steps", "patience",
+                        "eval_batch_size")
+        if self.lr <= 0 or self.clip <= 0:
+            raise ValueError("lr and clip must be positive")
+        if not 0.0 < self.lr_decay <= 1.0:
+            raise ValueError(f"lr_decay must be in (0, 1], got {self.lr_decay}")
+
+
+def _check_positive(config: Any, *names: str) -> None:
+    for name in names:
+        value = getattr(config, name)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+def field_names(config_type: type) -> set[str]:
+    """Names a settings dataclass accepts, for validating study files against it."""
+    return {f.name for f in fields(config_type)}
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    return asdict(config)

@@ -1,0 +1,1 @@
+"""Hyper-parameter search of the HAN with Optuna, every trial recorded in MLflow."""

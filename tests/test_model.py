@@ -1,0 +1,74 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from han.config import HANConfig
+from han.data import make_batch, segment
+from han.model import HAN, AttentionPool, reverse_within_length
+from han.train import batch_tensors
+
+
+def small_config(**overrides) -> HANConfig:
+    settings = dict(vocab_size=50, num_classes=5, embed_dim=8, word_hidden=6, sent_hidden=7)
+    return HANConfig(**(settings | overrides))
+
+
+def random_documents(rng: np.random.Generator, lengths: list[int]):
+    tokens = rng.integers(2, 50, size=sum(lengths)).astype(np.int32)
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    return segment(tokens, offsets, seg_len=5, max_segments=4)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_logits_do_not_depend_on_batch_mates(cell: str) -> None:
+    torch.manual_seed(0)
+    model = HAN(small_config(cell=cell)).eval()
+    rng = np.random.default_rng(0)
+    # A short document next to much longer ones: more segments, wider segments.
+    segments = random_documents(rng, [3, 40, 17, 8])
+    device = torch.device("cpu")
+    with torch.no_grad():
+        together = model(*batch_tensors(make_batch(segments, np.arange(4)), device))
+        for doc in range(4):
+            alone = model(*batch_tensors(make_batch(segments, np.array([doc])), device))
+            assert torch.allclose(alone[0], together[doc], atol=1e-5)
+
+
+def test_shapes_and_no_nan_for_single_token_documents() -> None:
+    model = HAN(small_config()).eval()
+    segments = random_documents(np.random.default_rng(1), [1, 1, 25])
+    batch = make_batch(segments, np.arange(3))
+    logits = model(*batch_tensors(batch, torch.device("cpu")))
+    assert logits.shape == (3, 5)
+    assert torch.isfinite(logits).all()
+
+
+def test_attention_pool_gives_zero_for_fully_padded_rows() -> None:
+    pool = AttentionPool(4)
+    x = torch.randn(2, 3, 4, requires_grad=True)
+    mask = torch.tensor([[True, True, False], [False, False, False]])
+    out = pool(x, mask)
+    assert torch.isfinite(out).all() and torch.equal(out[1], torch.zeros(4))
+    out.sum().backward()
+    assert torch.isfinite(x.grad).all()
+    assert torch.equal(x.grad[0, 2], torch.zeros(4))  # padding gets no gradient
+
+
+def test_reverse_within_length_is_its_own_inverse() -> None:
+    x = torch.arange(12.0).reshape(2, 6, 1)
+    lengths = torch.tensor([4, 6])
+    flipped = reverse_within_length(x, lengths)
+    assert flipped[0, :, 0].tolist() == [3, 2, 1, 0, 4, 5]
+    assert torch.equal(reverse_within_length(flipped, lengths), x)
+
+
+def test_pretrained_embeddings_are_frozen_and_added() -> None:
+    model = HAN(small_config(pretrained_embeddings=True))
+    table = torch.randn(50, 8)
+    model.load_pretrained(table)
+    assert not model.words.pretrained.weight.requires_grad
+    assert torch.equal(model.words.embed.weight, torch.zeros(50, 8))
+    trainable = {name for name, p in model.named_parameters() if p.requires_grad}
+    assert "words.pretrained.weight" not in trainable
