@@ -1,0 +1,100 @@
+"""Throughput and memory figures of the training core for one file and configuration."""
+
+from __future__ import annotations
+
+import os
+import resource
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from han.config import DataConfig, HANConfig, TrainConfig
+from han.data import prepare, read_corpus
+from han.train import autocast, batch_tensors, build_model, predict_batches, resolve_device
+
+WARMUP_STEPS = 2
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def bench(train_file: Path, *, model_config: dict[str, Any], data_config: DataConfig,
+          batch_size: int, steps: int, device: str) -> dict[str, Any]:
+    """Time parsing+encoding the whole file, then `steps` training and evaluation batches.
+
+    Training batches are drawn as in training (grouped by length, shuffled), after
+    WARMUP_STEPS untimed ones that absorb one-off kernel and allocator set-up.
+    """
+    torch_device = resolve_device(device)
+    started = time.perf_counter()
+    corpus = read_corpus(train_file, labelled=True)
+    split = prepare(corpus, data_config)
+    encode_seconds = time.perf_counter() - started
+    encode_rss = peak_rss_mb()
+
+    config = HANConfig(vocab_size=split.vocab.size, num_classes=split.num_classes,
+                       **model_config)
+    model = build_model(config, split).to(torch_device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=TrainConfig.lr)
+    loss_fn = nn.CrossEntropyLoss()
+    rng = np.random.default_rng(0)
+    batches = split.batches(split.train_docs, batch_size=batch_size, rng=rng)
+    model.train()
+    docs, seconds = 0, 0.0
+    for index in range(WARMUP_STEPS + steps):
+        _synchronize(torch_device)
+        tick = time.perf_counter()  # batch building counts: it is part of every step
+        batch = next(batches)
+        tensors = batch_tensors(batch, torch_device)
+        labels = torch.from_numpy(batch.labels).to(torch_device)
+        with autocast(torch_device):
+            logits = model(*tensors)
+        loss = loss_fn(logits.float(), labels)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), TrainConfig.clip)
+        optimizer.step()
+        _synchronize(torch_device)
+        if index >= WARMUP_STEPS:
+            seconds += time.perf_counter() - tick
+            docs += batch.size
+
+    eval_docs = split.dev_docs[: batch_size * steps]
+    tick = time.perf_counter()
+    predict_batches(model, split.batches(eval_docs, batch_size=batch_size, rng=None),
+                    torch_device)
+    _synchronize(torch_device)
+    eval_seconds = time.perf_counter() - tick
+
+    return {
+        "file": str(train_file),
+        "docs": corpus.num_docs,
+        "tokens": len(corpus.tokens),
+        "device": str(torch_device),
+        "device_name": (torch.cuda.get_device_name(torch_device)
+                        if torch_device.type == "cuda" else "cpu"),
+        "threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(),
+        "torch": torch.__version__,
+        "seg_len": data_config.seg_len,
+        "max_segments": data_config.max_segments,
+        "batch_size": batch_size,
+        "steps": steps,
+        **{key: value for key, value in model_config.items()},
+        "encode_seconds": round(encode_seconds, 3),
+        "encode_docs_per_s": round(corpus.num_docs / encode_seconds, 1),
+        "encode_peak_rss_mb": round(encode_rss, 1),
+        "train_docs_per_s": round(docs / seconds, 2),
+        "eval_docs_per_s": round(len(eval_docs) / eval_seconds, 2),
+        "peak_rss_mb": round(peak_rss_mb(), 1),
+    }

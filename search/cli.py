@@ -1,0 +1,311 @@
+"""The `han-search` command line: thin commands over the plain functions in search.runner."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import optuna
+import typer
+from optuna.trial import FrozenTrial, TrialState
+
+from han.checkpoint import CheckpointError
+from han.config import DataConfig, TrainConfig
+from han.data import DataError
+from han.train import EpochMetrics
+from search import runner
+from search.study import StudyFileError, builtin_study_path, load_study
+from search.tracking import DEFAULT_TRACKING_URI, TrackingError, redact
+
+app = typer.Typer(
+    help="Tune a Hierarchical Attention Network with Optuna; every trial on record in MLflow.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+USER_ERRORS = (DataError, StudyFileError, runner.SearchError, TrackingError, CheckpointError)
+
+StudyName = Annotated[str | None, typer.Option(
+    "--study", help="Study name; default: the name in the study file (demo).")]
+Storage = Annotated[str, typer.Option(
+    help="Optuna storage URL: sqlite:///FILE or postgresql://USER@HOST/DB.",
+    envvar="HAN_SEARCH_STORAGE")]
+TrackingUri = Annotated[str, typer.Option(
+    help="MLflow tracking URI: sqlite:///FILE or http://HOST:PORT of an mlflow server.",
+    envvar="MLFLOW_TRACKING_URI")]
+Device = Annotated[str, typer.Option(help="auto, cpu or cuda:N.")]
+
+
+@app.callback()
+def _quiet_libraries() -> None:
+    # Optuna logs every trial at INFO; our progress lines say the same more briefly.
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def fail(message: str) -> NoReturn:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code=2)
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn expected failures into one line and exit code 2, never a traceback."""
+    try:
+        yield
+    except USER_ERRORS as error:
+        fail(str(error))
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    if seconds >= 3600:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+
+
+class ConsoleProgress:
+    """One line per epoch and per finished trial, with the study's best and an ETA."""
+
+    def __init__(self, *, epochs: int, started: float) -> None:
+        self.epochs = epochs
+        self.started = started
+        self.total: int | None = None
+        self.index = 0
+        self.best: float | None = None
+
+    def _prefix(self, trial: optuna.Trial | FrozenTrial) -> str:
+        total = f"/{self.total}" if self.total else ""
+        return f"[trial {self.index}{total} #{trial.number}]"
+
+    def _eta(self) -> str:
+        if not self.total or self.index == 0:
+            return ""
+        per_trial = (time.perf_counter() - self.started) / self.index
+        return f" ETA {_duration(per_trial * (self.total - self.index))}"
+
+    def next_trial(self, index: int, total: int | None) -> None:
+        self.index, self.total = index, total
+
+    def trial_started(self, trial: optuna.Trial, params: dict[str, Any]) -> None:
+        text = ", ".join(f"{k}={_short(v)}" for k, v in params.items())
+        typer.echo(f"{self._prefix(trial)} start {text}")
+
+    def epoch_done(self, trial: optuna.Trial, metrics: EpochMetrics) -> None:
+        best = f" study best {self.best:.4f}" if self.best is not None else ""
+        typer.echo(f"{self._prefix(trial)} epoch {metrics.epoch}/{self.epochs} dev F1 "
+                   f"{metrics.dev_macro_f1:.4f} loss {metrics.train_loss:.3f} "
+                   f"{metrics.train_docs_per_s:.0f} docs/s{best}")
+
+    def trial_done(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        if trial.state == TrialState.COMPLETE and trial.value is not None:
+            self.best = trial.value if self.best is None else max(self.best, trial.value)
+        outcome = {
+            TrialState.COMPLETE: f"complete, dev F1 {trial.value or 0:.4f}",
+            TrialState.PRUNED: f"pruned {trial.user_attrs.get('reason', '')}",
+            TrialState.FAIL: f"failed ({trial.user_attrs.get('reason', '')})",
+        }.get(trial.state, trial.state.name.lower())
+        seconds = trial.duration.total_seconds() if trial.duration else 0.0
+        best = f", best {self.best:.4f}" if self.best is not None else ""
+        typer.echo(f"{self._prefix(trial)} {outcome} in {_duration(seconds)}{best}{self._eta()}")
+
+
+def _short(value: Any) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+@contextmanager
+def stop_on_signals() -> Iterator[Callable[[], bool]]:
+    """SIGINT/SIGTERM ask the trainer to stop at the next batch boundary."""
+    received: list[int] = []
+
+    def handler(signum: int, frame: Any) -> None:
+        if received:  # a second signal: stop now
+            raise KeyboardInterrupt
+        received.append(signum)
+        typer.echo(f"\n{signal.Signals(signum).name}: stopping at the next batch boundary "
+                   "(again to stop at once)", err=True)
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield lambda: bool(received)
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+        if received:
+            raise typer.Exit(code=128 + received[0])
+
+
+@app.command()
+def bench(
+    train: Annotated[Path, typer.Option(help="Labelled training file (tab-separated).")],
+    seg_len: Annotated[int, typer.Option(help="Tokens per segment.")] = DataConfig.seg_len,
+    max_segments: Annotated[int, typer.Option(help="Segments kept per document.")] =
+        DataConfig.max_segments,
+    word_hidden: Annotated[int | None, typer.Option(help="Word BiLSTM hidden size.")] = None,
+    sent_hidden: Annotated[int | None, typer.Option(
+        help="Segment (sentence) BiLSTM hidden size.")] = None,
+    batch_size: Annotated[int, typer.Option(help="Documents per batch.")] = 16,
+    steps: Annotated[int, typer.Option(help="Timed training and evaluation batches.")] = 20,
+    device: Device = "cpu",
+) -> None:
+    """Print one JSON line of throughput and memory figures for a file and configuration."""
+    from han.bench import bench as run_bench
+
+    model = {k: v for k, v in (("word_hidden", word_hidden), ("sent_hidden", sent_hidden))
+             if v is not None}
+    with user_errors():
+        try:
+            data_config = DataConfig(seg_len=seg_len, max_segments=max_segments)
+        except ValueError as error:
+            fail(str(error))
+        figures = run_bench(train, model_config=model, data_config=data_config,
+                            batch_size=batch_size, steps=steps, device=device)
+    typer.echo(json.dumps(figures))
+
+
+@app.command()
+def run(
+    study: StudyName = None,
+    config: Annotated[Path | None, typer.Option(
+        help="Study file (TOML); default: the built-in studies/demo.toml.")] = None,
+    trials: Annotated[int | None, typer.Option(
+        min=1, help="Trials to run now (added to the study); default: the study file's.")] =
+        None,
+    timeout: Annotated[float | None, typer.Option(
+        min=1, help="Stop starting new trials after this many seconds.")] = None,
+    train: Annotated[Path | None, typer.Option(
+        help="Labelled training file; default: the study's, else the built-in corpus.")] = None,
+    test: Annotated[Path | None, typer.Option(help="Test file for export-best.")] = None,
+    embeddings: Annotated[Path | None, typer.Option(
+        help="word2vec text file of frozen embeddings (dimension = embed_dim).")] = None,
+    storage: Storage = runner.DEFAULT_STORAGE,
+    tracking_uri: TrackingUri = DEFAULT_TRACKING_URI,
+    device: Device = "auto",
+    seed: Annotated[int | None, typer.Option(help="Seed of the sampler and training.")] =
+        None,
+    work_dir: Annotated[Path, typer.Option(help="Scratch folder for trial checkpoints.")] =
+        runner.DEFAULT_WORK_DIR,
+) -> None:
+    """Run trials of a study; running it again continues the same study."""
+    started = time.perf_counter()
+    with user_errors():
+        spec = runner.with_overrides(load_study(config or builtin_study_path()), name=study)
+        epochs = spec.fixed.get("epochs", TrainConfig.epochs)
+        progress = ConsoleProgress(epochs=epochs, started=started)
+        typer.echo(f"study {spec.name!r} from {spec.source}; storage {redact(storage)}; "
+                   f"MLflow {redact(tracking_uri)}")
+        with stop_on_signals() as should_stop:
+            summary = runner.run_study(
+                spec, trials=trials, timeout=timeout, storage=storage,
+                tracking_uri=tracking_uri, device=device, seed=seed, train=train, test=test,
+                embeddings=embeddings, work_dir=work_dir, progress=progress,
+                should_stop=should_stop)
+    _print_summary(summary)
+
+
+def _print_summary(summary: runner.RunSummary) -> None:
+    states = ", ".join(f"{count} {state}" for state, count in sorted(summary.states.items()))
+    pruned = summary.states.get("pruned", 0)
+    finished = sum(summary.states.values())
+    lines = [
+        "",
+        f"study          {summary.study_name}",
+        f"this run       {summary.trials_this_run} trials in {_duration(summary.seconds)}",
+        f"all trials     {states}"
+        + (f" ({100 * pruned / finished:.0f}% pruned)" if finished else ""),
+    ]
+    if summary.best_value is not None:
+        lines.append(f"best dev F1    {summary.best_value:.4f} (trial {summary.best_trial})")
+    if summary.reference_value is not None and summary.best_value is not None:
+        gain = summary.best_value - summary.reference_value
+        lines.append(f"reference      {summary.reference_value:.4f} (trial 0, the notebook's "
+                     f"configuration): best is {gain:+.4f}")
+    if summary.best_params:
+        lines.append("best params    " + ", ".join(
+            f"{k}={_short(v)}" for k, v in summary.best_params.items()))
+    lines.append(f"MLflow         {summary.tracking_uri}, parent run {summary.parent_run_id}")
+    if summary.not_logged:
+        lines.append(f"warning        {len(summary.not_logged)} MLflow writes failed: "
+                     + "; ".join(summary.not_logged[:3]))
+    typer.echo("\n".join(lines))
+
+
+@app.command("export-best")
+def export_best(
+    study: Annotated[str, typer.Option(help="Study name.")] = "demo",
+    storage: Storage = runner.DEFAULT_STORAGE,
+    tracking_uri: TrackingUri = DEFAULT_TRACKING_URI,
+    test: Annotated[Path | None, typer.Option(
+        help="Test file; default: the one the study ran with.")] = None,
+    out: Annotated[Path, typer.Option(help="Submission CSV to write.")] =
+        Path("submission.csv"),
+    device: Device = "auto",
+) -> None:
+    """Predict the test file with the best complete trial and write the submission CSV."""
+    with user_errors():
+        result = runner.export_best(study_name=study, storage=storage,
+                                    tracking_uri=tracking_uri, test=test, out=out,
+                                    device=device)
+    for note in result.notes:
+        typer.echo(f"note: {note}")
+    typer.echo(f"wrote {result.rows} predictions to {result.out} from trial {result.trial} "
+               f"(dev F1 {result.value:.4f}, MLflow run {result.run_id})")
+
+
+@app.command()
+def studies(storage: Storage = runner.DEFAULT_STORAGE) -> None:
+    """One line per study: trials by state, best value and best trial."""
+    with user_errors():
+        rows = runner.list_studies(storage)
+    if not rows:
+        typer.echo(f"no studies in {redact(storage)}")
+        return
+    typer.echo(f"{'study':<24} {'trials':<40} {'best':>8}  best trial")
+    for row in rows:
+        states = ", ".join(f"{n} {s}" for s, n in sorted(row.states.items()))
+        best = f"{row.best_value:.4f}" if row.best_value is not None else "-"
+        trial = str(row.best_trial) if row.best_trial is not None else "-"
+        typer.echo(f"{row.name:<24} {states:<40} {best:>8}  {trial}")
+
+
+@app.command()
+def show(
+    study: Annotated[str, typer.Argument(help="Study name.")],
+    storage: Storage = runner.DEFAULT_STORAGE,
+    top: Annotated[int, typer.Option(min=1, help="How many of the best trials to list.")] =
+        10,
+) -> None:
+    """Best params and the top trials of a study, with the MLflow run of each."""
+    with user_errors():
+        loaded = runner.load_study(study, storage)
+        summary = runner.summarize(loaded, storage=storage, tracking_uri="")
+        rows = runner.top_trials(loaded, limit=top)
+    typer.echo(f"study {study}: " + ", ".join(
+        f"{n} {s}" for s, n in sorted(summary.states.items())))
+    if summary.best_value is None:
+        typer.echo("no complete trial yet")
+        return
+    typer.echo(f"best dev F1 {summary.best_value:.4f} (trial {summary.best_trial})")
+    for key, value in summary.best_params.items():
+        typer.echo(f"  {key:<14} {_short(value)}")
+    typer.echo(f"\n{'trial':>5} {'dev F1':>8} {'epochs':>6}  {'MLflow run':<32}  params")
+    for row in rows:
+        params = ", ".join(f"{k}={_short(v)}" for k, v in row.params.items())
+        typer.echo(f"{row.number:>5} {row.value or 0:>8.4f} {row.epochs:>6}  "
+                   f"{row.run_id or '-':<32}  {params}")
+
+
+def main() -> None:  # pragma: no cover - console entry for `python -m search.cli`
+    app()
+    sys.exit(0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,74 @@
+"""Figures and text reports logged to MLflow: per-trial evaluation and study-level plots."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display on servers and CI
+
+import matplotlib.pyplot as plt
+import numpy as np
+import optuna
+from sklearn.metrics import classification_report, confusion_matrix
+
+from search.tracking import Tracker
+
+
+def class_names(num_classes: int, names: Sequence[str] | None) -> list[str]:
+    if names is None:
+        return [str(index) for index in range(num_classes)]
+    return [f"{index} {name}" for index, name in enumerate(names[:num_classes])]
+
+
+def evaluation_report(true: np.ndarray, predicted: np.ndarray, num_classes: int,
+                      names: Sequence[str] | None) -> str:
+    return classification_report(true, predicted, labels=list(range(num_classes)),
+                                 target_names=class_names(num_classes, names), digits=4,
+                                 zero_division=0)
+
+
+def confusion_figure(true: np.ndarray, predicted: np.ndarray, num_classes: int) -> plt.Figure:
+    matrix = confusion_matrix(true, predicted, labels=list(range(num_classes)))
+    size = max(4.0, 0.45 * num_classes + 2)
+    figure, axes = plt.subplots(figsize=(size, size))
+    axes.imshow(matrix, cmap="Blues")
+    # Class ids on the axes: the names (often Chinese) need fonts a server rarely has; the
+    # classification report beside this figure names them.
+    axes.set_xticks(range(num_classes), [str(i) for i in range(num_classes)], fontsize=7)
+    axes.set_yticks(range(num_classes), [str(i) for i in range(num_classes)], fontsize=7)
+    axes.set_xlabel("predicted")
+    axes.set_ylabel("true")
+    threshold = matrix.max() / 2 if matrix.size else 0
+    for (row, column), count in np.ndenumerate(matrix):
+        if count:
+            axes.text(column, row, str(count), ha="center", va="center", fontsize=6,
+                      color="white" if count > threshold else "black")
+    axes.set_title("dev confusion matrix (best epoch)")
+    figure.tight_layout()
+    return figure
+
+
+def log_study_plots(tracker: Tracker, run_id: str, study: optuna.Study) -> None:
+    """Optimization history, parameter importances and intermediate values, as PNGs."""
+    from optuna.visualization import matplotlib as optuna_plots
+
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    plots = {"optimization_history.png": optuna_plots.plot_optimization_history,
+             "intermediate_values.png": optuna_plots.plot_intermediate_values}
+    if len(complete) >= 2 and len({tuple(sorted(t.params.items())) for t in complete}) >= 2:
+        plots["param_importances.png"] = optuna_plots.plot_param_importances
+    for name, plot in plots.items():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # optuna marks its matplotlib backend experimental
+            try:
+                axes = plot(study)
+            except (ValueError, RuntimeError, ZeroDivisionError):
+                continue  # e.g. importances when every value is equal
+        figure = axes.figure if hasattr(axes, "figure") else np.ravel(axes)[0].figure
+        figure.set_size_inches(9, 5)
+        figure.tight_layout()
+        tracker.log_figure(run_id, figure, f"study/{name}")
+        plt.close(figure)

@@ -1,0 +1,350 @@
+"""Running, inspecting and exporting studies: the plain functions behind the CLI."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import os
+import platform
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import optuna
+import pandas as pd
+import torch
+from optuna.trial import FrozenTrial, TrialState
+
+from han.data import Corpus, load_corpus
+from han.predict import predict
+from han.synthetic import SyntheticSpec, builtin_corpus
+from han.train import EpochMetrics, resolve_device
+from search.objective import RUN_ID_ATTR, SearchContext, objective
+from search.reports import log_study_plots
+from search.study import StudySpec
+from search.tracking import DEFAULT_TRACKING_URI, Tracker, redact
+
+DEFAULT_STORAGE = "sqlite:///han-search.db"
+DEFAULT_WORK_DIR = Path("han-search-work")
+REFERENCE_ATTR = "reference"
+TRAIN_PATH_ATTR = "train_path"
+TEST_PATH_ATTR = "test_path"
+# Study plots are redrawn every this many finished trials (and at the end): drawing them
+# after every trial would cost more than a small trial.
+PLOT_EVERY = 5
+
+
+class SearchError(ValueError):
+    """A user-facing problem (missing study, no complete trial...): one line."""
+
+
+class Progress(Protocol):
+    def next_trial(self, index: int, total: int | None) -> None: ...
+    def trial_started(self, trial: optuna.Trial, params: dict[str, Any]) -> None: ...
+    def epoch_done(self, trial: optuna.Trial, metrics: EpochMetrics) -> None: ...
+    def trial_done(self, study: optuna.Study, trial: FrozenTrial) -> None: ...
+
+
+@dataclass(frozen=True)
+class DataFiles:
+    train: Path
+    test: Path | None
+    embeddings: Path | None
+    builtin: bool
+
+
+@dataclass
+class RunSummary:
+    study_name: str
+    storage: str
+    tracking_uri: str
+    parent_run_id: str
+    states: Counter[str] = field(default_factory=Counter)
+    trials_this_run: int = 0
+    best_value: float | None = None
+    best_trial: int | None = None
+    best_params: dict[str, Any] = field(default_factory=dict)
+    reference_value: float | None = None
+    seconds: float = 0.0
+    not_logged: list[str] = field(default_factory=list)
+
+
+def resolve_data(spec: StudySpec, *, train: Path | None, test: Path | None,
+                 embeddings: Path | None) -> DataFiles:
+    """Command-line files win over the study file's; no train file means the built-in corpus."""
+    train = train or spec.train_path
+    embeddings = embeddings or spec.embeddings_path
+    if train is not None:
+        return DataFiles(train=train, test=test or spec.test_path, embeddings=embeddings,
+                         builtin=False)
+    synthetic = SyntheticSpec(**spec.synthetic)
+    generated_train, generated_test = builtin_corpus(synthetic)
+    return DataFiles(train=generated_train, test=test or generated_test, embeddings=embeddings,
+                     builtin=True)
+
+
+def open_storage(url: str) -> optuna.storages.BaseStorage:
+    """An RDB storage whose SQLite flavour waits for locks instead of failing at once."""
+    engine_kwargs: dict[str, Any] = {}
+    if url.startswith("sqlite:"):
+        engine_kwargs = {"connect_args": {"timeout": 60}}
+    try:
+        return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+    except Exception as error:  # SQLAlchemy raises many types for a bad URL or server
+        text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise SearchError(f"storage {redact(url)}: cannot open ({text[:200]})") from error
+
+
+def fingerprint(path: Path, corpus: Corpus) -> dict[str, str]:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return {
+        "data.path": str(path.resolve()),
+        "data.bytes": str(path.stat().st_size),
+        "data.sha256": digest.hexdigest()[:16],
+        "data.docs": str(corpus.num_docs),
+        "data.classes": str(corpus.num_classes),
+    }
+
+
+def environment_tags(device: str) -> dict[str, str]:
+    tags = {"device": device, "python": platform.python_version(), "host": platform.node()}
+    for package in ("torch", "numpy", "optuna", "mlflow", "scikit-learn", "han-search"):
+        try:
+            tags[f"version.{package}"] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    if device.startswith("cuda"):
+        tags["gpu"] = torch.cuda.get_device_name(torch.device(device))
+    return tags
+
+
+def _load_or_create_study(spec: StudySpec, storage: optuna.storages.BaseStorage
+                          ) -> tuple[optuna.Study, bool]:
+    existing = set(optuna.get_all_study_names(storage))
+    created = spec.name not in existing
+    if not created:
+        # A continued study must not replay the draws of its first session: shift the
+        # sampler's seed by the trials already on record.
+        done = len(optuna.load_study(study_name=spec.name, storage=storage).trials)
+        seed = spec.sampler.get("seed")
+        if seed is not None:
+            spec = replace(spec, sampler=spec.sampler | {"seed": seed + done})
+    study = optuna.create_study(storage=storage, study_name=spec.name,
+                                sampler=spec.make_sampler(), pruner=spec.make_pruner(),
+                                direction=spec.direction, load_if_exists=True)
+    return study, created
+
+
+def run_study(
+    spec: StudySpec,
+    *,
+    trials: int | None = None,
+    timeout: float | None = None,
+    storage: str = DEFAULT_STORAGE,
+    tracking_uri: str = DEFAULT_TRACKING_URI,
+    device: str = "auto",
+    seed: int | None = None,
+    train: Path | None = None,
+    test: Path | None = None,
+    embeddings: Path | None = None,
+    work_dir: Path = DEFAULT_WORK_DIR,
+    progress: Progress | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> RunSummary:
+    """Run `trials` more trials of the study (the study file's count when None).
+
+    Everything that can be checked is checked before the study is created or a run is
+    opened: data files, embeddings, storage and tracking store.
+    """
+    started = time.perf_counter()
+    if seed is not None:
+        spec = replace(spec, sampler=spec.sampler | {"seed": seed})
+    device_name = str(resolve_device(device))
+    files = resolve_data(spec, train=train, test=test, embeddings=embeddings)
+    corpus = load_corpus(files.train, labelled=True)
+    if files.test is not None:
+        load_corpus(files.test, labelled=False)  # fail now, not at export time
+    if spec.label_names is not None and len(spec.label_names) < corpus.num_classes:
+        raise SearchError(f"{spec.source}: [data] labels: {len(spec.label_names)} names for "
+                          f"{corpus.num_classes} classes in {files.train}")
+    tracker = Tracker(tracking_uri=tracking_uri)
+    tracker.check_reachable()
+    optuna_storage = open_storage(storage)
+
+    study, created = _load_or_create_study(spec, optuna_storage)
+    if created and spec.enqueue_reference:
+        study.enqueue_trial(spec.reference_params(), user_attrs={REFERENCE_ATTR: True})
+    study.set_user_attr(TRAIN_PATH_ATTR, str(files.train.resolve()))
+    if files.test is not None:
+        study.set_user_attr(TEST_PATH_ATTR, str(files.test.resolve()))
+
+    run_tags = environment_tags(device_name) | fingerprint(files.train, corpus) | {
+        "storage": redact(storage), "study_file": str(spec.source)}
+    parent_run_id = tracker.parent_run(spec.name, tags={"storage": redact(storage)})
+    tracker.log_params(parent_run_id, {"study_file": spec.source, "sampler": spec.sampler,
+                                       "pruner": spec.pruner, "direction": spec.direction})
+    ctx = SearchContext(
+        spec=spec, corpus=corpus, tracker=tracker, parent_run_id=parent_run_id,
+        work_dir=work_dir, device=device_name, seed=0 if seed is None else seed,
+        embeddings=files.embeddings, run_tags=run_tags, should_stop=should_stop,
+        on_start=progress.trial_started if progress else None,
+        on_epoch=progress.epoch_done if progress else None,
+    )
+    total = trials if trials is not None else spec.trials
+    counter = {"index": 0}
+
+    def run_trial(trial: optuna.Trial) -> float:
+        counter["index"] += 1
+        if progress is not None:
+            progress.next_trial(counter["index"], total)
+        return objective(trial, ctx)
+
+    def after_trial(study: optuna.Study, trial: FrozenTrial) -> None:
+        if progress is not None:
+            progress.trial_done(study, trial)
+        if counter["index"] % PLOT_EVERY == 0:
+            _refresh_parent(tracker, parent_run_id, study)
+
+    try:
+        study.optimize(run_trial, n_trials=total, timeout=timeout, callbacks=[after_trial])
+    finally:
+        _refresh_parent(tracker, parent_run_id, study)
+    summary = summarize(study, storage=storage, tracking_uri=tracking_uri,
+                        parent_run_id=parent_run_id)
+    summary.trials_this_run = counter["index"]
+    summary.seconds = time.perf_counter() - started
+    summary.not_logged = tracker.not_logged
+    return summary
+
+
+def _refresh_parent(tracker: Tracker, run_id: str, study: optuna.Study) -> None:
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if complete:
+        best = study.best_trial
+        tracker.log_params(run_id, {f"best.{k}": v for k, v in best.params.items()}
+                           | {"best.trial": best.number})
+        tracker.log_metrics(run_id, {"best_dev_macro_f1": best.value or 0.0,
+                                     "trials_complete": len(complete)},
+                            step=len(study.trials))
+    log_study_plots(tracker, run_id, study)
+
+
+def summarize(study: optuna.Study, *, storage: str, tracking_uri: str,
+              parent_run_id: str = "") -> RunSummary:
+    trials = study.get_trials(deepcopy=False)
+    summary = RunSummary(study_name=study.study_name, storage=redact(storage),
+                         tracking_uri=redact(tracking_uri), parent_run_id=parent_run_id,
+                         states=Counter(t.state.name.lower() for t in trials))
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    if complete:
+        best = study.best_trial
+        summary.best_value, summary.best_trial, summary.best_params = (
+            best.value, best.number, dict(best.params))
+    reference = [t for t in complete if t.user_attrs.get(REFERENCE_ATTR)]
+    if reference:
+        summary.reference_value = reference[0].value
+    return summary
+
+
+def load_study(name: str, storage: str) -> optuna.Study:
+    optuna_storage = open_storage(storage)
+    names = optuna.get_all_study_names(optuna_storage)
+    if name not in names:
+        known = ", ".join(sorted(names)) or "none"
+        raise SearchError(f"no study named {name!r} in {redact(storage)} (studies: {known})")
+    return optuna.load_study(study_name=name, storage=optuna_storage)
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    out: Path
+    rows: int
+    trial: int
+    value: float
+    run_id: str
+    label_counts: dict[int, int]
+    notes: tuple[str, ...]
+
+
+def export_best(*, study_name: str, storage: str = DEFAULT_STORAGE,
+                tracking_uri: str = DEFAULT_TRACKING_URI, test: Path | None = None,
+                out: Path = Path("submission.csv"), device: str = "auto") -> ExportResult:
+    """Predict the test file with the best complete trial's checkpoint; write `label` CSV."""
+    study = load_study(study_name, storage)
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if not complete:
+        raise SearchError(f"study {study_name!r} has no complete trial yet; run more trials")
+    best = study.best_trial
+    run_id = best.user_attrs.get(RUN_ID_ATTR)
+    if run_id is None:
+        raise SearchError(f"trial {best.number} of study {study_name!r} has no MLflow run")
+    test_path = test or (Path(study.user_attrs[TEST_PATH_ATTR])
+                         if TEST_PATH_ATTR in study.user_attrs else None)
+    if test_path is None:
+        raise SearchError("no test file: pass --test FILE")
+    load_corpus(test_path, labelled=False)  # a bad test file fails before any download
+    tracker = Tracker(tracking_uri=tracking_uri)
+    with tempfile.TemporaryDirectory(prefix="han-export-") as scratch:
+        checkpoint = tracker.download_checkpoint(run_id, Path(scratch))
+        prediction = predict(checkpoint, test_path, device=device)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    temporary = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    pd.DataFrame({"label": prediction.labels}).to_csv(temporary, index=False)
+    os.replace(temporary, out)
+    tracker.log_artifact(run_id, out, artifact_path="predictions")
+    counts = np.bincount(prediction.labels)
+    return ExportResult(out=out, rows=len(prediction.labels), trial=best.number,
+                        value=float(best.value or 0.0), run_id=run_id,
+                        label_counts={i: int(c) for i, c in enumerate(counts) if c},
+                        notes=prediction.notes)
+
+
+@dataclass(frozen=True)
+class StudyRow:
+    name: str
+    states: dict[str, int]
+    best_value: float | None
+    best_trial: int | None
+
+
+def list_studies(storage: str = DEFAULT_STORAGE) -> list[StudyRow]:
+    optuna_storage = open_storage(storage)
+    rows = []
+    for name in sorted(optuna.get_all_study_names(optuna_storage)):
+        summary = summarize(optuna.load_study(study_name=name, storage=optuna_storage),
+                            storage=storage, tracking_uri="")
+        rows.append(StudyRow(name=name, states=dict(summary.states),
+                             best_value=summary.best_value, best_trial=summary.best_trial))
+    return rows
+
+
+@dataclass(frozen=True)
+class TrialRow:
+    number: int
+    state: str
+    value: float | None
+    epochs: int
+    params: dict[str, Any]
+    run_id: str | None
+    reason: str | None
+
+
+def top_trials(study: optuna.Study, *, limit: int = 10) -> list[TrialRow]:
+    trials = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
+    trials.sort(key=lambda t: t.value or 0.0, reverse=study.direction.name == "MAXIMIZE")
+    return [TrialRow(number=t.number, state=t.state.name.lower(), value=t.value,
+                     epochs=len(t.intermediate_values), params=dict(t.params),
+                     run_id=t.user_attrs.get(RUN_ID_ATTR), reason=t.user_attrs.get("reason"))
+            for t in trials[:limit]]
+
+
+def with_overrides(spec: StudySpec, *, name: str | None) -> StudySpec:
+    return replace(spec, name=name) if name else spec

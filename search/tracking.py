@@ -1,0 +1,230 @@
+"""MLflow, reached only through explicit run ids.
+
+Nothing here touches MLflow's process-global active run, so trials in threads, processes or
+on other machines never log into each other's runs. Every write is retried with backoff;
+when the server stays away, the trial goes on and a warning says what was not logged.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import time
+import urllib.parse
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+from mlflow import MlflowClient
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.exceptions import MlflowException
+
+log = logging.getLogger("han_search.tracking")
+T = TypeVar("T")
+
+ROLE_TAG = "han.role"
+STUDY_TAG = "han.study"
+STATE_TAG = "state"
+PARENT_TAG = "mlflow.parentRunId"
+RUN_NAME_TAG = "mlflow.runName"
+CHECKPOINT_ARTIFACT = "checkpoint/best.pt"
+DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+# MLflow rejects longer param values.
+_MAX_PARAM_LENGTH = 6000
+
+
+class TrackingError(RuntimeError):
+    """MLflow cannot be reached or refused a request; one line for the user."""
+
+
+def redact(url: str) -> str:
+    """The URL with any password replaced, for logs, tags and the terminal."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = f"{parts.username}:***@{parts.hostname}"
+    if parts.port:
+        netloc += f":{parts.port}"
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+
+
+def _artifact_root(tracking_uri: str) -> str | None:
+    """Artifacts of a SQLite-backed store go beside the database file, not into the cwd."""
+    if tracking_uri.startswith("sqlite:///"):
+        database = Path(tracking_uri.removeprefix("sqlite:///")).resolve()
+        return (database.parent / "mlruns").as_uri()
+    return None
+
+
+class Tracker:
+    """One experiment per study; a parent run per study and a child run per trial."""
+
+    def __init__(self, *, tracking_uri: str = DEFAULT_TRACKING_URI, retries: int = 4,
+                 backoff_s: float = 0.5) -> None:
+        self.tracking_uri = tracking_uri
+        self.client = MlflowClient(tracking_uri=tracking_uri)
+        self.retries = retries
+        self.backoff_s = backoff_s
+        self.not_logged: list[str] = []
+        self._experiments: dict[str, str] = {}
+
+    # -- plumbing ---------------------------------------------------------------------
+
+    def _call(self, what: str, action: Callable[[], T], *, required: bool = False) -> T | None:
+        """Run one MLflow request, retrying; a required one raises, others warn and skip."""
+        delay = self.backoff_s
+        for attempt in range(self.retries + 1):
+            try:
+                return action()
+            except (MlflowException, OSError, ConnectionError) as error:
+                if attempt == self.retries:
+                    message = (f"MLflow at {redact(self.tracking_uri)}: could not {what} "
+                               f"({_one_line(error)})")
+                    if required:
+                        raise TrackingError(message) from error
+                    log.warning("%s; not logged", message)
+                    self.not_logged.append(what)
+                    return None
+                time.sleep(delay)
+                delay *= 2
+        return None  # unreachable
+
+    def check_reachable(self) -> None:
+        """Fail before any training when the tracking store cannot be reached."""
+        self._call("reach the tracking store", lambda: self.client.search_experiments(
+            max_results=1), required=True)
+
+    # -- runs -------------------------------------------------------------------------
+
+    def experiment_id(self, study_name: str) -> str:
+        if study_name in self._experiments:
+            return self._experiments[study_name]
+
+        def find_or_create() -> str:
+            experiment = self.client.get_experiment_by_name(study_name)
+            if experiment is not None:
+                return experiment.experiment_id
+            try:
+                return self.client.create_experiment(
+                    study_name, artifact_location=_artifact_root(self.tracking_uri),
+                    tags={STUDY_TAG: study_name})
+            except MlflowException:
+                # Another worker created it between our lookup and create.
+                experiment = self.client.get_experiment_by_name(study_name)
+                if experiment is None:
+                    raise
+                return experiment.experiment_id
+
+        result = self._call(f"open experiment {study_name!r}", find_or_create, required=True)
+        assert result is not None
+        self._experiments[study_name] = result
+        return result
+
+    def parent_run(self, study_name: str, *, tags: Mapping[str, str] | None = None) -> str:
+        """The study's parent run: found again when the study continues, else created."""
+        experiment_id = self.experiment_id(study_name)
+
+        def find_or_create() -> str:
+            found = self.client.search_runs(
+                [experiment_id], filter_string=f"tags.`{ROLE_TAG}` = 'study'",
+                order_by=["attributes.start_time ASC"], max_results=1)
+            if found:
+                run_id = found[0].info.run_id
+                if found[0].info.status != "RUNNING":
+                    self.client.update_run(run_id, status="RUNNING")
+                return run_id
+            run = self.client.create_run(
+                experiment_id, run_name=f"study:{study_name}",
+                tags={ROLE_TAG: "study", STUDY_TAG: study_name, **(tags or {})})
+            return run.info.run_id
+
+        result = self._call("open the study's parent run", find_or_create, required=True)
+        assert result is not None
+        return result
+
+    def start_trial(self, *, study_name: str, parent_run_id: str, trial_number: int,
+                    params: Mapping[str, Any], tags: Mapping[str, str]) -> str | None:
+        experiment_id = self.experiment_id(study_name)
+
+        def create() -> str:
+            run = self.client.create_run(
+                experiment_id, run_name=f"trial-{trial_number}",
+                tags={PARENT_TAG: parent_run_id, ROLE_TAG: "trial", STUDY_TAG: study_name,
+                      "trial_number": str(trial_number), STATE_TAG: "running", **tags})
+            self.client.log_batch(run.info.run_id, params=[
+                Param(key, str(value)[:_MAX_PARAM_LENGTH]) for key, value in params.items()])
+            return run.info.run_id
+
+        return self._call(f"start the run of trial {trial_number}", create)
+
+    def log_metrics(self, run_id: str | None, metrics: Mapping[str, float], *,
+                    step: int) -> None:
+        if run_id is None:
+            return
+        now = int(time.time() * 1000)
+        batch = [Metric(key, float(value), now, step) for key, value in metrics.items()]
+        self._call(f"log metrics of step {step}",
+                   lambda: self.client.log_batch(run_id, metrics=batch))
+
+    def set_tags(self, run_id: str | None, tags: Mapping[str, Any]) -> None:
+        if run_id is None:
+            return
+        batch = [RunTag(key, str(value)) for key, value in tags.items()]
+        self._call("set tags", lambda: self.client.log_batch(run_id, tags=batch))
+
+    def log_params(self, run_id: str | None, params: Mapping[str, Any]) -> None:
+        if run_id is None or not params:
+            return
+        batch = [Param(key, str(value)[:_MAX_PARAM_LENGTH]) for key, value in params.items()]
+        self._call("log params", lambda: self.client.log_batch(run_id, params=batch))
+
+    def log_artifact(self, run_id: str | None, path: Path, *,
+                     artifact_path: str | None = None) -> None:
+        if run_id is None:
+            return
+        self._call(f"upload {path.name}",
+                   lambda: self.client.log_artifact(run_id, str(path), artifact_path))
+
+    def log_text(self, run_id: str | None, text: str, artifact_file: str) -> None:
+        if run_id is None:
+            return
+        self._call(f"upload {artifact_file}",
+                   lambda: self.client.log_text(run_id, text, artifact_file))
+
+    def log_figure(self, run_id: str | None, figure: Any, artifact_file: str) -> None:
+        if run_id is None:
+            return
+        self._call(f"upload {artifact_file}",
+                   lambda: self.client.log_figure(run_id, figure, artifact_file))
+
+    def finish(self, run_id: str | None, *, status: str, state: str,
+               reason: str | None = None) -> None:
+        """End a run as FINISHED, KILLED or FAILED, with the trial's state as a tag."""
+        if run_id is None:
+            return
+        tags = {STATE_TAG: state} | ({"reason": reason[:5000]} if reason else {})
+        self.set_tags(run_id, tags)
+        self._call(f"end run {run_id}",
+                   lambda: self.client.set_terminated(run_id, status=status))
+
+    def download_checkpoint(self, run_id: str, destination: Path) -> Path:
+        local = self._call(
+            f"download the checkpoint of run {run_id}",
+            lambda: self.client.download_artifacts(run_id, CHECKPOINT_ARTIFACT,
+                                                   str(destination)),
+            required=True)
+        assert local is not None
+        return Path(local)
+
+    def run_url(self, run_id: str) -> str:
+        return f"{redact(self.tracking_uri)} run {run_id}"
+
+
+def _one_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0][:300] if text else type(error).__name__
+
+
+def temporary_directory(prefix: str) -> tempfile.TemporaryDirectory[str]:
+    return tempfile.TemporaryDirectory(prefix=prefix, dir=os.environ.get("TMPDIR"))
