@@ -100,12 +100,16 @@ _SENTENCE_END_MIX = (0.86, 0.09, 0.05)  # 900 / 2662 / 885 inside a document
 _P_END_WITH_MARK = 0.74
 _LAST_MARK_MIX = (0.62, 0.25, 0.13)
 
-# Background Zipf: p(r) ~ (r + shift)^-1 * exp(-(r / r0)^k) over the content ids. The soft
-# cut-off makes the rare tail steep, as in the real data where ~900 of the 6,869 ids occur
-# fewer than 5 times in 180,000 documents.
+# Background Zipf: p(r) ~ (r + shift)^-1 * exp(-(r / r0)^k) over the frequent content ids,
+# then a flat tail of rare ids. In the real data ~900 of the 6,869 ids occur fewer than 5
+# times in 180,000 documents (a min-count-5 vocabulary keeps 5,978); a tail id expects ~2.5
+# occurrences in a full-size corpus (~1e8 background slots), so the full corpus keeps ~6,020
+# ids at min count 5 and shows ~6,790 distinct ids (a Poisson tail leaves a few unseen).
 _ZIPF_SHIFT = 12.0
 _ZIPF_R0 = 3150.0
 _ZIPF_K = 2.2
+_N_RARE = 950
+_P_RARE = 2.5e-8
 
 # Topic words: chosen among background ranks in this window, so they are content words
 # that also occur (more rarely) in every other class.
@@ -183,9 +187,11 @@ class _World:
 
 
 def _zipf_weights() -> np.ndarray:
-    r = np.arange(1, N_DISTINCT - len(_SEPARATORS) + 1, dtype=np.float64)
-    w = np.exp(-((r / _ZIPF_R0) ** _ZIPF_K)) / (r + _ZIPF_SHIFT)
-    return w / w.sum()
+    """Background probabilities by rank: a cut-off Zipf head and a flat rare tail."""
+    r = np.arange(1, N_DISTINCT - len(_SEPARATORS) - _N_RARE + 1, dtype=np.float64)
+    head = np.exp(-((r / _ZIPF_R0) ** _ZIPF_K)) / (r + _ZIPF_SHIFT)
+    head *= (1.0 - _N_RARE * _P_RARE) / head.sum()
+    return np.concatenate([head, np.full(_N_RARE, _P_RARE)])
 
 
 def _t_exp_mean(sigma: float, df: int, z_cap: float) -> float:
