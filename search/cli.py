@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import optuna
+import torch
 import typer
 from optuna.trial import FrozenTrial, TrialState
 
@@ -22,6 +23,7 @@ from han.train import EpochMetrics
 from search import runner
 from search.study import StudyFileError, builtin_study_path, load_study
 from search.tracking import DEFAULT_TRACKING_URI, TrackingError, redact
+from search.workers import plan_workers, run_workers
 
 app = typer.Typer(
     help="Tune a Hierarchical Attention Network with Optuna; every trial on record in MLflow.",
@@ -190,24 +192,71 @@ def run(
     device: Device = "auto",
     seed: Annotated[int | None, typer.Option(help="Seed of the sampler and training.")] =
         None,
+    workers: Annotated[int, typer.Option(
+        min=1, help="Worker processes on this machine sharing the study (one GPU each, or "
+        "an even share of the CPU cores).")] = 1,
+    threads: Annotated[int | None, typer.Option(
+        min=1, help="CPU threads for this process; default: all cores, split among "
+        "workers.")] = None,
+    heartbeat: Annotated[int, typer.Option(
+        min=1, help="Seconds between a running trial's heartbeats; a trial silent for three "
+        "is failed and retried.")] = runner.DEFAULT_HEARTBEAT_S,
     work_dir: Annotated[Path, typer.Option(help="Scratch folder for trial checkpoints.")] =
         runner.DEFAULT_WORK_DIR,
+    worker_index: Annotated[int, typer.Option(hidden=True)] = 0,
 ) -> None:
     """Run trials of a study; running it again continues the same study."""
     started = time.perf_counter()
+    if threads is not None:
+        torch.set_num_threads(threads)
     with user_errors():
         spec = runner.with_overrides(load_study(config or builtin_study_path()), name=study)
-        epochs = spec.fixed.get("epochs", TrainConfig.epochs)
-        progress = ConsoleProgress(epochs=epochs, started=started)
         typer.echo(f"study {spec.name!r} from {spec.source}; storage {redact(storage)}; "
                    f"MLflow {redact(tracking_uri)}")
+        options = dict(storage=storage, tracking_uri=tracking_uri, device=device, seed=seed,
+                       train=train, test=test, embeddings=embeddings, heartbeat_s=heartbeat)
+        if workers > 1:
+            # Create the study, its reference trial and parent run once, before the
+            # workers race for them.
+            prepared = runner.prepare_study(spec, **options)
+            plans = plan_workers(workers=workers, trials=trials or spec.trials,
+                                 device=device)
+            passed_on = _worker_args(spec.source, study=study, timeout=timeout, seed=seed,
+                                     train=train, test=test, embeddings=embeddings,
+                                     storage=storage, tracking_uri=tracking_uri,
+                                     heartbeat=heartbeat, work_dir=work_dir)
+            code = run_workers(plans, passed_on)
+            loaded = runner.load_study(spec.name, storage)
+            summary = runner.summarize(loaded, storage=storage, tracking_uri=tracking_uri,
+                                       parent_run_id=prepared.parent_run_id)
+            summary.seconds = time.perf_counter() - started
+            summary.trials_this_run = sum(plan.trials for plan in plans)
+            _print_summary(summary)
+            if code:
+                raise typer.Exit(code=code)
+            return
+        progress = ConsoleProgress(epochs=spec.fixed.get("epochs", TrainConfig.epochs),
+                                   started=started)
         with stop_on_signals() as should_stop:
-            summary = runner.run_study(
-                spec, trials=trials, timeout=timeout, storage=storage,
-                tracking_uri=tracking_uri, device=device, seed=seed, train=train, test=test,
-                embeddings=embeddings, work_dir=work_dir, progress=progress,
-                should_stop=should_stop)
+            summary = runner.run_study(spec, trials=trials, timeout=timeout,
+                                       work_dir=work_dir, progress=progress,
+                                       should_stop=should_stop,
+                                       sampler_seed_offset=worker_index, **options)
     _print_summary(summary)
+
+
+def _worker_args(source: Path, *, study: str | None, timeout: float | None, **options: Any
+                 ) -> list[str]:
+    """The command line of one worker: the parent's options, spelled out."""
+    args = ["--config", str(source)]
+    if study:
+        args += ["--study", study]
+    if timeout:
+        args += ["--timeout", str(timeout)]
+    for name, value in options.items():
+        if value is not None:
+            args += [f"--{name.replace('_', '-')}", str(value)]
+    return args
 
 
 def _print_summary(summary: runner.RunSummary) -> None:

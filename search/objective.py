@@ -20,6 +20,8 @@ from search.tracking import CHECKPOINT_ARTIFACT, Tracker
 
 RUN_ID_ATTR = "mlflow_run_id"
 REASON_ATTR = "reason"
+RETRY_OF_ATTR = "retry_of"
+RETRIES_ATTR = "retries"
 
 
 @dataclass(kw_only=True)
@@ -73,11 +75,15 @@ def objective(trial: optuna.Trial, ctx: SearchContext) -> float:
             raise optuna.TrialPruned(f"at epoch {metrics.epoch} "
                                      f"(dev F1 {metrics.dev_macro_f1:.4f})")
 
-    checkpoint_dir = ctx.work_dir / ctx.spec.name / f"trial-{trial.number}"
+    # A retry of a trial whose worker died resumes from that trial's last finished epoch.
+    retried = trial.user_attrs.get(RETRY_OF_ATTR)
+    origin = trial.number if retried is None else retried
+    checkpoint_dir = ctx.work_dir / ctx.spec.name / f"trial-{origin}"
     try:
         result = train(split, model_config=model_config, data_config=data_config,
                        train_config=train_config, checkpoint_dir=checkpoint_dir,
-                       on_epoch=on_epoch, should_stop=ctx.should_stop)
+                       on_epoch=on_epoch, should_stop=ctx.should_stop,
+                       resume=retried is not None)
     except optuna.TrialPruned as pruned:
         _end(trial, ctx, run_id, status="KILLED", state="pruned", reason=str(pruned))
         shutil.rmtree(checkpoint_dir, ignore_errors=True)
@@ -104,7 +110,9 @@ def objective(trial: optuna.Trial, ctx: SearchContext) -> float:
     ctx.tracker.log_figure(run_id, figure, "evaluation/confusion_matrix.png")
     plt.close(figure)
     ctx.tracker.set_tags(run_id, {"best_epoch": result.best_epoch,
-                                  "stop_reason": result.stop_reason})
+                                  "stop_reason": result.stop_reason,
+                                  "resumed_from_epoch": result.resumed_from_epoch,
+                                  "retry_of_trial": "" if retried is None else retried})
     ctx.tracker.log_metrics(run_id, {"best_dev_macro_f1": result.best_dev_f1},
                             step=result.best_epoch)
     ctx.tracker.finish(run_id, status="FINISHED", state="complete")

@@ -8,6 +8,7 @@ import os
 import platform
 import tempfile
 import time
+import warnings
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -20,11 +21,12 @@ import pandas as pd
 import torch
 from optuna.trial import FrozenTrial, TrialState
 
-from han.data import Corpus, load_corpus
+from han.config import HANConfig
+from han.data import Corpus, Vocabulary, load_corpus, load_embeddings
 from han.predict import predict
 from han.synthetic import SyntheticSpec, builtin_corpus
 from han.train import EpochMetrics, resolve_device
-from search.objective import RUN_ID_ATTR, SearchContext, objective
+from search.objective import RETRIES_ATTR, RETRY_OF_ATTR, RUN_ID_ATTR, SearchContext, objective
 from search.reports import log_study_plots
 from search.study import StudySpec
 from search.tracking import DEFAULT_TRACKING_URI, Tracker, redact
@@ -37,6 +39,8 @@ TEST_PATH_ATTR = "test_path"
 # Study plots are redrawn every this many finished trials (and at the end): drawing them
 # after every trial would cost more than a small trial.
 PLOT_EVERY = 5
+DEFAULT_HEARTBEAT_S = 10
+MAX_RETRIES = 2
 
 
 class SearchError(ValueError):
@@ -88,16 +92,46 @@ def resolve_data(spec: StudySpec, *, train: Path | None, test: Path | None,
                      builtin=True)
 
 
-def open_storage(url: str) -> optuna.storages.BaseStorage:
-    """An RDB storage whose SQLite flavour waits for locks instead of failing at once."""
+def open_storage(url: str, *, heartbeat_s: int | None = None,
+                 tracker: Tracker | None = None) -> optuna.storages.BaseStorage:
+    """An RDB storage; SQLite waits for locks instead of failing at once.
+
+    With `heartbeat_s`, running trials send heartbeats; one silent for three intervals (its
+    worker died) is failed by the next worker to start a trial, its MLflow run is ended
+    FAILED, and the trial is retried with the same parameters.
+    """
     engine_kwargs: dict[str, Any] = {}
     if url.startswith("sqlite:"):
         engine_kwargs = {"connect_args": {"timeout": 60}}
+    heartbeat: dict[str, Any] = {}
+    if heartbeat_s:
+
+        def on_stale(study: optuna.Study, trial: FrozenTrial) -> None:
+            if tracker is not None:
+                tracker.finish(trial.user_attrs.get(RUN_ID_ATTR), status="FAILED",
+                               state="failed", reason="worker stopped sending heartbeats")
+            retry_stale_trial(study, trial)
+
+        heartbeat = {"heartbeat_interval": heartbeat_s, "grace_period": 3 * heartbeat_s,
+                     "failed_trial_callback": on_stale}
     try:
-        return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **heartbeat)
     except Exception as error:  # SQLAlchemy raises many types for a bad URL or server
         text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise SearchError(f"storage {redact(url)}: cannot open ({text[:200]})") from error
+
+
+def retry_stale_trial(study: optuna.Study, trial: FrozenTrial) -> None:
+    """Enqueue the trial again with the same parameters, pointing at the original."""
+    retries = int(trial.user_attrs.get(RETRIES_ATTR, 0)) + 1
+    if retries > MAX_RETRIES:
+        return
+    origin = trial.user_attrs.get(RETRY_OF_ATTR, trial.number)
+    study.add_trial(optuna.create_trial(
+        state=TrialState.WAITING, params=trial.params, distributions=trial.distributions,
+        user_attrs={**trial.user_attrs, RETRY_OF_ATTR: origin, RETRIES_ATTR: retries}))
 
 
 def fingerprint(path: Path, corpus: Corpus) -> dict[str, str]:
@@ -126,21 +160,88 @@ def environment_tags(device: str) -> dict[str, str]:
     return tags
 
 
-def _load_or_create_study(spec: StudySpec, storage: optuna.storages.BaseStorage
-                          ) -> tuple[optuna.Study, bool]:
+def _load_or_create_study(spec: StudySpec, storage: optuna.storages.BaseStorage,
+                          seed_offset: int) -> tuple[optuna.Study, bool]:
     existing = set(optuna.get_all_study_names(storage))
     created = spec.name not in existing
-    if not created:
-        # A continued study must not replay the draws of its first session: shift the
-        # sampler's seed by the trials already on record.
-        done = len(optuna.load_study(study_name=spec.name, storage=storage).trials)
-        seed = spec.sampler.get("seed")
-        if seed is not None:
-            spec = replace(spec, sampler=spec.sampler | {"seed": seed + done})
+    seed = spec.sampler.get("seed")
+    if seed is not None and (seed_offset or not created):
+        # Neither a continued study nor a second worker may replay the draws of another
+        # session: shift the sampler's seed by the trials on record and the worker index.
+        done = 0 if created else len(
+            optuna.load_study(study_name=spec.name, storage=storage).trials)
+        spec = replace(spec, sampler=spec.sampler | {"seed": seed + done + 7919 * seed_offset})
     study = optuna.create_study(storage=storage, study_name=spec.name,
                                 sampler=spec.make_sampler(), pruner=spec.make_pruner(),
                                 direction=spec.direction, load_if_exists=True)
     return study, created
+
+
+@dataclass
+class PreparedStudy:
+    """A study ready for trials: inputs checked, study and parent run found or created."""
+
+    spec: StudySpec
+    files: DataFiles
+    corpus: Corpus
+    tracker: Tracker
+    study: optuna.Study
+    parent_run_id: str
+    run_tags: dict[str, str]
+    device: str
+
+
+def prepare_study(
+    spec: StudySpec,
+    *,
+    storage: str = DEFAULT_STORAGE,
+    tracking_uri: str = DEFAULT_TRACKING_URI,
+    device: str = "auto",
+    seed: int | None = None,
+    train: Path | None = None,
+    test: Path | None = None,
+    embeddings: Path | None = None,
+    heartbeat_s: int = DEFAULT_HEARTBEAT_S,
+    sampler_seed_offset: int = 0,
+) -> PreparedStudy:
+    """Check every input, then open or create the study and its MLflow parent run.
+
+    All checks come first, so bad input leaves no study, run or database file behind.
+    """
+    if seed is not None:
+        spec = replace(spec, sampler=spec.sampler | {"seed": seed})
+    device_name = str(resolve_device(device))
+    files = resolve_data(spec, train=train, test=test, embeddings=embeddings)
+    corpus = load_corpus(files.train, labelled=True)
+    if files.test is not None:
+        load_corpus(files.test, labelled=False)  # fail now, not at export time
+    if files.embeddings is not None:
+        embed_dim = spec.fixed.get("embed_dim", HANConfig.embed_dim)
+        load_embeddings(files.embeddings, Vocabulary(raw_ids=np.zeros(0, np.int64)),
+                        dim=embed_dim)
+    if spec.label_names is not None and len(spec.label_names) < corpus.num_classes:
+        raise SearchError(f"{spec.source}: [data] labels: {len(spec.label_names)} names for "
+                          f"{corpus.num_classes} classes in {files.train}")
+    tracker = Tracker(tracking_uri=tracking_uri)
+    tracker.check_reachable()
+    optuna_storage = open_storage(storage, heartbeat_s=heartbeat_s, tracker=tracker)
+
+    study, created = _load_or_create_study(spec, optuna_storage, sampler_seed_offset)
+    if created and spec.enqueue_reference:
+        # skip_if_exists: two workers starting the same new study enqueue it once.
+        study.enqueue_trial(spec.reference_params(), user_attrs={REFERENCE_ATTR: True},
+                            skip_if_exists=True)
+    study.set_user_attr(TRAIN_PATH_ATTR, str(files.train.resolve()))
+    if files.test is not None:
+        study.set_user_attr(TEST_PATH_ATTR, str(files.test.resolve()))
+
+    run_tags = environment_tags(device_name) | fingerprint(files.train, corpus) | {
+        "storage": redact(storage), "study_file": str(spec.source)}
+    parent_run_id = tracker.parent_run(spec.name, tags={"storage": redact(storage)})
+    tracker.log_params(parent_run_id, {"study_file": spec.source, "sampler": spec.sampler,
+                                       "pruner": spec.pruner, "direction": spec.direction})
+    return PreparedStudy(spec=spec, files=files, corpus=corpus, tracker=tracker, study=study,
+                         parent_run_id=parent_run_id, run_tags=run_tags, device=device_name)
 
 
 def run_study(
@@ -158,43 +259,20 @@ def run_study(
     work_dir: Path = DEFAULT_WORK_DIR,
     progress: Progress | None = None,
     should_stop: Callable[[], bool] | None = None,
+    heartbeat_s: int = DEFAULT_HEARTBEAT_S,
+    sampler_seed_offset: int = 0,
 ) -> RunSummary:
-    """Run `trials` more trials of the study (the study file's count when None).
-
-    Everything that can be checked is checked before the study is created or a run is
-    opened: data files, embeddings, storage and tracking store.
-    """
+    """Run `trials` more trials of the study (the study file's count when None)."""
     started = time.perf_counter()
-    if seed is not None:
-        spec = replace(spec, sampler=spec.sampler | {"seed": seed})
-    device_name = str(resolve_device(device))
-    files = resolve_data(spec, train=train, test=test, embeddings=embeddings)
-    corpus = load_corpus(files.train, labelled=True)
-    if files.test is not None:
-        load_corpus(files.test, labelled=False)  # fail now, not at export time
-    if spec.label_names is not None and len(spec.label_names) < corpus.num_classes:
-        raise SearchError(f"{spec.source}: [data] labels: {len(spec.label_names)} names for "
-                          f"{corpus.num_classes} classes in {files.train}")
-    tracker = Tracker(tracking_uri=tracking_uri)
-    tracker.check_reachable()
-    optuna_storage = open_storage(storage)
-
-    study, created = _load_or_create_study(spec, optuna_storage)
-    if created and spec.enqueue_reference:
-        study.enqueue_trial(spec.reference_params(), user_attrs={REFERENCE_ATTR: True})
-    study.set_user_attr(TRAIN_PATH_ATTR, str(files.train.resolve()))
-    if files.test is not None:
-        study.set_user_attr(TEST_PATH_ATTR, str(files.test.resolve()))
-
-    run_tags = environment_tags(device_name) | fingerprint(files.train, corpus) | {
-        "storage": redact(storage), "study_file": str(spec.source)}
-    parent_run_id = tracker.parent_run(spec.name, tags={"storage": redact(storage)})
-    tracker.log_params(parent_run_id, {"study_file": spec.source, "sampler": spec.sampler,
-                                       "pruner": spec.pruner, "direction": spec.direction})
+    prepared = prepare_study(spec, storage=storage, tracking_uri=tracking_uri, device=device,
+                             seed=seed, train=train, test=test, embeddings=embeddings,
+                             heartbeat_s=heartbeat_s, sampler_seed_offset=sampler_seed_offset)
+    tracker, study, parent_run_id = prepared.tracker, prepared.study, prepared.parent_run_id
     ctx = SearchContext(
-        spec=spec, corpus=corpus, tracker=tracker, parent_run_id=parent_run_id,
-        work_dir=work_dir, device=device_name, seed=0 if seed is None else seed,
-        embeddings=files.embeddings, run_tags=run_tags, should_stop=should_stop,
+        spec=prepared.spec, corpus=prepared.corpus, tracker=tracker,
+        parent_run_id=parent_run_id, work_dir=work_dir, device=prepared.device,
+        seed=0 if seed is None else seed, embeddings=prepared.files.embeddings,
+        run_tags=prepared.run_tags, should_stop=should_stop,
         on_start=progress.trial_started if progress else None,
         on_epoch=progress.epoch_done if progress else None,
     )
@@ -229,8 +307,9 @@ def _refresh_parent(tracker: Tracker, run_id: str, study: optuna.Study) -> None:
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     if complete:
         best = study.best_trial
-        tracker.log_params(run_id, {f"best.{k}": v for k, v in best.params.items()}
-                           | {"best.trial": best.number})
+        # Tags, not params: MLflow params are write-once and the best changes.
+        tracker.set_tags(run_id, {f"best.{k}": v for k, v in best.params.items()}
+                         | {"best.trial": best.number, "best.value": best.value})
         tracker.log_metrics(run_id, {"best_dev_macro_f1": best.value or 0.0,
                                      "trials_complete": len(complete)},
                             step=len(study.trials))

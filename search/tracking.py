@@ -78,7 +78,7 @@ class Tracker:
             try:
                 return action()
             except (MlflowException, OSError, ConnectionError) as error:
-                if attempt == self.retries:
+                if attempt == self.retries or not _transient(error):
                     message = (f"MLflow at {redact(self.tracking_uri)}: could not {what} "
                                f"({_one_line(error)})")
                     if required:
@@ -125,19 +125,26 @@ class Tracker:
         """The study's parent run: found again when the study continues, else created."""
         experiment_id = self.experiment_id(study_name)
 
-        def find_or_create() -> str:
+        def earliest() -> str | None:
             found = self.client.search_runs(
                 [experiment_id], filter_string=f"tags.`{ROLE_TAG}` = 'study'",
-                order_by=["attributes.start_time ASC"], max_results=1)
-            if found:
-                run_id = found[0].info.run_id
-                if found[0].info.status != "RUNNING":
-                    self.client.update_run(run_id, status="RUNNING")
-                return run_id
-            run = self.client.create_run(
-                experiment_id, run_name=f"study:{study_name}",
-                tags={ROLE_TAG: "study", STUDY_TAG: study_name, **(tags or {})})
-            return run.info.run_id
+                order_by=["attributes.start_time ASC", "attributes.run_id ASC"],
+                max_results=1)
+            return found[0].info.run_id if found else None
+
+        def find_or_create() -> str:
+            run_id = earliest()
+            if run_id is None:
+                mine = self.client.create_run(
+                    experiment_id, run_name=f"study:{study_name}",
+                    tags={ROLE_TAG: "study", STUDY_TAG: study_name, **(tags or {})})
+                # Workers on other machines may have raced us: all settle on the earliest.
+                run_id = earliest() or mine.info.run_id
+                if run_id != mine.info.run_id:
+                    self.client.delete_run(mine.info.run_id)
+            if self.client.get_run(run_id).info.status != "RUNNING":
+                self.client.update_run(run_id, status="RUNNING")
+            return run_id
 
         result = self._call("open the study's parent run", find_or_create, required=True)
         assert result is not None
@@ -219,6 +226,16 @@ class Tracker:
 
     def run_url(self, run_id: str) -> str:
         return f"{redact(self.tracking_uri)} run {run_id}"
+
+
+# Requests that would fail the same way again; everything else (connection refused, server
+# errors, timeouts) is retried.
+_PERMANENT_ERRORS = {"INVALID_PARAMETER_VALUE", "RESOURCE_ALREADY_EXISTS", "BAD_REQUEST",
+                     "RESOURCE_DOES_NOT_EXIST", "INVALID_STATE", "PERMISSION_DENIED"}
+
+
+def _transient(error: BaseException) -> bool:
+    return getattr(error, "error_code", None) not in _PERMANENT_ERRORS
 
 
 def _one_line(error: BaseException) -> str:

@@ -1,0 +1,90 @@
+"""Several worker processes on one machine sharing one study through its storage.
+
+Each worker is a plain `han-search run` process: the same code path as a worker started by
+hand on another machine, so the one-machine and many-machine setups cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import IO, Any
+
+import torch
+
+
+@dataclass(frozen=True)
+class WorkerPlan:
+    index: int
+    trials: int
+    threads: int
+    device: str
+
+
+def plan_workers(*, workers: int, trials: int, device: str,
+                 cpu_count: int | None = None) -> list[WorkerPlan]:
+    """Split the trials exactly (no lost or extra trial) and the devices fairly.
+
+    With GPUs, workers take CUDA devices round robin; on CPU they share the cores evenly,
+    since two workers each running every core's worth of threads slow each other down
+    many times over.
+    """
+    cores = cpu_count or os.cpu_count() or 1
+    gpus = torch.cuda.device_count() if device in ("auto", "cuda") else 0
+    plans = []
+    for index in range(workers):
+        share = trials // workers + (1 if index < trials % workers else 0)
+        worker_device = f"cuda:{index % gpus}" if gpus else device
+        plans.append(WorkerPlan(index=index, trials=share, threads=max(1, cores // workers),
+                                device=worker_device))
+    return [plan for plan in plans if plan.trials > 0]
+
+
+def run_workers(plans: Sequence[WorkerPlan], base_args: Sequence[str], *,
+                out: IO[str] | None = None) -> int:
+    """Start one `han-search run` per plan, prefix their output, wait for all.
+
+    SIGINT and SIGTERM are passed on, so every worker stops at its next batch boundary.
+    Returns the first non-zero exit code, or 0.
+    """
+    out = out or sys.stdout
+    lock = threading.Lock()
+    processes: list[subprocess.Popen[str]] = []
+    for plan in plans:
+        args = [sys.executable, "-m", "search.cli", "run", *base_args,
+                "--trials", str(plan.trials), "--threads", str(plan.threads),
+                "--device", plan.device, "--worker-index", str(plan.index)]
+        processes.append(subprocess.Popen(args, stdout=subprocess.PIPE,
+                                          stderr=subprocess.STDOUT, text=True, bufsize=1))
+
+    def forward(process: subprocess.Popen[str], index: int) -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            with lock:
+                out.write(f"[w{index}] {line}")
+                out.flush()
+
+    readers = [threading.Thread(target=forward, args=(p, plan.index), daemon=True)
+               for p, plan in zip(processes, plans, strict=True)]
+    for reader in readers:
+        reader.start()
+
+    def pass_on(signum: int, frame: Any) -> None:
+        for process in processes:
+            if process.poll() is None:
+                process.send_signal(signum)
+
+    previous = {sig: signal.signal(sig, pass_on) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        codes = [process.wait() for process in processes]
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    for reader in readers:
+        reader.join(timeout=5)
+    return next((code for code in codes if code != 0), 0)
