@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import signal
 import sys
 import time
@@ -47,8 +48,11 @@ Device = Annotated[str, typer.Option(help="auto, cpu or cuda:N.")]
 
 @app.callback()
 def _quiet_libraries() -> None:
-    # Optuna logs every trial at INFO; our progress lines say the same more briefly.
+    # Optuna logs every trial at INFO, MLflow and Alembic their database set-up; the
+    # progress lines say what matters more briefly.
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    for name in ("mlflow", "alembic"):
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def fail(message: str) -> NoReturn:

@@ -92,6 +92,18 @@ def resolve_data(spec: StudySpec, *, train: Path | None, test: Path | None,
                      builtin=True)
 
 
+def check_sqlite_target(url: str, *, what: str, must_exist: bool = False) -> None:
+    """Refuse a SQLite URL whose file cannot be created (or, to read, does not exist) before
+    anything else is written."""
+    if not url.startswith("sqlite:///"):
+        return
+    database = Path(url.removeprefix("sqlite:///"))
+    if must_exist and not database.is_file():
+        raise SearchError(f"{what} {url}: no such database file")
+    if not database.parent.is_dir():
+        raise SearchError(f"{what} {url}: folder {database.parent} does not exist")
+
+
 def open_storage(url: str, *, heartbeat_s: int | None = None,
                  tracker: Tracker | None = None) -> optuna.storages.BaseStorage:
     """An RDB storage; SQLite waits for locks instead of failing at once.
@@ -113,7 +125,7 @@ def open_storage(url: str, *, heartbeat_s: int | None = None,
             retry_stale_trial(study, trial)
 
         heartbeat = {"heartbeat_interval": heartbeat_s, "grace_period": 3 * heartbeat_s,
-                     "failed_trial_callback": on_stale}
+                     "heartbeat_stale_trial_callback": on_stale}
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -222,9 +234,15 @@ def prepare_study(
     if spec.label_names is not None and len(spec.label_names) < corpus.num_classes:
         raise SearchError(f"{spec.source}: [data] labels: {len(spec.label_names)} names for "
                           f"{corpus.num_classes} classes in {files.train}")
+    # Nothing is created until both stores are known to work: a remote tracking server is
+    # asked first, SQLite targets only checked, then the Optuna storage opened.
+    check_sqlite_target(storage, what="storage")
+    check_sqlite_target(tracking_uri, what="tracking URI")
     tracker = Tracker(tracking_uri=tracking_uri)
-    tracker.check_reachable()
+    if not tracking_uri.startswith("sqlite:"):
+        tracker.check_reachable()
     optuna_storage = open_storage(storage, heartbeat_s=heartbeat_s, tracker=tracker)
+    tracker.check_reachable()
 
     study, created = _load_or_create_study(spec, optuna_storage, sampler_seed_offset)
     if created and spec.enqueue_reference:
@@ -295,6 +313,9 @@ def run_study(
         study.optimize(run_trial, n_trials=total, timeout=timeout, callbacks=[after_trial])
     finally:
         _refresh_parent(tracker, parent_run_id, study)
+        # Ended between sessions (a continued study or another worker reopens it), so the
+        # UI never shows a study as running when no process works on it.
+        tracker.end_parent(parent_run_id)
     summary = summarize(study, storage=storage, tracking_uri=tracking_uri,
                         parent_run_id=parent_run_id)
     summary.trials_this_run = counter["index"]
@@ -334,6 +355,7 @@ def summarize(study: optuna.Study, *, storage: str, tracking_uri: str,
 
 
 def load_study(name: str, storage: str) -> optuna.Study:
+    check_sqlite_target(storage, what="storage", must_exist=True)
     optuna_storage = open_storage(storage)
     names = optuna.get_all_study_names(optuna_storage)
     if name not in names:
@@ -395,6 +417,8 @@ class StudyRow:
 
 
 def list_studies(storage: str = DEFAULT_STORAGE) -> list[StudyRow]:
+    if storage.startswith("sqlite:///") and not Path(storage.removeprefix("sqlite:///")).is_file():
+        return []  # listing must not create the database it looks into
     optuna_storage = open_storage(storage)
     rows = []
     for name in sorted(optuna.get_all_study_names(optuna_storage)):

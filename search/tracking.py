@@ -215,6 +215,10 @@ class Tracker:
         self._call(f"end run {run_id}",
                    lambda: self.client.set_terminated(run_id, status=status))
 
+    def end_parent(self, run_id: str) -> None:
+        self._call("end the study's parent run",
+                   lambda: self.client.set_terminated(run_id, status="FINISHED"))
+
     def download_checkpoint(self, run_id: str, destination: Path) -> Path:
         local = self._call(
             f"download the checkpoint of run {run_id}",

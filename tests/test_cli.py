@@ -1,0 +1,290 @@
+"""The `han-search` command line through typer's CliRunner, on real Optuna and MLflow stores."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import optuna
+import pandas as pd
+import pytest
+import typer.main
+from mlflow import MlflowClient
+from optuna.trial import TrialState
+from typer.testing import CliRunner, Result
+
+from search.cli import app
+from tests.conftest import easy_corpus, write_tsv
+from tests.test_search import (
+    STRONG,
+    study_toml,
+    study_without_complete_trial,
+    unlabelled_test_file,
+)
+
+# Typer vendors its own click: go by duck typing, not isinstance against `click`.
+COMMANDS = typer.main.get_command(app)
+
+
+def invoke(*args: str | Path) -> Result:
+    return CliRunner().invoke(app, [str(arg) for arg in args])
+
+
+def files_under(folder: Path) -> set[Path]:
+    return {path.relative_to(folder) for path in folder.rglob("*")}
+
+
+def assert_user_error(result: Result, *fragments: str) -> None:
+    """Exit code 2, one `error: ...` line on stderr, no traceback."""
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ")
+    for fragment in fragments:
+        assert fragment in lines[0]
+    assert "Traceback" not in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+@pytest.fixture(autouse=True)
+def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Relative defaults (han-search.db, mlflow.db, submission.csv...) land in tmp_path."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("HAN_SEARCH_STORAGE", raising=False)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+
+
+# ------------------------------------------------------------------- a study run by the CLI
+
+
+@dataclass
+class CliStudy:
+    root: Path
+    storage: str
+    tracking_uri: str
+    result: Result
+
+    def study(self, name: str = "cli") -> optuna.Study:
+        return optuna.load_study(study_name=name, storage=self.storage)
+
+
+@pytest.fixture(scope="module")
+def cli_study(tmp_path_factory: pytest.TempPathFactory) -> CliStudy:
+    # Module-scoped, so set up before the autouse chdir: every path here is absolute.
+    root = tmp_path_factory.mktemp("cli")
+    easy_corpus(root / "train.tsv")
+    unlabelled_test_file(root / "test.tsv")
+    config = study_toml(root / "study.toml", name="cli", train="train.tsv", test="test.tsv",
+                        trials=10, reference=STRONG)
+    storage = f"sqlite:///{root}/optuna.db"
+    tracking_uri = f"sqlite:///{root}/mlflow.db"
+    result = invoke("run", "--config", config, "--trials", "2", "--storage", storage,
+                    "--tracking-uri", tracking_uri, "--device", "cpu",
+                    "--work-dir", root / "work")
+    return CliStudy(root=root, storage=storage, tracking_uri=tracking_uri, result=result)
+
+
+def test_run_prints_progress_and_a_summary(cli_study: CliStudy) -> None:
+    result = cli_study.result
+    assert result.exit_code == 0, result.output
+    study = cli_study.study()
+    assert len(study.trials) == 2  # --trials overrides the file's 10
+    best = study.best_trial
+    out = result.stdout
+    assert "study 'cli' from " in out
+    assert "[trial 1/2 #0] start " in out
+    assert "[trial 1/2 #0] epoch 1/3 dev F1 " in out
+    assert "[trial 2/2 #1] " in out
+    assert "study          cli" in out
+    assert "this run       2 trials in " in out
+    assert f"best dev F1    {best.value:.4f} (trial {best.number})" in out
+    assert f"reference      {study.trials[0].value:.4f} (trial 0" in out
+    experiment = MlflowClient(tracking_uri=cli_study.tracking_uri).get_experiment_by_name("cli")
+    assert experiment is not None
+    parents = MlflowClient(tracking_uri=cli_study.tracking_uri).search_runs(
+        [experiment.experiment_id], filter_string="tags.`han.role` = 'study'")
+    assert len(parents) == 1
+    assert f"parent run {parents[0].info.run_id}" in out
+    assert "warning" not in out
+
+
+def test_studies_lists_the_study(cli_study: CliStudy) -> None:
+    result = invoke("studies", "--storage", cli_study.storage)
+    assert result.exit_code == 0, result.output
+    best = cli_study.study().best_value
+    line = next(line for line in result.stdout.splitlines() if line.startswith("cli "))
+    assert f"{best:.4f}" in line
+
+
+def test_show_prints_the_best_params_and_runs(cli_study: CliStudy) -> None:
+    result = invoke("show", "cli", "--storage", cli_study.storage)
+    assert result.exit_code == 0, result.output
+    study = cli_study.study()
+    best = study.best_trial
+    assert f"best dev F1 {best.value:.4f} (trial {best.number})" in result.stdout
+    for key in best.params:
+        assert f"  {key}" in result.stdout
+    for trial in study.trials:
+        if trial.state == TrialState.COMPLETE:
+            assert trial.user_attrs["mlflow_run_id"] in result.stdout
+
+
+def test_show_a_study_without_a_complete_trial(cli_study: CliStudy) -> None:
+    study_without_complete_trial(cli_study.storage, "all-pruned")
+    result = invoke("show", "all-pruned", "--storage", cli_study.storage)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines() == ["study all-pruned: 1 pruned", "no complete trial yet"]
+
+
+def test_studies_in_an_empty_storage(tmp_path: Path) -> None:
+    result = invoke("studies", "--storage", f"sqlite:///{tmp_path}/empty.db")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == f"no studies in sqlite:///{tmp_path}/empty.db"
+
+
+def test_show_an_unknown_study(cli_study: CliStudy) -> None:
+    result = invoke("show", "nope", "--storage", cli_study.storage)
+    assert_user_error(result, "no study named 'nope'", "cli")
+
+
+def test_export_best_writes_the_submission(cli_study: CliStudy, tmp_path: Path) -> None:
+    result = invoke("export-best", "--study", "cli", "--storage", cli_study.storage,
+                    "--tracking-uri", cli_study.tracking_uri, "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "submission.csv"  # the default, in the current directory
+    frame = pd.read_csv(out)
+    assert list(frame.columns) == ["label"]
+    assert len(frame) == 40
+    best = cli_study.study().best_trial
+    assert (f"wrote 40 predictions to submission.csv from trial {best.number} "
+            f"(dev F1 {best.value:.4f}, MLflow run {best.user_attrs['mlflow_run_id']})"
+            ) in result.stdout
+
+
+@pytest.mark.parametrize("case", ["no complete trial", "no such study", "missing test file"])
+def test_export_best_errors(cli_study: CliStudy, tmp_path: Path, case: str) -> None:
+    study_without_complete_trial(cli_study.storage, "all-pruned")
+    name = {"no complete trial": "all-pruned", "no such study": "nope"}.get(case, "cli")
+    extra = ["--test", "missing.tsv"] if case == "missing test file" else []
+    result = invoke("export-best", "--study", name, "--storage", cli_study.storage,
+                    "--tracking-uri", cli_study.tracking_uri, "--out", "out/sub.csv",
+                    "--device", "cpu", *extra)
+    fragment = {"no complete trial": "has no complete trial",
+                "no such study": "no study named 'nope'"}.get(case, "missing.tsv: no such file")
+    assert_user_error(result, fragment)
+    assert files_under(tmp_path) == set()
+
+
+# ------------------------------------------------------------------- help
+
+
+@pytest.mark.parametrize("name", sorted(COMMANDS.commands))
+def test_help_of_every_command_names_every_option(name: str) -> None:
+    result = invoke(name, "--help")
+    assert result.exit_code == 0, result.output
+    command = COMMANDS.commands[name]
+    # Rich wraps the description at the terminal width: compare with whitespace collapsed.
+    assert command.help and " ".join(command.help.split()) in " ".join(result.stdout.split())
+    for param in command.params:
+        shown = param.opts if param.param_type_name == "option" else [param.name or ""]
+        for opt in shown:
+            if getattr(param, "hidden", False):
+                assert opt not in result.stdout
+            else:
+                assert opt in result.stdout, f"{name}: {opt} missing from --help"
+
+
+def test_top_level_help_lists_every_command() -> None:
+    result = invoke("--help")
+    assert result.exit_code == 0
+    for name in COMMANDS.commands:
+        assert name in result.stdout
+
+
+# ------------------------------------------------------------------- bad input
+
+
+def _bad_input(tmp_path: Path, case: str) -> tuple[list[str], str]:
+    easy_corpus(tmp_path / "train.tsv", docs=40)
+    config = study_toml(tmp_path / "study.toml", name="bad", train="train.tsv")
+    if case == "unknown key in the study file":
+        study_toml(config, name="bad", train="train.tsv", extra_study="trails = 3")
+        return [], "unknown key 'trails' in [study] (did you mean 'trials'?)"
+    if case == "no such study file":
+        return ["--config", "missing.toml"], "missing.toml: no such study file"
+    if case == "missing train file":
+        return ["--train", "missing.tsv"], "missing.tsv: no such file"
+    if case == "train file without a text column":
+        write_tsv(tmp_path / "columns.tsv", [(1, "5 6 7")], header=("label", "content"))
+        return ["--train", "columns.tsv"], "missing column 'text'"
+    if case == "test file with a non-integer token":
+        write_tsv(tmp_path / "test.tsv", [("5 6 7",), ("8 x9 10",)], header=("text",))
+        return ["--test", "test.tsv"], "line 3: non-integer token 'x9'"
+    assert case == "missing test file"
+    return ["--test", "missing-test.tsv"], "missing-test.tsv: no such file"
+
+
+@pytest.mark.parametrize("case", [
+    "unknown key in the study file",
+    "no such study file",
+    "missing train file",
+    "train file without a text column",
+    "test file with a non-integer token",
+    "missing test file",
+])
+def test_run_refuses_bad_input_before_creating_anything(tmp_path: Path, case: str) -> None:
+    args, fragment = _bad_input(tmp_path, case)
+    before = files_under(tmp_path)
+    # The default stores (han-search.db, mlflow.db) and work dir are in the cwd, tmp_path.
+    result = invoke("run", "--config", "study.toml", "--trials", "1", "--device", "cpu", *args)
+    assert_user_error(result, fragment)
+    assert files_under(tmp_path) == before  # no Optuna or MLflow database, run or work dir
+
+
+def test_run_with_an_explicit_storage_and_bad_input_creates_no_database(
+        tmp_path: Path) -> None:
+    args, fragment = _bad_input(tmp_path, "missing train file")
+    before = files_under(tmp_path)
+    result = invoke("run", "--config", "study.toml", "--storage",
+                    f"sqlite:///{tmp_path}/optuna.db", "--tracking-uri",
+                    f"sqlite:///{tmp_path}/mlflow.db", *args)
+    assert_user_error(result, fragment)
+    assert files_under(tmp_path) == before
+
+
+# ------------------------------------------------------------------- the real sample files
+
+
+def test_sample_files_run_and_export(sample_dir: Path, tmp_path: Path) -> None:
+    config = study_toml(tmp_path / "sample.toml", name="sample")
+    storage = f"sqlite:///{tmp_path}/optuna.db"
+    tracking_uri = f"sqlite:///{tmp_path}/mlflow.db"
+    result = invoke("run", "--config", config, "--train", sample_dir / "train_head.tsv",
+                    "--test", sample_dir / "test_a_head.tsv", "--trials", "1",
+                    "--storage", storage, "--tracking-uri", tracking_uri, "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    assert "best dev F1    " in result.stdout
+    study = optuna.load_study(study_name="sample", storage=storage)
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE]
+
+    result = invoke("export-best", "--study", "sample", "--storage", storage,
+                    "--tracking-uri", tracking_uri, "--out", "sample.csv", "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    frame = pd.read_csv(tmp_path / "sample.csv")
+    assert list(frame.columns) == ["label"]
+    assert len(frame) == 168
+    train_labels = pd.read_csv(sample_dir / "train_head.tsv", sep="\t")["label"]
+    assert frame["label"].between(0, train_labels.max()).all()
+    assert "wrote 168 predictions" in result.stdout
+
+
+def test_run_with_a_storage_that_cannot_be_opened_creates_no_database(
+        tmp_path: Path) -> None:
+    easy_corpus(tmp_path / "train.tsv", docs=40)
+    study_toml(tmp_path / "study.toml", name="x", train="train.tsv")
+    before = files_under(tmp_path)
+    result = invoke("run", "--config", "study.toml", "--device", "cpu",
+                    "--storage", f"sqlite:///{tmp_path}/no-such-folder/optuna.db")
+    assert result.exit_code == 2 and "does not exist" in result.stderr
+    assert files_under(tmp_path) == before
+    assert_user_error(result, "does not exist")  # without a new MLflow store, no INFO lines
