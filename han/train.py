@@ -33,6 +33,10 @@ class NonFiniteLossError(RuntimeError):
         self.epoch, self.step, self.loss = epoch, step, loss
 
 
+class DeviceOutOfMemoryError(RuntimeError):
+    """The device ran out of memory; the message gives the batch and segment shape."""
+
+
 class TrainingInterrupted(RuntimeError):
     """`should_stop` asked to stop; raised at a batch boundary."""
 
@@ -192,16 +196,23 @@ def train(
                                                   batch_size=train_config.batch_size, rng=rng)):
             if should_stop is not None and should_stop():
                 raise TrainingInterrupted(f"stopped at epoch {epoch}, batch {step}")
-            tokens, token_lengths, seg_counts = batch_tensors(batch, device)
-            labels = torch.from_numpy(batch.labels).to(device)
-            with autocast(device):
-                logits = model(tokens, token_lengths, seg_counts)
-            loss = loss_fn(logits.float(), labels)
-            loss_value = loss.item()
-            if not math.isfinite(loss_value):
-                raise NonFiniteLossError(epoch=epoch, step=step, loss=loss_value)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            try:
+                tokens, token_lengths, seg_counts = batch_tensors(batch, device)
+                labels = torch.from_numpy(batch.labels).to(device)
+                with autocast(device):
+                    logits = model(tokens, token_lengths, seg_counts)
+                loss = loss_fn(logits.float(), labels)
+                loss_value = loss.item()
+                if not math.isfinite(loss_value):
+                    raise NonFiniteLossError(epoch=epoch, step=step, loss=loss_value)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+            except torch.OutOfMemoryError as error:
+                rows, width = batch.tokens.shape
+                raise DeviceOutOfMemoryError(
+                    f"{device} out of memory at batch size {batch.size} with {rows} "
+                    f"segments of up to {width} tokens (seg_len {data_config.seg_len}, "
+                    f"max_segments {data_config.max_segments})") from error
             nn.utils.clip_grad_norm_(model.parameters(), train_config.clip)
             optimizer.step()
             scheduler.step()

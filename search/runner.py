@@ -25,7 +25,7 @@ from han.config import HANConfig
 from han.data import Corpus, Vocabulary, load_corpus, load_embeddings
 from han.predict import predict
 from han.synthetic import SyntheticSpec, builtin_corpus
-from han.train import EpochMetrics, resolve_device
+from han.train import DeviceOutOfMemoryError, EpochMetrics, resolve_device
 from search.objective import RETRIES_ATTR, RETRY_OF_ATTR, RUN_ID_ATTR, SearchContext, objective
 from search.reports import log_study_plots
 from search.study import StudySpec
@@ -310,7 +310,10 @@ def run_study(
             _refresh_parent(tracker, parent_run_id, study)
 
     try:
-        study.optimize(run_trial, n_trials=total, timeout=timeout, callbacks=[after_trial])
+        # Out of memory is a property of the trial's settings, not of the study: the trial
+        # fails with its shape in the reason and the study goes on.
+        study.optimize(run_trial, n_trials=total, timeout=timeout, callbacks=[after_trial],
+                       catch=(DeviceOutOfMemoryError,))
     finally:
         _refresh_parent(tracker, parent_run_id, study)
         # Ended between sessions (a continued study or another worker reopens it), so the

@@ -9,8 +9,9 @@ import torch
 from han.checkpoint import CheckpointError, load_checkpoint
 from han.config import DataConfig, HANConfig, TrainConfig
 from han.data import prepare, read_corpus
+from han.model import HAN
 from han.predict import predict
-from han.train import NonFiniteLossError, TrainingInterrupted, train
+from han.train import DeviceOutOfMemoryError, NonFiniteLossError, TrainingInterrupted, train
 from tests.conftest import easy_corpus
 
 DATA = DataConfig(seg_len=16, max_segments=4, folds=4, min_count=1)
@@ -119,3 +120,16 @@ def test_checkpoint_loader_rejects_foreign_files(tmp_path: Path) -> None:
         load_checkpoint(pickled)
     with pytest.raises(CheckpointError, match="no such"):
         load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_out_of_memory_names_the_batch_shape(easy, tmp_path: Path, monkeypatch) -> None:
+    """Fault injection: the device's allocator failing mid-step (no GPU on CI machines)."""
+    _, split = easy
+
+    def exhausted(self, *args):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(HAN, "forward", exhausted)
+    with pytest.raises(DeviceOutOfMemoryError, match=r"batch size 8 with \d+ segments"):
+        train(split, model_config=small_model(split), data_config=DATA, train_config=TRAIN,
+              checkpoint_dir=tmp_path)
