@@ -50,7 +50,8 @@ Device = Annotated[str, typer.Option(help="auto, cpu or cuda:N.")]
 def _quiet_libraries() -> None:
     # Optuna logs every trial at INFO, MLflow and Alembic their database set-up; the
     # progress lines say what matters more briefly.
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # Failed trials are reported by the progress lines, without Optuna's traceback.
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
     for name in ("mlflow", "alembic"):
         logging.getLogger(name).setLevel(logging.WARNING)
 
@@ -145,6 +146,8 @@ def stop_on_signals() -> Iterator[Callable[[], bool]]:
         for sig, old in previous.items():
             signal.signal(sig, old)
         if received:
+            typer.echo("stopped: the running trial is marked failed (interrupted); run the "
+                       "same command again to continue the study", err=True)
             raise typer.Exit(code=128 + received[0])
 
 
