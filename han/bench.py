@@ -14,7 +14,14 @@ from torch import nn
 
 from han.config import DataConfig, HANConfig, TrainConfig
 from han.data import prepare, read_corpus
-from han.train import autocast, batch_tensors, build_model, predict_batches, resolve_device
+from han.train import (
+    autocast,
+    batch_tensors,
+    build_model,
+    predict_batches,
+    resolve_device,
+    use_bf16,
+)
 
 WARMUP_STEPS = 2
 
@@ -29,13 +36,14 @@ def _synchronize(device: torch.device) -> None:
 
 
 def bench(train_file: Path, *, model_config: dict[str, Any], data_config: DataConfig,
-          batch_size: int, steps: int, device: str) -> dict[str, Any]:
+          batch_size: int, steps: int, device: str, precision: str = "auto") -> dict[str, Any]:
     """Time parsing+encoding the whole file, then `steps` training and evaluation batches.
 
     Training batches are drawn as in training (grouped by length, shuffled), after
     WARMUP_STEPS untimed ones that absorb one-off kernel and allocator set-up.
     """
     torch_device = resolve_device(device)
+    bf16 = use_bf16(torch_device, precision)
     started = time.perf_counter()
     corpus = read_corpus(train_file, labelled=True)
     split = prepare(corpus, data_config)
@@ -57,7 +65,7 @@ def bench(train_file: Path, *, model_config: dict[str, Any], data_config: DataCo
         batch = next(batches)
         tensors = batch_tensors(batch, torch_device)
         labels = torch.from_numpy(batch.labels).to(torch_device)
-        with autocast(torch_device):
+        with autocast(torch_device, bf16=bf16):
             logits = model(*tensors)
         loss = loss_fn(logits.float(), labels)
         optimizer.zero_grad(set_to_none=True)
@@ -89,6 +97,7 @@ def bench(train_file: Path, *, model_config: dict[str, Any], data_config: DataCo
         "seg_len": data_config.seg_len,
         "max_segments": data_config.max_segments,
         "batch_size": batch_size,
+        "train_precision": "bf16" if bf16 else "fp32",
         "steps": steps,
         **{key: value for key, value in model_config.items()},
         "encode_seconds": round(encode_seconds, 3),

@@ -163,6 +163,9 @@ def bench(
     batch_size: Annotated[int, typer.Option(help="Documents per batch.")] = 16,
     steps: Annotated[int, typer.Option(help="Timed training and evaluation batches.")] = 20,
     device: Device = "cpu",
+    precision: Annotated[str, typer.Option(
+        help="Training arithmetic: auto (bf16 where the hardware has it), fp32 or bf16.")] =
+        TrainConfig.precision,
 ) -> None:
     """Print one JSON line of throughput and memory figures for a file and configuration."""
     from han.bench import bench as run_bench
@@ -175,7 +178,8 @@ def bench(
         except ValueError as error:
             fail(str(error))
         figures = run_bench(train, model_config=model, data_config=data_config,
-                            batch_size=batch_size, steps=steps, device=device)
+                            batch_size=batch_size, steps=steps, device=device,
+                            precision=precision)
     typer.echo(json.dumps(figures))
 
 
