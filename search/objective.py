@@ -12,8 +12,8 @@ import matplotlib.pyplot as plt
 import optuna
 
 from han.config import DataConfig, HANConfig, TrainConfig
-from han.data import Corpus, prepare
-from han.train import EpochMetrics, NonFiniteLossError, TrainingInterrupted, train
+from han.data import Corpus, EncodedSplit, prepare
+from han.train import EpochMetrics, NonFiniteLossError, TrainingInterrupted, TrainResult, train
 from search.reports import confusion_figure, evaluation_report
 from search.study import StudySpec, split_settings, suggest
 from search.tracking import CHECKPOINT_ARTIFACT, Tracker
@@ -34,7 +34,7 @@ class SearchContext:
     parent_run_id: str
     work_dir: Path
     device: str
-    seed: int
+    seed: int | None = None
     embeddings: Path | None = None
     run_tags: dict[str, str] = field(default_factory=dict)
     on_start: Callable[[optuna.Trial, dict[str, Any]], None] | None = None
@@ -45,7 +45,9 @@ class SearchContext:
 def build_configs(params: dict[str, Any], ctx: SearchContext
                   ) -> tuple[dict[str, Any], DataConfig, TrainConfig]:
     model_kwargs, data_kwargs, train_kwargs = split_settings({**ctx.spec.fixed, **params})
-    train_kwargs |= {"device": ctx.device, "seed": ctx.seed}
+    train_kwargs["device"] = ctx.device
+    if ctx.seed is not None:
+        train_kwargs["seed"] = ctx.seed
     return model_kwargs, DataConfig(**data_kwargs), TrainConfig(**train_kwargs)
 
 
@@ -78,6 +80,8 @@ def objective(trial: optuna.Trial, ctx: SearchContext) -> float:
     # A retry of a trial whose worker died resumes from that trial's last finished epoch.
     retried = trial.user_attrs.get(RETRY_OF_ATTR)
     origin = trial.number if retried is None else retried
+    if retried is not None:
+        ctx.tracker.set_tags(run_id, {"retry_of_trial": retried})
     checkpoint_dir = ctx.work_dir / ctx.spec.name / f"trial-{origin}"
     try:
         result = train(split, model_config=model_config, data_config=data_config,
@@ -101,6 +105,14 @@ def objective(trial: optuna.Trial, ctx: SearchContext) -> float:
              reason=f"{type(error).__name__}: {error}")
         raise
 
+    _log_complete(ctx, run_id, result, split)
+    shutil.rmtree(checkpoint_dir, ignore_errors=True)
+    return result.best_dev_f1
+
+
+def _log_complete(ctx: SearchContext, run_id: str | None, result: TrainResult,
+                  split: EncodedSplit) -> None:
+    """The best checkpoint and the best epoch's evaluation, then the run ends FINISHED."""
     ctx.tracker.log_artifact(run_id, result.checkpoint_path,
                              artifact_path=str(Path(CHECKPOINT_ARTIFACT).parent))
     ctx.tracker.log_text(run_id, evaluation_report(result.dev_labels, result.dev_predictions,
@@ -111,13 +123,10 @@ def objective(trial: optuna.Trial, ctx: SearchContext) -> float:
     plt.close(figure)
     ctx.tracker.set_tags(run_id, {"best_epoch": result.best_epoch,
                                   "stop_reason": result.stop_reason,
-                                  "resumed_from_epoch": result.resumed_from_epoch,
-                                  "retry_of_trial": "" if retried is None else retried})
+                                  "resumed_from_epoch": result.resumed_from_epoch})
     ctx.tracker.log_metrics(run_id, {"best_dev_macro_f1": result.best_dev_f1},
                             step=result.best_epoch)
     ctx.tracker.finish(run_id, status="FINISHED", state="complete")
-    shutil.rmtree(checkpoint_dir, ignore_errors=True)
-    return result.best_dev_f1
 
 
 def _end(trial: optuna.Trial, ctx: SearchContext, run_id: str | None, *, status: str,

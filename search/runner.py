@@ -289,7 +289,7 @@ def run_study(
     ctx = SearchContext(
         spec=prepared.spec, corpus=prepared.corpus, tracker=tracker,
         parent_run_id=parent_run_id, work_dir=work_dir, device=prepared.device,
-        seed=0 if seed is None else seed, embeddings=prepared.files.embeddings,
+        seed=seed, embeddings=prepared.files.embeddings,
         run_tags=prepared.run_tags, should_stop=should_stop,
         on_start=progress.trial_started if progress else None,
         on_epoch=progress.epoch_done if progress else None,
