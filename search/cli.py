@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 import sys
 import time
@@ -47,7 +48,12 @@ Device = Annotated[str, typer.Option(help="auto, cpu or cuda:N.")]
 
 
 @app.callback()
-def _quiet_libraries() -> None:
+def _configure_process() -> None:
+    # MLflow's HTTP client retries 7 times with exponential backoff, minutes per request
+    # when a server is down; the tracker retries with its own backoff, so a trial is held
+    # up seconds, not minutes. An explicit setting in the environment wins.
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
     # Optuna logs every trial at INFO, MLflow and Alembic their database set-up; the
     # progress lines say what matters more briefly.
     # Failed trials are reported by the progress lines, without Optuna's traceback.
@@ -230,18 +236,22 @@ def run(
             # Create the study, its reference trial and parent run once, before the
             # workers race for them.
             prepared = runner.prepare_study(spec, **options)
+            # The enqueued reference trial waits to be run: it counts as this run's.
+            before = len(prepared.study.get_trials(
+                deepcopy=False, states=tuple(s for s in TrialState if s != TrialState.WAITING)))
             plans = plan_workers(workers=workers, trials=trials or spec.trials,
-                                 device=device)
+                                 device=device, threads=threads)
             passed_on = _worker_args(spec.source, study=study, timeout=timeout, seed=seed,
                                      train=train, test=test, embeddings=embeddings,
-                                     storage=storage, tracking_uri=tracking_uri,
                                      heartbeat=heartbeat, work_dir=work_dir)
-            code = run_workers(plans, passed_on)
+            # URLs travel in the environment: they may hold passwords, which `ps` would show.
+            code = run_workers(plans, passed_on, env={"HAN_SEARCH_STORAGE": storage,
+                                                      "MLFLOW_TRACKING_URI": tracking_uri})
             loaded = runner.load_study(spec.name, storage)
             summary = runner.summarize(loaded, storage=storage, tracking_uri=tracking_uri,
                                        parent_run_id=prepared.parent_run_id)
             summary.seconds = time.perf_counter() - started
-            summary.trials_this_run = sum(plan.trials for plan in plans)
+            summary.trials_this_run = len(loaded.get_trials(deepcopy=False)) - before
             _print_summary(summary)
             if code:
                 raise typer.Exit(code=code)

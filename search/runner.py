@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
+import importlib.util
 import os
 import platform
 import tempfile
@@ -104,6 +105,16 @@ def check_sqlite_target(url: str, *, what: str, must_exist: bool = False) -> Non
         raise SearchError(f"{what} {url}: folder {database.parent} does not exist")
 
 
+def _with_available_postgres_driver(url: str) -> str:
+    """SQLAlchemy 2.1 reads a bare postgresql:// as psycopg 3; the `postgres` extra installs
+    psycopg2, so use it when psycopg 3 is absent."""
+    if not url.startswith("postgresql://"):
+        return url
+    if importlib.util.find_spec("psycopg") is None and importlib.util.find_spec("psycopg2"):
+        return "postgresql+psycopg2://" + url.removeprefix("postgresql://")
+    return url
+
+
 def open_storage(url: str, *, heartbeat_s: int | None = None,
                  tracker: Tracker | None = None) -> optuna.storages.BaseStorage:
     """An RDB storage; SQLite waits for locks instead of failing at once.
@@ -112,6 +123,7 @@ def open_storage(url: str, *, heartbeat_s: int | None = None,
     worker died) is failed by the next worker to start a trial, its MLflow run is ended
     FAILED, and the trial is retried with the same parameters.
     """
+    url = _with_available_postgres_driver(url)
     engine_kwargs: dict[str, Any] = {}
     if url.startswith("sqlite:"):
         engine_kwargs = {"connect_args": {"timeout": 60}}

@@ -12,6 +12,7 @@ import os
 import tempfile
 import time
 import urllib.parse
+import urllib.request
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
@@ -30,6 +31,7 @@ PARENT_TAG = "mlflow.parentRunId"
 RUN_NAME_TAG = "mlflow.runName"
 CHECKPOINT_ARTIFACT = "checkpoint/best.pt"
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+HEALTH_TIMEOUT_S = 10
 # MLflow rejects longer param values.
 _MAX_PARAM_LENGTH = 6000
 
@@ -91,7 +93,19 @@ class Tracker:
         return None  # unreachable
 
     def check_reachable(self) -> None:
-        """Fail before any training when the tracking store cannot be reached."""
+        """Fail before any training when the tracking store cannot be reached.
+
+        A server is asked for its health with a short timeout first: going through the
+        client would wait out MLflow's own HTTP retries, minutes for a closed port.
+        """
+        if self.tracking_uri.startswith(("http://", "https://")):
+            url = self.tracking_uri.rstrip("/") + "/health"
+            try:
+                with urllib.request.urlopen(url, timeout=HEALTH_TIMEOUT_S) as response:
+                    response.read()
+            except (OSError, ValueError) as error:
+                raise TrackingError(f"MLflow at {redact(self.tracking_uri)}: not reachable "
+                                    f"({_one_line(error)})") from error
         self._call("reach the tracking store", lambda: self.client.search_experiments(
             max_results=1), required=True)
 

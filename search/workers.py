@@ -11,7 +11,7 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -26,7 +26,7 @@ class WorkerPlan:
     device: str
 
 
-def plan_workers(*, workers: int, trials: int, device: str,
+def plan_workers(*, workers: int, trials: int, device: str, threads: int | None = None,
                  cpu_count: int | None = None) -> list[WorkerPlan]:
     """Split the trials exactly (no lost or extra trial) and the devices fairly.
 
@@ -40,18 +40,21 @@ def plan_workers(*, workers: int, trials: int, device: str,
     for index in range(workers):
         share = trials // workers + (1 if index < trials % workers else 0)
         worker_device = f"cuda:{index % gpus}" if gpus else device
-        plans.append(WorkerPlan(index=index, trials=share, threads=max(1, cores // workers),
+        plans.append(WorkerPlan(index=index, trials=share,
+                                threads=threads or max(1, cores // workers),
                                 device=worker_device))
     return [plan for plan in plans if plan.trials > 0]
 
 
 def run_workers(plans: Sequence[WorkerPlan], base_args: Sequence[str], *,
-                out: IO[str] | None = None) -> int:
+                env: Mapping[str, str] | None = None, out: IO[str] | None = None) -> int:
     """Start one `han-search run` per plan, prefix their output, wait for all.
 
     SIGINT and SIGTERM are passed on, so every worker stops at its next batch boundary.
-    Returns the first non-zero exit code, or 0.
+    Returns the first non-zero exit code, or 0. `env` is added to the workers' environment
+    (secrets go there rather than on command lines that `ps` shows).
     """
+    env = {**os.environ, **(env or {})}
     out = out or sys.stdout
     lock = threading.Lock()
     processes: list[subprocess.Popen[str]] = []
@@ -59,8 +62,11 @@ def run_workers(plans: Sequence[WorkerPlan], base_args: Sequence[str], *,
         args = [sys.executable, "-m", "search.cli", "run", *base_args,
                 "--trials", str(plan.trials), "--threads", str(plan.threads),
                 "--device", plan.device, "--worker-index", str(plan.index)]
+        # Own process group: a terminal's Ctrl-C reaches the workers once, through pass_on
+        # below, rather than twice (a second signal means "stop at once").
         processes.append(subprocess.Popen(args, stdout=subprocess.PIPE,
-                                          stderr=subprocess.STDOUT, text=True, bufsize=1))
+                                          stderr=subprocess.STDOUT, text=True, bufsize=1,
+                                          env=env, process_group=0))
 
     def forward(process: subprocess.Popen[str], index: int) -> None:
         assert process.stdout is not None

@@ -1,0 +1,673 @@
+"""Many workers on one study, as on a cluster: PostgreSQL for Optuna, an `mlflow server`.
+
+Every scenario runs the real `han-search` command in subprocesses against a real MLflow
+tracking server (HTTP, artifacts proxied by the server) and a real PostgreSQL database of its
+own, then inspects the outcome through the Optuna and MLflow APIs:
+
+* three workers share twelve trials: none lost or duplicated, one MLflow child run each,
+  under one parent run, every checkpoint downloadable through the server;
+* a worker killed with SIGKILL mid-trial: the next worker fails the silent trial and retries
+  it from the dead worker's last finished epoch;
+* SIGTERM / SIGINT: the worker stops at a batch boundary with 143 / 130, the trial is on
+  record as stopped, and the same command continues the study; Ctrl-C (SIGINT to the process
+  group) on `--workers 2` stops every worker the same way;
+* MLflow unreachable at start: one line, exit 2, before any training, no Optuna database;
+* a password in the storage URL never reaches the terminal or MLflow.
+
+PostgreSQL is expected on 127.0.0.1:5432 (user postgres, trust auth; HAN_TEST_PG_HOST, _PORT
+and _USER override); without it the tests that need it skip. Every process runs with one CPU
+thread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+from mlflow import MlflowClient
+from mlflow.entities import Run
+from optuna.trial import FrozenTrial, TrialState
+
+from han.checkpoint import load_checkpoint
+from tests.conftest import easy_corpus
+
+PG_HOST = os.environ.get("HAN_TEST_PG_HOST", "127.0.0.1")
+PG_PORT = int(os.environ.get("HAN_TEST_PG_PORT", "5432"))
+PG_USER = os.environ.get("HAN_TEST_PG_USER", "postgres")
+# SQLAlchemy 2.1 maps a bare postgresql:// to psycopg 3, while the project's `postgres` extra
+# installs psycopg2: name the driver (see test_bare_postgresql_url_opens_with_psycopg2).
+PG_SCHEME = "postgresql+psycopg2"
+PASSWORD = "s3cret"
+# Generous: the CI machine may be shared; the scenarios themselves take seconds.
+PROCESS_TIMEOUT_S = 300
+SERVER_START_TIMEOUT_S = 90
+
+# A trial of the load test: two epochs of a tiny model on a small corpus.
+FAST_FIXED = {"epochs": 2, "batch_size": 16, "embed_dim": 8, "sent_hidden": 8, "seg_len": 16,
+              "folds": 4, "min_count": 1, "patience": 2}
+FAST_SPACE = {
+    "word_hidden": {"type": "categorical", "choices": [8, 16]},
+    "lr": {"type": "float", "low": 1e-3, "high": 5e-2, "log": True},
+    "max_segments": {"type": "categorical", "choices": [2, 4]},
+}
+FAST_REFERENCE = {"word_hidden": 16, "lr": 2e-2, "max_segments": 4}
+FAST_PRUNER = {"name": "median", "n_startup_trials": 2, "n_warmup_steps": 0}
+FAST_DOCS = 96
+
+# A trial of the fault scenarios: six epochs of about a second each, small batches so a
+# stop request is seen within a fraction of a second, never pruned.
+SLOW_FIXED = {"epochs": 6, "batch_size": 8, "embed_dim": 16, "word_hidden": 16,
+              "sent_hidden": 16, "seg_len": 32, "max_segments": 4, "folds": 4,
+              "min_count": 1, "patience": 6}
+SLOW_SPACE = {"lr": {"type": "float", "low": 1e-2, "high": 3e-2, "log": True}}
+SLOW_REFERENCE = {"lr": 2e-2}
+NO_PRUNER = {"name": "none"}
+SLOW_DOCS = 240
+
+
+# ------------------------------------------------------------------------------ helpers
+
+
+def _toml(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return f'"{value}"'
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    return repr(value)
+
+
+def study_toml(path: Path, *, name: str, train: Path, trials: int, fixed: dict[str, Any],
+               space: dict[str, dict[str, Any]], pruner: dict[str, Any],
+               reference: dict[str, Any] | None = None, seed: int = 0) -> Path:
+    """A small study file in the layout of studies/demo.toml."""
+    lines = ["[study]", f"name = {_toml(name)}", 'direction = "maximize"',
+             'metric = "dev_macro_f1"', f"trials = {trials}",
+             f"enqueue_reference = {_toml(reference is not None)}",
+             "", "[sampler]", 'name = "tpe"', f"seed = {seed}",
+             "", "[pruner]", *(f"{k} = {_toml(v)}" for k, v in pruner.items()),
+             "", "[data]", f"train = {_toml(str(train))}",
+             "", "[fixed]", *(f"{k} = {_toml(v)}" for k, v in fixed.items())]
+    for param, fields in space.items():
+        lines += ["", f"[space.{param}]", *(f"{k} = {_toml(v)}" for k, v in fields.items())]
+    if reference is not None:
+        lines += ["", "[reference]", *(f"{k} = {_toml(v)}" for k, v in reference.items())]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def han_search_command() -> list[str]:
+    found = shutil.which("han-search")
+    return [found] if found else [sys.executable, "-m", "search.cli"]
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    """One CPU thread per process; no storage or tracking URI leaking in from the caller."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("HAN_SEARCH_STORAGE", "MLFLOW_TRACKING_URI")}
+    env |= {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    return env | extra
+
+
+@dataclass
+class Finished:
+    code: int
+    output: str  # stdout and stderr together
+    stderr: str
+    seconds: float
+
+
+def han_search(*args: str | Path, cwd: Path, timeout: float = PROCESS_TIMEOUT_S,
+               env: dict[str, str] | None = None) -> Finished:
+    started = time.monotonic()
+    done = subprocess.run([*han_search_command(), *map(str, args)], cwd=cwd,
+                          env=env or child_env(), capture_output=True, text=True,
+                          timeout=timeout, check=False)
+    return Finished(code=done.returncode, output=done.stdout + done.stderr, stderr=done.stderr,
+                    seconds=time.monotonic() - started)
+
+
+@dataclass
+class Background:
+    """A `han-search` process whose output goes to a file (no pipe to fill up)."""
+
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def output(self) -> str:
+        return self.log.read_text(encoding="utf-8", errors="replace")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=30)
+
+
+@contextlib.contextmanager
+def han_search_background(*args: str | Path, cwd: Path, log: Path) -> Iterator[Background]:
+    with log.open("wb") as sink:
+        process = subprocess.Popen([*han_search_command(), *map(str, args)], cwd=cwd,
+                                   env=child_env(), stdout=sink, stderr=subprocess.STDOUT)
+    running = Background(process=process, log=log)
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+def wait_for(what: str, check: Callable[[], Any], *, timeout: float = PROCESS_TIMEOUT_S,
+             every: float = 0.25, alive: Background | None = None) -> Any:
+    """Poll `check` until it returns something truthy; fail with `what` on timeout."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = check()
+        if result:
+            return result
+        if alive is not None and alive.process.poll() is not None:
+            result = check()  # it may have finished between the two looks
+            if result:
+                return result
+            pytest.fail(f"{what}: the worker exited with {alive.process.returncode} first:\n"
+                        + alive.output()[-3000:])
+        time.sleep(every)
+    pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+# --------------------------------------------------------------------------- PostgreSQL
+
+
+def _pg_admin() -> Any:
+    """An autocommit connection to the `postgres` database, or a skip saying why not."""
+    psycopg2 = pytest.importorskip("psycopg2", reason="psycopg2 is needed for PostgreSQL")
+    try:
+        connection = psycopg2.connect(host=PG_HOST, port=PG_PORT, user=PG_USER,
+                                      dbname="postgres", connect_timeout=3)
+    except psycopg2.OperationalError as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else "no answer"
+        pytest.skip(f"PostgreSQL unreachable at {PG_HOST}:{PG_PORT} as {PG_USER}: {first}")
+    connection.autocommit = True
+    return connection
+
+
+def pg_url(database: str, *, password: str | None = None, scheme: str = PG_SCHEME) -> str:
+    user = f"{PG_USER}:{password}" if password else PG_USER
+    return f"{scheme}://{user}@{PG_HOST}:{PG_PORT}/{database}"
+
+
+@contextlib.contextmanager
+def pg_database() -> Iterator[str]:
+    """A fresh database of this test's own; its name, dropped afterwards."""
+    admin = _pg_admin()
+    name = f"han_test_{uuid.uuid4().hex[:8]}"
+    try:
+        with admin.cursor() as cursor:
+            cursor.execute(f'CREATE DATABASE "{name}"')
+        yield name
+    finally:
+        with admin.cursor() as cursor:
+            cursor.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                           "WHERE datname = %s AND pid <> pg_backend_pid()", (name,))
+            cursor.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        admin.close()
+
+
+@pytest.fixture
+def pg_storage() -> Iterator[str]:
+    with pg_database() as name:
+        yield pg_url(name)
+
+
+def test_bare_postgresql_url_opens_with_psycopg2(pg_storage: str) -> None:
+    from search import runner
+
+    bare = pg_storage.replace(f"{PG_SCHEME}://", "postgresql://", 1)
+    storage = runner.open_storage(bare)
+    assert isinstance(storage, optuna.storages.RDBStorage)
+
+
+# ------------------------------------------------------------------------- MLflow server
+
+
+@dataclass
+class MlflowServer:
+    uri: str
+    root: Path
+
+    @property
+    def client(self) -> MlflowClient:
+        return MlflowClient(tracking_uri=self.uri)
+
+    def experiment_id(self, name: str) -> str | None:
+        experiment = self.client.get_experiment_by_name(name)
+        return experiment.experiment_id if experiment is not None else None
+
+    def runs(self, study: str, role: str = "trial") -> list[Run]:
+        experiment_id = self.experiment_id(study)
+        if experiment_id is None:
+            return []
+        return self.client.search_runs([experiment_id],
+                                       filter_string=f"tags.`han.role` = '{role}'",
+                                       max_results=1000)
+
+    def trial_run(self, study: str, number: int) -> Run | None:
+        found = [r for r in self.runs(study) if r.data.tags.get("trial_number") == str(number)]
+        return found[0] if len(found) == 1 else None
+
+    def epochs_logged(self, run_id: str) -> int:
+        return len(self.client.get_metric_history(run_id, "dev_macro_f1"))
+
+
+def _healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status == 200
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+@pytest.fixture(scope="module")
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
+    """`mlflow server` on a free loopback port: SQLite runs, artifacts proxied to a folder."""
+    if shutil.which("mlflow") is None:
+        pytest.skip("the mlflow command is not on PATH")
+    root = tmp_path_factory.mktemp("mlflow-server")
+    port = free_port()
+    log = root / "server.log"
+    command = ["mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+               "--workers", "1", "--backend-store-uri", f"sqlite:///{root}/mlflow.db",
+               "--artifacts-destination", str(root / "artifacts")]
+    with log.open("wb") as sink:
+        # Its own session: the server starts uvicorn and a job runner, stopped as a group.
+        server = subprocess.Popen(command, cwd=root, env=child_env(), stdout=sink,
+                                  stderr=subprocess.STDOUT, start_new_session=True)
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + SERVER_START_TIMEOUT_S
+        while not _healthy(f"{uri}/health"):
+            if server.poll() is not None or time.monotonic() > deadline:
+                tail = log.read_text(errors="replace")[-3000:]
+                pytest.fail(f"mlflow server on port {port} did not come up:\n{tail}")
+            time.sleep(0.25)
+        yield MlflowServer(uri=uri, root=root)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(server.pid, signal.SIGKILL)
+            server.wait(timeout=20)
+        # Children that outlived the leader.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(server.pid, signal.SIGKILL)
+
+
+# ------------------------------------------------------------- three workers, twelve trials
+
+SWARM_WORKERS = 3
+SWARM_TRIALS = 12
+SWARM_STUDY = "swarm"
+
+
+@dataclass
+class Swarm:
+    root: Path
+    storage: str  # without the password (trust auth accepts both)
+    server: MlflowServer
+    result: Finished
+
+    def trials(self) -> list[FrozenTrial]:
+        return optuna.load_study(study_name=SWARM_STUDY, storage=self.storage).trials
+
+
+@pytest.fixture(scope="module")
+def swarm(tmp_path_factory: pytest.TempPathFactory, mlflow_server: MlflowServer
+          ) -> Iterator[Swarm]:
+    """One `han-search run --workers 3 --trials 12`, with a password in the storage URL."""
+    root = tmp_path_factory.mktemp("swarm")
+    train = easy_corpus(root / "train.tsv", docs=FAST_DOCS)
+    config = study_toml(root / "study.toml", name=SWARM_STUDY, train=train,
+                        trials=SWARM_TRIALS, fixed=FAST_FIXED, space=FAST_SPACE,
+                        pruner=FAST_PRUNER, reference=FAST_REFERENCE)
+    with pg_database() as database:
+        result = han_search(
+            "run", "--config", config, "--workers", SWARM_WORKERS, "--trials", SWARM_TRIALS,
+            "--threads", 1, "--device", "cpu",
+            "--storage", pg_url(database, password=PASSWORD),
+            "--tracking-uri", mlflow_server.uri, "--work-dir", root / "work", cwd=root)
+        yield Swarm(root=root, storage=pg_url(database), server=mlflow_server, result=result)
+
+
+def test_workers_share_trials_without_loss_or_duplicates(swarm: Swarm) -> None:
+    assert swarm.result.code == 0, swarm.result.output
+    trials = swarm.trials()
+    assert sorted(t.number for t in trials) == list(range(SWARM_TRIALS)), swarm.result.output
+    assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials), \
+        [(t.number, t.state.name, t.user_attrs.get("reason")) for t in trials]
+    # Only the parent enqueued the reference trial, exactly once.
+    assert [t.number for t in trials if t.user_attrs.get("reference")] == [0]
+    assert trials[0].params == FAST_REFERENCE
+    run_ids = [t.user_attrs.get("mlflow_run_id") for t in trials]
+    assert None not in run_ids
+    assert len(set(run_ids)) == SWARM_TRIALS
+    # Every worker took a share of the trials (the split is 4/4/4).
+    for index in range(SWARM_WORKERS):
+        assert swarm.result.output.count(f"[w{index}] [trial ") >= 1, swarm.result.output
+    assert "12 trials in" in swarm.result.output  # the parent's summary
+
+
+def test_one_mlflow_child_run_per_trial_under_one_parent(swarm: Swarm) -> None:
+    parents = swarm.server.runs(SWARM_STUDY, role="study")
+    assert len(parents) == 1, [p.info.run_id for p in parents]
+    parent_id = parents[0].info.run_id
+    children = swarm.server.runs(SWARM_STUDY, role="trial")
+    assert len(children) == SWARM_TRIALS
+    assert {r.data.tags.get("mlflow.parentRunId") for r in children} == {parent_id}
+    by_number = {int(r.data.tags["trial_number"]): r for r in children}
+    assert sorted(by_number) == list(range(SWARM_TRIALS))
+    for trial in swarm.trials():
+        run = by_number[trial.number]
+        assert run.info.run_id == trial.user_attrs["mlflow_run_id"]
+        expected = ("FINISHED", "complete") if trial.state == TrialState.COMPLETE else (
+            "KILLED", "pruned")
+        assert (run.info.status, run.data.tags.get("state")) == expected, trial.number
+        assert len(run.data.params) > 0
+
+
+def test_every_complete_checkpoint_downloads_through_the_server(swarm: Swarm) -> None:
+    client = swarm.server.client
+    complete = [t for t in swarm.trials() if t.state == TrialState.COMPLETE]
+    assert complete  # the reference trial learns the easy corpus
+    for trial in complete:
+        destination = swarm.root / "downloads" / str(trial.number)
+        destination.mkdir(parents=True)
+        local = client.download_artifacts(trial.user_attrs["mlflow_run_id"],
+                                          "checkpoint/best.pt", str(destination))
+        loaded = load_checkpoint(local)
+        assert loaded.model_config.num_classes == 4
+        assert loaded.extra["dev_macro_f1"] == pytest.approx(trial.value)
+    # Through the server's artifact proxy: nothing was written into the client's folders.
+    assert not (swarm.root / "mlruns").exists()
+    assert not (swarm.root / "mlartifacts").exists()
+
+
+def test_storage_password_never_reaches_terminal_or_mlflow(swarm: Swarm) -> None:
+    assert swarm.result.code == 0, swarm.result.output
+    assert PASSWORD not in swarm.result.output
+    assert "postgres:***@" in swarm.result.output  # the redacted URL is what is shown
+    runs = swarm.server.runs(SWARM_STUDY, "study") + swarm.server.runs(SWARM_STUDY, "trial")
+    assert len(runs) == SWARM_TRIALS + 1
+    for run in runs:
+        for key, value in [*run.data.params.items(), *run.data.tags.items()]:
+            assert PASSWORD not in key and PASSWORD not in value, (run.info.run_id, key)
+    assert any(run.data.tags.get("storage", "").startswith(f"{PG_SCHEME}://postgres:***@")
+               for run in runs)
+    experiment = swarm.server.client.get_experiment_by_name(SWARM_STUDY)
+    assert experiment is not None
+    assert all(PASSWORD not in value for value in experiment.tags.values())
+
+
+# --------------------------------------------------------------------------- fault tests
+
+
+@dataclass
+class SlowStudy:
+    root: Path
+    config: Path
+    name: str
+    storage: str
+    server: MlflowServer
+
+    def args(self, *extra: str | int) -> list[str | Path]:
+        return ["run", "--config", self.config, "--storage", self.storage, "--tracking-uri",
+                self.server.uri, "--work-dir", self.root / "work", "--threads", 1,
+                "--device", "cpu", *map(str, extra)]
+
+    def trials(self) -> list[FrozenTrial]:
+        return optuna.load_study(study_name=self.name, storage=self.storage).trials
+
+    def wait_for_epoch(self, worker: Background, number: int = 0) -> str:
+        """The MLflow run of trial `number` once it has logged a first epoch."""
+
+        def logged() -> str | None:
+            run = self.server.trial_run(self.name, number)
+            if run is not None and self.server.epochs_logged(run.info.run_id) >= 1:
+                return run.info.run_id
+            return None
+
+        return wait_for(f"a first epoch of trial {number}", logged, alive=worker)
+
+
+def slow_study(root: Path, name: str, storage: str, server: MlflowServer) -> SlowStudy:
+    train = easy_corpus(root / "train.tsv", docs=SLOW_DOCS)
+    config = study_toml(root / "study.toml", name=name, train=train, trials=1,
+                        fixed=SLOW_FIXED, space=SLOW_SPACE, pruner=NO_PRUNER,
+                        reference=SLOW_REFERENCE)
+    return SlowStudy(root=root, config=config, name=name, storage=storage, server=server)
+
+
+HEARTBEAT_S = 1
+GRACE_S = 3 * HEARTBEAT_S
+
+
+def test_killed_worker_trial_is_failed_and_resumed_by_the_next(
+        tmp_path: Path, pg_storage: str, mlflow_server: MlflowServer) -> None:
+    study = slow_study(tmp_path, "killed", pg_storage, mlflow_server)
+    args = study.args("--trials", 1, "--heartbeat", HEARTBEAT_S)
+    with han_search_background(*args, cwd=tmp_path, log=tmp_path / "first.log") as first:
+        killed_run = study.wait_for_epoch(first)
+        os.kill(first.process.pid, signal.SIGKILL)
+        killed_at = time.monotonic()
+        assert first.process.wait(timeout=30) == -signal.SIGKILL
+    # The dead trial is still RUNNING: nobody has noticed yet.
+    assert [t.state for t in study.trials()] == [TrialState.RUNNING]
+    epochs_done = mlflow_server.epochs_logged(killed_run)
+    assert epochs_done < SLOW_FIXED["epochs"]
+    state_file = tmp_path / "work" / "killed" / "trial-0" / "last_state.pt"
+    assert state_file.is_file()
+
+    # Let the heartbeat go stale for longer than the grace period.
+    time.sleep(max(0.0, killed_at + GRACE_S + 1.5 - time.monotonic()))
+    second = han_search(*args, cwd=tmp_path)
+    assert second.code == 0, second.output
+
+    trials = study.trials()
+    assert [(t.number, t.state) for t in trials] == [(0, TrialState.FAIL),
+                                                     (1, TrialState.COMPLETE)], second.output
+    dead, retry = trials
+    assert retry.user_attrs["retry_of"] == 0
+    assert retry.user_attrs["retries"] == 1
+    assert retry.params == dead.params == SLOW_REFERENCE
+    assert retry.user_attrs["mlflow_run_id"] != killed_run
+
+    client = mlflow_server.client
+    dead_run = client.get_run(killed_run)
+    assert dead_run.info.status == "FAILED"
+    assert dead_run.data.tags["state"] == "failed"
+    assert "heartbeat" in dead_run.data.tags.get("reason", "")
+    retry_run = client.get_run(retry.user_attrs["mlflow_run_id"])
+    assert retry_run.info.status == "FINISHED"
+    assert retry_run.data.tags["state"] == "complete"
+    assert retry_run.data.tags["trial_number"] == "1"
+    resumed_from = int(retry_run.data.tags["resumed_from_epoch"])
+    assert 1 <= resumed_from <= SLOW_FIXED["epochs"]
+    assert resumed_from >= epochs_done
+    assert retry_run.data.tags["retry_of_trial"] == "0"
+    # The retry logged only the epochs it trained.
+    steps = sorted(m.step for m in client.get_metric_history(retry_run.info.run_id,
+                                                             "dev_macro_f1"))
+    assert steps == list(range(resumed_from + 1, SLOW_FIXED["epochs"] + 1))
+    local = client.download_artifacts(retry_run.info.run_id, "checkpoint/best.pt",
+                                      str(tmp_path))
+    assert load_checkpoint(local).extra["dev_macro_f1"] == pytest.approx(retry.value)
+    # The finished retry cleans up the original's scratch folder.
+    assert not state_file.parent.exists()
+
+
+def stop_worker(worker: Background, signum: int) -> tuple[int, float]:
+    """Send `signum`; the exit code and the seconds it took to exit."""
+    worker.process.send_signal(signum)
+    sent = time.monotonic()
+    try:
+        code = worker.process.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"{signal.Signals(signum).name}: still running after 60s:\n"
+                    + worker.output()[-3000:])
+    return code, time.monotonic() - sent
+
+
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)],
+                         ids=["SIGTERM", "SIGINT"])
+def test_signal_stops_at_batch_boundary_and_study_continues(
+        tmp_path: Path, pg_storage: str, mlflow_server: MlflowServer, signum: int,
+        code: int) -> None:
+    name = f"stopped-{signal.Signals(signum).name.lower()}"
+    study = slow_study(tmp_path, name, pg_storage, mlflow_server)
+    args = study.args("--trials", 1)
+    with han_search_background(*args, cwd=tmp_path, log=tmp_path / "first.log") as first:
+        run_id = study.wait_for_epoch(first)
+        exit_code, stop_seconds = stop_worker(first, signum)
+    output = first.output()
+    assert exit_code == code, output
+    assert stop_seconds < 15, f"took {stop_seconds:.1f}s to stop"
+    assert f"{signal.Signals(signum).name}: stopping at the next batch boundary" in output
+    assert "KeyboardInterrupt" not in output
+
+    [trial] = study.trials()
+    assert trial.state == TrialState.FAIL
+    assert "stopped at epoch" in trial.user_attrs["reason"]
+    run = mlflow_server.client.get_run(run_id)
+    assert run.info.status == "KILLED"
+    assert run.data.tags["state"] == "interrupted"
+    assert "stopped at epoch" in run.data.tags["reason"]
+    if signum != signal.SIGTERM:
+        return  # continuing works the same after either signal; once is enough
+
+    again = han_search(*args, cwd=tmp_path)
+    assert again.code == 0, again.output
+    trials = study.trials()
+    assert [(t.number, t.state) for t in trials] == [(0, TrialState.FAIL),
+                                                     (1, TrialState.COMPLETE)]
+    # A stopped trial is not a dead worker's: no retry is queued for it.
+    assert "retry_of" not in trials[1].user_attrs
+    assert len(mlflow_server.runs(name, role="study")) == 1
+    assert len(mlflow_server.runs(name, role="trial")) == 2
+
+
+def child_pids(pid: int) -> list[int]:
+    """Processes whose parent is `pid` (Linux /proc)."""
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            # The command name in parentheses may hold spaces: split after it.
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[1]) == pid:
+                children.append(int(stat.parent.name))
+    return children
+
+
+def test_ctrl_c_stops_every_worker_at_a_batch_boundary(
+        tmp_path: Path, pg_storage: str, mlflow_server: MlflowServer) -> None:
+    study = slow_study(tmp_path, "ctrl-c", pg_storage, mlflow_server)
+    log = tmp_path / "workers.log"
+    with log.open("wb") as sink:
+        # A terminal sends Ctrl-C to its foreground process group: the parent, and the
+        # workers if they are in it.
+        process = subprocess.Popen(
+            [*han_search_command(), *map(str, study.args("--workers", 2, "--trials", 4))],
+            cwd=tmp_path, env=child_env(), stdout=sink, stderr=subprocess.STDOUT,
+            start_new_session=True)
+    parent = Background(process=process, log=log)
+    workers: list[int] = []
+    try:
+        workers = wait_for("two workers", lambda: len(child_pids(process.pid)) >= 2 and
+                           child_pids(process.pid), alive=parent)
+        # Whether the double delivery bites depends on timing (signals that arrive before
+        # Python runs the handler coalesce), so check its cause too.
+        shared = [pid for pid in workers if os.getpgid(pid) == os.getpgid(process.pid)]
+        assert not shared, f"workers {shared} would get Ctrl-C twice (terminal and parent)"
+        wait_for("a first epoch", lambda: "epoch 1/" in parent.output(), alive=parent)
+        os.killpg(process.pid, signal.SIGINT)
+        code = process.wait(timeout=60)
+    finally:
+        for pid in [process.pid, *workers]:  # workers may be in groups of their own
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
+        parent.stop()
+    output = parent.output()
+    assert code == 130, output
+    trials = study.trials()
+    assert trials and all(t.state == TrialState.FAIL for t in trials)
+    assert "KeyboardInterrupt" not in output, output[-3000:]
+    for trial in trials:
+        assert "stopped at epoch" in trial.user_attrs.get("reason", ""), trial.number
+        run = mlflow_server.client.get_run(trial.user_attrs["mlflow_run_id"])
+        assert (run.info.status, run.data.tags["state"]) == ("KILLED", "interrupted")
+
+
+# ------------------------------------------------------------------------ MLflow down
+
+
+def test_unreachable_mlflow_fails_fast_without_leaving_a_database(tmp_path: Path) -> None:
+    train = easy_corpus(tmp_path / "train.tsv", docs=FAST_DOCS)
+    config = study_toml(tmp_path / "study.toml", name="unreachable", train=train, trials=1,
+                        fixed=FAST_FIXED, space=FAST_SPACE, pruner=NO_PRUNER)
+    database = tmp_path / "optuna.db"
+    uri = f"http://127.0.0.1:{free_port()}"  # bound once, now closed
+    # MLflow's HTTP client retries a refused connection 7 times with exponential backoff
+    # (minutes), and the tracker retries that 4 more times; one retry each keeps this short.
+    # See test_unreachable_mlflow_is_reported_fast_with_default_retries.
+    result = han_search(
+        "run", "--config", config, "--storage", f"sqlite:///{database}", "--tracking-uri",
+        uri, "--work-dir", tmp_path / "work", "--threads", 1, "--device", "cpu",
+        cwd=tmp_path, timeout=120,
+        env=child_env(MLFLOW_HTTP_REQUEST_MAX_RETRIES="0",
+                      MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR="0"))
+    assert result.code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ")
+    assert uri in lines[0]
+    assert "Traceback" not in result.output
+    assert " start " not in result.output and "epoch" not in result.output
+    assert not database.exists()
+    assert not (tmp_path / "work").exists()
+
+
+UNREACHABLE_BUDGET_S = 15
+
+
+def test_unreachable_mlflow_is_reported_fast_with_default_retries() -> None:
+    env = {k: v for k, v in child_env().items() if not k.startswith("MLFLOW_HTTP_")}
+    uri = f"http://127.0.0.1:{free_port()}"
+    check = ("from search.tracking import Tracker\n"
+             f"Tracker(tracking_uri={uri!r}).check_reachable()")
+    try:
+        done = subprocess.run([sys.executable, "-c", check], env=env, capture_output=True,
+                              text=True, timeout=UNREACHABLE_BUDGET_S, check=False)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"no answer within {UNREACHABLE_BUDGET_S}s")
+    assert "TrackingError" in done.stderr
