@@ -19,8 +19,8 @@ import typer
 from optuna.trial import FrozenTrial, TrialState
 
 from han.checkpoint import CheckpointError
-from han.config import DataConfig, TrainConfig
-from han.data import DataError
+from han.config import DataConfig, HANConfig, TrainConfig
+from han.data import DataError, load_corpus
 from han.train import EpochMetrics
 from search import runner
 from search.study import StudyFileError, builtin_study_path, load_study
@@ -54,6 +54,7 @@ def _configure_process() -> None:
     # up seconds, not minutes. An explicit setting in the environment wins.
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     # Optuna logs every trial at INFO, MLflow and Alembic their database set-up; the
     # progress lines say what matters more briefly.
     # Failed trials are reported by the progress lines, without Optuna's traceback.
@@ -305,6 +306,38 @@ def _print_summary(summary: runner.RunSummary) -> None:
         lines.append(f"warning        {len(summary.not_logged)} MLflow writes failed: "
                      + "; ".join(summary.not_logged[:3]))
     typer.echo("\n".join(lines))
+
+
+@app.command()
+def embeddings(
+    train: Annotated[Path, typer.Option(help="Training file (its texts; labels unused).")],
+    out: Annotated[Path, typer.Option(help="word2vec text file to write.")],
+    test: Annotated[Path | None, typer.Option(
+        help="Test file whose texts are added (unsupervised: no labels are read).")] = None,
+    dim: Annotated[int, typer.Option(min=1, help="Vector size; must equal the study's "
+                                      "embed_dim.")] = HANConfig.embed_dim,
+    window: Annotated[int, typer.Option(min=1, help="Context window.")] = 5,
+    min_count: Annotated[int, typer.Option(min=1, help="Ignore rarer tokens.")] =
+        DataConfig.min_count,
+    epochs: Annotated[int, typer.Option(min=1, help="Passes over the texts.")] = 5,
+    workers: Annotated[int | None, typer.Option(
+        min=1, help="Training threads; default: all cores.")] = None,
+) -> None:
+    """Train word2vec on the training (and test) texts for --embeddings."""
+    from han.embeddings import train_word2vec
+
+    with user_errors():
+        corpora = [load_corpus(train, labelled=False)]
+        if test is not None:
+            corpora.append(load_corpus(test, labelled=False))
+        typer.echo(f"word2vec on {sum(c.num_docs for c in corpora)} documents, "
+                   f"{sum(len(c.tokens) for c in corpora)} tokens, dim {dim}")
+        stats = train_word2vec(
+            corpora, out=out, dim=dim, window=window, min_count=min_count, epochs=epochs,
+            workers=workers,
+            on_epoch=lambda done, total: typer.echo(f"epoch {done}/{total}"))
+    typer.echo(f"wrote {stats.vectors} vectors of dimension {stats.dim} to {stats.out} in "
+               f"{_duration(stats.seconds)} ({stats.tokens_per_s:,.0f} tokens/s)")
 
 
 @app.command("export-best")

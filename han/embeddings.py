@@ -1,0 +1,85 @@
+"""word2vec vectors for the corpus's token ids, in the text format `--embeddings` reads.
+
+The reference trained word2vec on the training and test texts together (unsupervised, so
+the test texts leak no labels) and froze the vectors in the model. gensim is the field's
+standard implementation; its `corpus_file` mode reads a plain file of space-separated
+tokens in C++ on every core, which is exactly what the competition's text column is.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from han.data import Corpus
+
+
+@dataclass(frozen=True)
+class EmbeddingStats:
+    out: Path
+    vectors: int
+    dim: int
+    documents: int
+    tokens: int
+    seconds: float
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.tokens / self.seconds if self.seconds > 0 else 0.0
+
+
+def _write_lines(corpora: Sequence[Corpus], path: Path) -> tuple[int, int]:
+    """One document per line, ids separated by spaces: gensim's LineSentence format."""
+    documents = tokens = 0
+    with path.open("w", encoding="ascii") as handle:
+        for corpus in corpora:
+            for index in range(corpus.num_docs):
+                handle.write(" ".join(map(str, corpus.doc(index).tolist())))
+                handle.write("\n")
+            documents += corpus.num_docs
+            tokens += len(corpus.tokens)
+    return documents, tokens
+
+
+def train_word2vec(
+    corpora: Sequence[Corpus], *, out: Path, dim: int = 100, window: int = 5,
+    min_count: int = 5, epochs: int = 5, workers: int | None = None, seed: int = 0,
+    on_epoch: Callable[[int, int], None] | None = None,
+) -> EmbeddingStats:
+    """Train word2vec (gensim's CBOW default) and write it in word2vec text format.
+
+    `on_epoch(done, total)` is called after each epoch. The output is written to a
+    temporary name and renamed, so an interrupted run leaves no half-written file.
+    """
+    from gensim.models import Word2Vec
+    from gensim.models.callbacks import CallbackAny2Vec
+
+    class Progress(CallbackAny2Vec):  # type: ignore[misc]
+        def __init__(self) -> None:
+            self.done = 0
+
+        def on_epoch_end(self, model: Word2Vec) -> None:
+            self.done += 1
+            if on_epoch is not None:
+                on_epoch(self.done, epochs)
+
+    started = time.perf_counter()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="han-w2v-") as scratch:
+        lines = Path(scratch) / "corpus.txt"
+        documents, tokens = _write_lines(corpora, lines)
+        model = Word2Vec(corpus_file=str(lines), vector_size=dim, window=window,
+                         min_count=min_count, epochs=epochs, seed=seed,
+                         workers=workers or os.cpu_count() or 1, callbacks=[Progress()])
+    temporary = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    try:
+        model.wv.save_word2vec_format(str(temporary), binary=False)
+        os.replace(temporary, out)
+    finally:
+        temporary.unlink(missing_ok=True)
+    return EmbeddingStats(out=out, vectors=len(model.wv), dim=dim, documents=documents,
+                          tokens=tokens * epochs, seconds=time.perf_counter() - started)

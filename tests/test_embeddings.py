@@ -1,0 +1,51 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from han.config import DataConfig, HANConfig
+from han.data import load_embeddings, prepare, read_corpus
+from han.model import HAN
+from han.synthetic import SyntheticSpec, write_corpus
+from search.cli import app
+
+pytest.importorskip("gensim")
+
+
+@pytest.fixture(scope="module")
+def corpus_files(tmp_path_factory) -> tuple[Path, Path]:
+    spec = SyntheticSpec(n_train=300, n_test=100, length_scale=0.1, seed=3)
+    return write_corpus(spec, tmp_path_factory.mktemp("w2v"))
+
+
+def test_embeddings_command_trains_vectors_a_model_loads(corpus_files, tmp_path: Path) -> None:
+    train, test = corpus_files
+    out = tmp_path / "w2v.txt"
+    result = CliRunner().invoke(app, ["embeddings", "--train", str(train), "--test", str(test),
+                                      "--out", str(out), "--dim", "16", "--epochs", "2",
+                                      "--min-count", "2", "--workers", "1"])
+    assert result.exit_code == 0, result.output
+    assert "epoch 2/2" in result.output and "tokens/s" in result.output
+    count, dim = map(int, out.read_text().splitlines()[0].split())
+    assert dim == 16 and count > 100
+
+    split = prepare(read_corpus(train, labelled=True), DataConfig(min_count=2))
+    table = load_embeddings(out, split.vocab, dim=16)
+    known = (table[2:] != table[1]).any(axis=1).mean()
+    assert known > 0.9  # almost every kept token has its own vector
+    model = HAN(HANConfig(vocab_size=split.vocab.size, num_classes=14, embed_dim=16,
+                          word_hidden=8, sent_hidden=8, pretrained_embeddings=True))
+    model.load_pretrained(torch.from_numpy(table))
+    assert np.allclose(model.words.pretrained.weight.numpy(), table)
+
+
+def test_embeddings_command_reports_bad_input(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["embeddings", "--train", str(tmp_path / "none.tsv"),
+                                      "--out", str(tmp_path / "w2v.txt")])
+    assert result.exit_code == 2
+    assert "no such file" in result.stderr
+    assert not (tmp_path / "w2v.txt").exists()
