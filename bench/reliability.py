@@ -26,7 +26,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -40,7 +39,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo's tests/ helpers
+from tests.conftest import easy_corpus
+from tests.helpers import (
+    child_env,
+    free_port,
+    han_search_command,
+    study_toml,
+)
 
 SCENARIOS = ("load", "sigkill", "sigterm", "ctrl-c", "unreachable")
 PASSWORD = "s3cret"
@@ -64,65 +70,6 @@ FAULT_REFERENCE = {"lr": 2e-2}
 
 
 # ------------------------------------------------------------------------------ helpers
-
-
-def easy_corpus(path: Path, *, docs: int, classes: int = 4, seed: int = 0) -> Path:
-    """Each class has its own keyword tokens among shared noise (as tests/conftest.py)."""
-    rng = np.random.default_rng(seed)
-    lines = ["label\ttext"]
-    for index in range(docs):
-        label = index % classes
-        length = int(rng.integers(20, 120))
-        tokens = rng.integers(100, 400, size=length)
-        keyword = rng.random(length) < 0.5
-        tokens[keyword] = 1000 + 10 * label + rng.integers(0, 10, keyword.sum())
-        lines.append(f"{label}\t{' '.join(map(str, tokens))}")
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
-
-
-def _toml(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return f'"{value}"'
-    if isinstance(value, list):
-        return "[" + ", ".join(_toml(v) for v in value) + "]"
-    return repr(value)
-
-
-def study_toml(path: Path, *, name: str, train: Path, trials: int, fixed: dict[str, Any],
-               space: dict[str, dict[str, Any]], pruner: dict[str, Any],
-               reference: dict[str, Any]) -> Path:
-    lines = ["[study]", f"name = {_toml(name)}", 'direction = "maximize"',
-             'metric = "dev_macro_f1"', f"trials = {trials}", "enqueue_reference = true",
-             "", "[sampler]", 'name = "tpe"', "seed = 0",
-             "", "[pruner]", *(f"{k} = {_toml(v)}" for k, v in pruner.items()),
-             "", "[data]", f"train = {_toml(str(train))}",
-             "", "[fixed]", *(f"{k} = {_toml(v)}" for k, v in fixed.items())]
-    for param, fields in space.items():
-        lines += ["", f"[space.{param}]", *(f"{k} = {_toml(v)}" for k, v in fields.items())]
-    lines += ["", "[reference]", *(f"{k} = {_toml(v)}" for k, v in reference.items())]
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def han_search_command() -> list[str]:
-    found = shutil.which("han-search")
-    return [found] if found else [sys.executable, "-m", "search.cli"]
-
-
-def child_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("HAN_SEARCH_STORAGE", "MLFLOW_TRACKING_URI")}
-    return env | {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
-                  "PYTHONUNBUFFERED": "1"} | extra
 
 
 def wait_for(what: str, check: Callable[[], Any], *, timeout: float,

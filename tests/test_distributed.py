@@ -25,7 +25,6 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -45,6 +44,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from han.checkpoint import load_checkpoint
 from tests.conftest import easy_corpus
+from tests.helpers import child_env, free_port, han_search_command, study_toml
 
 PG_HOST = os.environ.get("HAN_TEST_PG_HOST", "127.0.0.1")
 PG_PORT = int(os.environ.get("HAN_TEST_PG_PORT", "5432"))
@@ -81,54 +81,6 @@ SLOW_DOCS = 240
 
 
 # ------------------------------------------------------------------------------ helpers
-
-
-def _toml(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return f'"{value}"'
-    if isinstance(value, list):
-        return "[" + ", ".join(_toml(v) for v in value) + "]"
-    return repr(value)
-
-
-def study_toml(path: Path, *, name: str, train: Path, trials: int, fixed: dict[str, Any],
-               space: dict[str, dict[str, Any]], pruner: dict[str, Any],
-               reference: dict[str, Any] | None = None, seed: int = 0) -> Path:
-    """A small study file in the layout of studies/demo.toml."""
-    lines = ["[study]", f"name = {_toml(name)}", 'direction = "maximize"',
-             'metric = "dev_macro_f1"', f"trials = {trials}",
-             f"enqueue_reference = {_toml(reference is not None)}",
-             "", "[sampler]", 'name = "tpe"', f"seed = {seed}",
-             "", "[pruner]", *(f"{k} = {_toml(v)}" for k, v in pruner.items()),
-             "", "[data]", f"train = {_toml(str(train))}",
-             "", "[fixed]", *(f"{k} = {_toml(v)}" for k, v in fixed.items())]
-    for param, fields in space.items():
-        lines += ["", f"[space.{param}]", *(f"{k} = {_toml(v)}" for k, v in fields.items())]
-    if reference is not None:
-        lines += ["", "[reference]", *(f"{k} = {_toml(v)}" for k, v in reference.items())]
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def han_search_command() -> list[str]:
-    found = shutil.which("han-search")
-    return [found] if found else [sys.executable, "-m", "search.cli"]
-
-
-def child_env(**extra: str) -> dict[str, str]:
-    """One CPU thread per process; no storage or tracking URI leaking in from the caller."""
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("HAN_SEARCH_STORAGE", "MLFLOW_TRACKING_URI")}
-    env |= {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    return env | extra
 
 
 @dataclass
