@@ -23,6 +23,7 @@ from han.config import DataConfig, HANConfig, TrainConfig
 from han.data import DataError, load_corpus
 from han.train import EpochMetrics
 from search import runner
+from search.refit import export_refit
 from search.study import StudyFileError, builtin_study_path, load_study
 from search.tracking import DEFAULT_TRACKING_URI, TrackingError, redact
 from search.workers import plan_workers, run_workers
@@ -350,8 +351,25 @@ def export_best(
     out: Annotated[Path, typer.Option(help="Submission CSV to write.")] =
         Path("submission.csv"),
     device: Device = "auto",
+    folds: Annotated[int | None, typer.Option(
+        help="Retrain the best trial on K stratified folds and submit the K models' mean "
+        "probabilities; logs the out-of-fold macro-F1. Default: the best trial's model.")] =
+        None,
 ) -> None:
     """Predict the test file with the best complete trial and write the submission CSV."""
+    if folds is not None:
+        with user_errors():
+            refitted = export_refit(study_name=study, storage=storage,
+                                    tracking_uri=tracking_uri, folds=folds, test=test,
+                                    out=out, device=device, echo=typer.echo)
+        for note in refitted.notes:
+            typer.echo(f"note: {note}")
+        typer.echo(f"out-of-fold macro-F1 {refitted.oof_macro_f1:.4f} "
+                   f"(best trial's dev macro-F1 {refitted.value:.4f})")
+        typer.echo(f"wrote {refitted.rows} predictions to {refitted.out} from a "
+                   f"{refitted.folds}-fold refit of trial {refitted.trial} (MLflow run "
+                   f"{refitted.refit_run_id})")
+        return
     with user_errors():
         result = runner.export_best(study_name=study, storage=storage,
                                     tracking_uri=tracking_uri, test=test, out=out,

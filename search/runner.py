@@ -379,6 +379,38 @@ def load_study(name: str, storage: str) -> optuna.Study:
     return optuna.load_study(study_name=name, storage=optuna_storage)
 
 
+def best_trial_run(study: optuna.Study) -> tuple[FrozenTrial, str]:
+    """The best complete trial and its MLflow run id, or a one-line error."""
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if not complete:
+        raise SearchError(f"study {study.study_name!r} has no complete trial yet; "
+                          "run more trials")
+    best = study.best_trial
+    run_id = best.user_attrs.get(RUN_ID_ATTR)
+    if run_id is None:
+        raise SearchError(f"trial {best.number} of study {study.study_name!r} has no "
+                          "MLflow run")
+    return best, run_id
+
+
+def resolve_test_path(study: optuna.Study, test: Path | None) -> Path:
+    """The given test file, else the study's; read now so a bad one fails before any work."""
+    test_path = test or (Path(study.user_attrs[TEST_PATH_ATTR])
+                         if TEST_PATH_ATTR in study.user_attrs else None)
+    if test_path is None:
+        raise SearchError("no test file: pass --test FILE")
+    load_corpus(test_path, labelled=False)
+    return test_path
+
+
+def write_submission(out: Path, labels: np.ndarray) -> None:
+    """One `label` column in file order, written atomically: a crash never leaves half a CSV."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    temporary = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    pd.DataFrame({"label": labels}).to_csv(temporary, index=False)
+    os.replace(temporary, out)
+
+
 @dataclass(frozen=True)
 class ExportResult:
     out: Path
@@ -395,26 +427,13 @@ def export_best(*, study_name: str, storage: str = DEFAULT_STORAGE,
                 out: Path = Path("submission.csv"), device: str = "auto") -> ExportResult:
     """Predict the test file with the best complete trial's checkpoint; write `label` CSV."""
     study = load_study(study_name, storage)
-    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    if not complete:
-        raise SearchError(f"study {study_name!r} has no complete trial yet; run more trials")
-    best = study.best_trial
-    run_id = best.user_attrs.get(RUN_ID_ATTR)
-    if run_id is None:
-        raise SearchError(f"trial {best.number} of study {study_name!r} has no MLflow run")
-    test_path = test or (Path(study.user_attrs[TEST_PATH_ATTR])
-                         if TEST_PATH_ATTR in study.user_attrs else None)
-    if test_path is None:
-        raise SearchError("no test file: pass --test FILE")
-    load_corpus(test_path, labelled=False)  # a bad test file fails before any download
+    best, run_id = best_trial_run(study)
+    test_path = resolve_test_path(study, test)
     tracker = Tracker(tracking_uri=tracking_uri)
     with tempfile.TemporaryDirectory(prefix="han-export-") as scratch:
         checkpoint = tracker.download_checkpoint(run_id, Path(scratch))
         prediction = predict(checkpoint, test_path, device=device)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    temporary = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    pd.DataFrame({"label": prediction.labels}).to_csv(temporary, index=False)
-    os.replace(temporary, out)
+    write_submission(out, prediction.labels)
     tracker.log_artifact(run_id, out, artifact_path="predictions")
     counts = np.bincount(prediction.labels)
     return ExportResult(out=out, rows=len(prediction.labels), trial=best.number,

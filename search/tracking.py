@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from mlflow import MlflowClient
-from mlflow.entities import Metric, Param, RunTag
+from mlflow.entities import Metric, Param, Run, RunTag
 from mlflow.exceptions import MlflowException
 
 log = logging.getLogger("han_search.tracking")
@@ -232,6 +232,49 @@ class Tracker:
     def end_parent(self, run_id: str) -> None:
         self._call("end the study's parent run",
                    lambda: self.client.set_terminated(run_id, status="FINISHED"))
+
+    def start_run(self, *, experiment_id: str, run_name: str, tags: Mapping[str, str],
+                  params: Mapping[str, Any] | None = None) -> str:
+        """A run that later steps depend on (a refit and its folds): failing is an error."""
+
+        def create() -> str:
+            run = self.client.create_run(experiment_id, run_name=run_name, tags=dict(tags))
+            if params:
+                self.client.log_batch(run.info.run_id, params=[
+                    Param(key, str(value)[:_MAX_PARAM_LENGTH])
+                    for key, value in params.items()])
+            return run.info.run_id
+
+        result = self._call(f"start run {run_name}", create, required=True)
+        assert result is not None
+        return result
+
+    def find_runs(self, experiment_id: str, filter_string: str) -> list[Run]:
+        """Runs matching an MLflow filter, oldest first; resuming relies on it, so required."""
+        result = self._call("search runs", lambda: self.client.search_runs(
+            [experiment_id], filter_string=filter_string,
+            order_by=["attributes.start_time ASC", "attributes.run_id ASC"],
+            max_results=1000), required=True)
+        return list(result or [])
+
+    def get_run(self, run_id: str) -> Run:
+        result = self._call(f"read run {run_id}", lambda: self.client.get_run(run_id),
+                            required=True)
+        assert result is not None
+        return result
+
+    def reopen(self, run_id: str) -> None:
+        """Mark a run RUNNING again while work is added to it (a resumed refit)."""
+        self._call(f"reopen run {run_id}",
+                   lambda: self.client.update_run(run_id, status="RUNNING"))
+
+    def download_artifact(self, run_id: str, artifact_path: str, destination: Path) -> Path:
+        local = self._call(
+            f"download {artifact_path} of run {run_id}",
+            lambda: self.client.download_artifacts(run_id, artifact_path, str(destination)),
+            required=True)
+        assert local is not None
+        return Path(local)
 
     def download_checkpoint(self, run_id: str, destination: Path) -> Path:
         local = self._call(

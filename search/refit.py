@@ -1,0 +1,367 @@
+"""K-fold refit ensemble of a study's best trial.
+
+The best trial's dev F1 is the maximum over many trials on one dev fold, so it is optimistic,
+and its model saw only (K-1)/K of the data. Retraining its configuration on each of K folds
+gives K models that together saw every document, an ensemble that is usually at least as good
+on the test file, and an honest estimate: the out-of-fold macro-F1, where every training
+document is predicted by the one model that did not train on it.
+
+Each fold is a nested MLflow run (`fold-k`) under one `refit-trial-N` run, itself a child of
+the study's parent run. A fold whose run FINISHED holds its checkpoint and its out-of-fold
+predictions (`oof/oof.npz`) as artifacts, so running the refit again downloads them instead
+of training again: an interrupted refit resumes at the first unfinished fold.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+from mlflow.entities import Run
+from sklearn.metrics import f1_score
+
+from han.checkpoint import load_checkpoint
+from han.config import DataConfig, HANConfig, TrainConfig
+from han.data import Corpus, EncodedSplit, load_corpus, prepare
+from han.predict import predict
+from han.train import EpochMetrics, predict_batches, resolve_device, train
+from search.objective import SearchContext, build_configs
+from search.runner import (
+    TRAIN_PATH_ATTR,
+    SearchError,
+    best_trial_run,
+    load_study,
+    resolve_test_path,
+    write_submission,
+)
+from search.study import StudySpec
+from search.study import load_study as load_spec
+from search.tracking import (
+    CHECKPOINT_ARTIFACT,
+    PARENT_TAG,
+    ROLE_TAG,
+    STUDY_TAG,
+    Tracker,
+    TrackingError,
+    temporary_directory,
+)
+
+REFIT_ROLE = "refit"
+FOLD_ROLE = "fold"
+OOF_ARTIFACT = "oof/oof.npz"
+# Settings that legitimately differ between the trial's run and a fold: the split, the
+# vocabulary built on other training documents, and the machine.
+_PER_FOLD_SETTINGS = {"folds", "dev_fold", "vocab_size", "num_classes", "device",
+                      "pretrained_embeddings"}
+
+Echo = Callable[[str], None]
+
+
+@dataclass(frozen=True, kw_only=True)
+class FoldResult:
+    """One fold's model and its predictions of the documents it did not train on."""
+
+    fold: int
+    run_id: str
+    best_dev_f1: float
+    checkpoint: Path
+    docs: np.ndarray  # corpus indices of the fold's documents, ascending
+    predictions: np.ndarray  # the best epoch's class for each of them
+    probabilities: np.ndarray  # (len(docs), classes)
+    trained: bool  # False: reused from a finished fold run
+
+
+@dataclass(frozen=True, kw_only=True)
+class RefitResult:
+    out: Path
+    rows: int
+    trial: int
+    value: float  # the best trial's dev macro-F1
+    folds: int
+    refit_run_id: str
+    oof_macro_f1: float
+    fold_f1s: tuple[float, ...]
+    trained: tuple[int, ...]
+    reused: tuple[int, ...]
+    label_counts: dict[int, int]
+    notes: tuple[str, ...]
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrialSetup:
+    """Everything needed to train the best trial's configuration on another fold."""
+
+    spec: StudySpec
+    corpus: Corpus
+    model_kwargs: dict[str, Any]
+    data_config: DataConfig
+    train_config: TrainConfig
+    embeddings: Path | None
+
+
+def export_refit(*, study_name: str, storage: str, tracking_uri: str, folds: int,
+                 test: Path | None = None, out: Path = Path("submission.csv"),
+                 device: str = "auto", echo: Echo | None = None) -> RefitResult:
+    """Refit the best trial on `folds` folds, write the ensemble's submission, log it all.
+
+    Every input is checked before any training, so a bad argument costs nothing.
+    """
+    if folds < 2:
+        raise SearchError(f"--folds must be at least 2, got {folds}")
+    say = echo or (lambda _message: None)
+    study = load_study(study_name, storage)
+    best, trial_run_id = best_trial_run(study)
+    test_path = resolve_test_path(study, test)
+    tracker = Tracker(tracking_uri=tracking_uri)
+    trial_run = tracker.get_run(trial_run_id)
+    parent_run_id = trial_run.data.tags.get(PARENT_TAG)
+    if parent_run_id is None:
+        raise SearchError(f"run {trial_run_id} of trial {best.number} has no parent run")
+    device_name = str(resolve_device(device))
+    setup = trial_setup(study=study, trial=best, trial_run=trial_run,
+                        parent_run=tracker.get_run(parent_run_id), tracker=tracker,
+                        device=device_name)
+    if folds > setup.corpus.num_docs:
+        raise SearchError(f"--folds {folds}: the training file has only "
+                          f"{setup.corpus.num_docs} documents")
+
+    experiment_id = trial_run.info.experiment_id
+    refit_run_id = find_or_start_refit_run(
+        tracker, experiment_id=experiment_id, parent_run_id=parent_run_id,
+        study_name=study_name, trial=best.number, folds=folds,
+        params={"trial_number": best.number, "folds": folds,
+                "split_seed": setup.data_config.split_seed, "trial_run_id": trial_run_id})
+    try:
+        with temporary_directory("han-refit-") as scratch:
+            finished = finished_folds(tracker, experiment_id=experiment_id,
+                                      refit_run_id=refit_run_id, scratch=Path(scratch))
+            results = []
+            for fold in range(folds):
+                started = time.perf_counter()
+                result = finished.get(fold) or train_fold(
+                    setup, fold=fold, folds=folds, tracker=tracker,
+                    experiment_id=experiment_id, refit_run_id=refit_run_id,
+                    study_name=study_name, trial=best.number, scratch=Path(scratch))
+                how = "trained" if result.trained else f"reused from run {result.run_id}"
+                say(f"fold-{fold} ({fold + 1}/{folds}): dev macro-F1 {result.best_dev_f1:.4f} "
+                    f"({how}, {time.perf_counter() - started:.1f}s)")
+                results.append(result)
+            oof_f1 = out_of_fold_f1(results, setup.corpus)
+            probabilities, notes = ensemble_probabilities(
+                [r.checkpoint for r in results], test_path, device=device_name)
+    except BaseException as error:
+        tracker.finish(refit_run_id, status="FAILED", state="failed",
+                       reason=f"{type(error).__name__}: {error}")
+        raise
+    labels = probabilities.argmax(1)
+    write_submission(out, labels)
+    fold_f1s = tuple(r.best_dev_f1 for r in results)
+    tracker.log_metrics(refit_run_id, {
+        "oof_macro_f1": oof_f1, "best_trial_dev_macro_f1": float(best.value or 0.0),
+        "mean_fold_dev_macro_f1": float(np.mean(fold_f1s)),
+        **{f"fold_{r.fold}_best_dev_macro_f1": r.best_dev_f1 for r in results}}, step=0)
+    tracker.log_artifact(refit_run_id, out, artifact_path="predictions")
+    tracker.finish(refit_run_id, status="FINISHED", state="complete")
+    counts = np.bincount(labels)
+    return RefitResult(
+        out=out, rows=len(labels), trial=best.number, value=float(best.value or 0.0),
+        folds=folds, refit_run_id=refit_run_id, oof_macro_f1=oof_f1, fold_f1s=fold_f1s,
+        trained=tuple(r.fold for r in results if r.trained),
+        reused=tuple(r.fold for r in results if not r.trained),
+        label_counts={i: int(c) for i, c in enumerate(counts) if c}, notes=notes)
+
+
+def trial_setup(*, study: optuna.Study, trial: optuna.trial.FrozenTrial, trial_run: Run,
+                parent_run: Run, tracker: Tracker, device: str) -> TrialSetup:
+    """Rebuild the trial's settings from its Optuna params and the study file's fixed ones.
+
+    The same `build_configs` the objective used gives typed values (MLflow params are
+    strings); the trial's run params are then compared with them, so a study file edited
+    since the search is refused instead of silently refitting another configuration.
+    """
+    study_file = parent_run.data.params.get("study_file")
+    if study_file is None or not Path(study_file).is_file():
+        where = study_file or "not logged on the parent run"
+        raise SearchError(f"the study file of {study.study_name!r} ({where}) is not there; "
+                          "the refit needs its fixed settings")
+    spec = load_spec(study_file)
+    if TRAIN_PATH_ATTR not in study.user_attrs:
+        raise SearchError(f"study {study.study_name!r} does not record its training file")
+    corpus = load_corpus(Path(study.user_attrs[TRAIN_PATH_ATTR]), labelled=True)
+    logged = trial_run.data.params
+    # A --seed given to `run` overrides the training seed; only the run's params keep it.
+    seed = int(logged["seed"]) if "seed" in logged else None
+    ctx = SearchContext(spec=spec, corpus=corpus, tracker=tracker,
+                        parent_run_id=parent_run.info.run_id, work_dir=Path("."),
+                        device=device, seed=seed)
+    model_kwargs, data_config, train_config = build_configs(dict(trial.params), ctx)
+    rebuilt = {**model_kwargs, **asdict(data_config), **asdict(train_config)}
+    changed = sorted(key for key, value in rebuilt.items()
+                     if key not in _PER_FOLD_SETTINGS and key in logged
+                     and str(value) != logged[key])
+    if changed:
+        listed = ", ".join(f"{key} {logged[key]} -> {rebuilt[key]}" for key in changed)
+        raise SearchError(f"{study_file} changed since trial {trial.number} ran ({listed})")
+    embeddings = None
+    if logged.get("pretrained_embeddings") == "True":
+        if spec.embeddings_path is None:
+            raise SearchError(f"trial {trial.number} used word2vec embeddings given on the "
+                              "command line; name them in the study file ([data] embeddings)")
+        embeddings = spec.embeddings_path
+    return TrialSetup(spec=spec, corpus=corpus, model_kwargs=model_kwargs,
+                      data_config=data_config, train_config=train_config,
+                      embeddings=embeddings)
+
+
+def find_or_start_refit_run(tracker: Tracker, *, experiment_id: str, parent_run_id: str,
+                            study_name: str, trial: int, folds: int,
+                            params: dict[str, Any]) -> str:
+    """The refit run of (trial, folds): found again so a second call resumes it."""
+    found = tracker.find_runs(experiment_id, (
+        f"tags.`{ROLE_TAG}` = '{REFIT_ROLE}' and tags.`{PARENT_TAG}` = '{parent_run_id}' "
+        f"and tags.trial_number = '{trial}' and tags.folds = '{folds}'"))
+    if found:
+        run_id = found[0].info.run_id
+        tracker.reopen(run_id)
+        return run_id
+    return tracker.start_run(
+        experiment_id=experiment_id, run_name=f"refit-trial-{trial}",
+        tags={PARENT_TAG: parent_run_id, ROLE_TAG: REFIT_ROLE, STUDY_TAG: study_name,
+              "trial_number": str(trial), "folds": str(folds), "state": "running"},
+        params=params)
+
+
+def finished_folds(tracker: Tracker, *, experiment_id: str, refit_run_id: str,
+                   scratch: Path) -> dict[int, FoldResult]:
+    """Folds already done: FINISHED runs whose checkpoint and oof.npz download.
+
+    A fold run left RUNNING by an interrupted refit is ended KILLED; that fold is trained
+    again in a new run (its partial training state lived in a scratch folder that is gone).
+    """
+    done: dict[int, FoldResult] = {}
+    runs = tracker.find_runs(experiment_id, (
+        f"tags.`{PARENT_TAG}` = '{refit_run_id}' and tags.`{ROLE_TAG}` = '{FOLD_ROLE}'"))
+    for run in runs:
+        fold = int(run.data.tags["fold"])
+        if run.info.status == "RUNNING":
+            tracker.finish(run.info.run_id, status="KILLED", state="interrupted",
+                           reason="the refit stopped during this fold; trained again")
+            continue
+        if run.info.status != "FINISHED" or fold in done:
+            continue
+        destination = scratch / f"reused-{fold}"
+        destination.mkdir(parents=True, exist_ok=True)
+        try:
+            checkpoint = tracker.download_checkpoint(run.info.run_id, destination)
+            oof = np.load(tracker.download_artifact(run.info.run_id, OOF_ARTIFACT,
+                                                    destination))
+        except (TrackingError, OSError, ValueError):
+            continue  # artifacts missing: train the fold again
+        done[fold] = FoldResult(
+            fold=fold, run_id=run.info.run_id, best_dev_f1=float(oof["best_dev_f1"]),
+            checkpoint=checkpoint, docs=oof["docs"], predictions=oof["predictions"],
+            probabilities=oof["probabilities"], trained=False)
+    return done
+
+
+def train_fold(setup: TrialSetup, *, fold: int, folds: int, tracker: Tracker,
+               experiment_id: str, refit_run_id: str, study_name: str, trial: int,
+               scratch: Path) -> FoldResult:
+    """Train on every fold but `fold`, early-stopping on it; log the run and its artifacts."""
+    data_config = DataConfig(**(asdict(setup.data_config) | {"folds": folds,
+                                                             "dev_fold": fold}))
+    split = prepare(setup.corpus, data_config, embeddings=setup.embeddings,
+                    embed_dim=setup.model_kwargs.get("embed_dim", HANConfig.embed_dim),
+                    label_names=setup.spec.label_names)
+    model_config = HANConfig(vocab_size=split.vocab.size, num_classes=split.num_classes,
+                             pretrained_embeddings=split.pretrained is not None,
+                             **setup.model_kwargs)
+    train_config = setup.train_config
+    run_id = tracker.start_run(
+        experiment_id=experiment_id, run_name=f"fold-{fold}",
+        tags={PARENT_TAG: refit_run_id, ROLE_TAG: FOLD_ROLE, STUDY_TAG: study_name,
+              "trial_number": str(trial), "fold": str(fold), "state": "running"},
+        params=asdict(model_config) | asdict(data_config) | asdict(train_config))
+
+    def on_epoch(metrics: EpochMetrics) -> None:
+        tracker.log_metrics(run_id, metrics.as_dict(), step=metrics.epoch)
+
+    try:
+        result = train(split, model_config=model_config, data_config=data_config,
+                       train_config=train_config, checkpoint_dir=scratch / f"fold-{fold}",
+                       on_epoch=on_epoch)
+        probabilities = dev_probabilities(result.checkpoint_path, split, train_config)
+        oof_path = scratch / f"fold-{fold}" / "oof.npz"
+        np.savez(oof_path, docs=split.dev_docs, labels=result.dev_labels,
+                 predictions=result.dev_predictions, probabilities=probabilities,
+                 best_dev_f1=result.best_dev_f1)
+        tracker.log_artifact(run_id, result.checkpoint_path,
+                             artifact_path=str(Path(CHECKPOINT_ARTIFACT).parent))
+        tracker.log_artifact(run_id, oof_path, artifact_path=str(Path(OOF_ARTIFACT).parent))
+        tracker.set_tags(run_id, {"best_epoch": result.best_epoch,
+                                  "stop_reason": result.stop_reason})
+        tracker.log_metrics(run_id, {"best_dev_macro_f1": result.best_dev_f1},
+                            step=result.best_epoch)
+    except BaseException as error:
+        tracker.finish(run_id, status="FAILED", state="failed",
+                       reason=f"{type(error).__name__}: {error}")
+        raise
+    tracker.finish(run_id, status="FINISHED", state="complete")
+    return FoldResult(fold=fold, run_id=run_id, best_dev_f1=result.best_dev_f1,
+                      checkpoint=result.checkpoint_path, docs=split.dev_docs,
+                      predictions=result.dev_predictions, probabilities=probabilities,
+                      trained=True)
+
+
+def dev_probabilities(checkpoint: Path, split: EncodedSplit,
+                      train_config: TrainConfig) -> np.ndarray:
+    """The best checkpoint's class probabilities of the dev documents, in `dev_docs` order.
+
+    Training keeps only the best epoch's predicted classes; the probabilities let the
+    out-of-fold predictions be stacked or calibrated later without retraining.
+    """
+    device = resolve_device(train_config.device)
+    model = load_checkpoint(checkpoint).model.to(device)
+    docs, probabilities = predict_batches(
+        model, split.batches(split.dev_docs, batch_size=train_config.eval_batch_size,
+                             rng=None), device)
+    ordered = np.empty_like(probabilities)
+    ordered[np.searchsorted(split.dev_docs, docs)] = probabilities
+    return ordered
+
+
+def out_of_fold_f1(results: list[FoldResult], corpus: Corpus) -> float:
+    """Macro-F1 over every training document, each predicted by the model that never saw it.
+
+    The folds partition the corpus, so this is an estimate no model selection has touched
+    (unlike the best trial's dev F1, the maximum over trials on one fold).
+    """
+    assert corpus.labels is not None
+    docs = np.concatenate([r.docs for r in results])
+    if len(docs) != corpus.num_docs or len(np.unique(docs)) != corpus.num_docs:
+        raise SearchError("the folds' out-of-fold documents do not cover the training file "
+                          "exactly once; was it changed since the first folds ran?")
+    predictions = np.concatenate([r.predictions for r in results])
+    return float(f1_score(corpus.labels[docs], predictions, average="macro", zero_division=0))
+
+
+def ensemble_probabilities(checkpoints: list[Path], test_path: Path, *,
+                           device: str) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Mean class probabilities of the fold models on the test file, in file order.
+
+    Each checkpoint carries its own vocabulary (built on its training folds), so each model
+    encodes the test file itself.
+    """
+    total: np.ndarray | None = None
+    notes: tuple[str, ...] = ()
+    for checkpoint in checkpoints:
+        prediction = predict(checkpoint, test_path, device=device)
+        notes = prediction.notes
+        total = prediction.probabilities if total is None else total + prediction.probabilities
+    assert total is not None
+    return total / len(checkpoints), notes
