@@ -220,6 +220,30 @@ def _bad_input(tmp_path: Path, case: str) -> tuple[list[str], str]:
     if case == "test file with a non-integer token":
         write_tsv(tmp_path / "test.tsv", [("5 6 7",), ("8 x9 10",)], header=("text",))
         return ["--test", "test.tsv"], "line 3: non-integer token 'x9'"
+    if case == "empty train file":
+        (tmp_path / "empty.tsv").write_text("", encoding="utf-8")
+        return ["--train", "empty.tsv"], "empty.tsv: the file is empty"
+    if case == "binary train file":
+        (tmp_path / "binary.tsv").write_bytes(bytes(range(256)) * 8)
+        return ["--train", "binary.tsv"], "binary.tsv: cannot read as a tab-separated file"
+    if case == "comma-separated train file":
+        (tmp_path / "commas.csv").write_text("label,text\n1,5 6 7\n", encoding="utf-8")
+        return ["--train", "commas.csv"], "line 1: missing column 'label'"
+    if case == "negative label":
+        write_tsv(tmp_path / "negative.tsv", [(1, "5 6"), (-2, "7 8")])
+        return ["--train", "negative.tsv"], "negative.tsv: line 3: negative label '-2'"
+    if case == "empty text":
+        write_tsv(tmp_path / "blank.tsv", [(1, "5 6"), (2, "")])
+        return ["--train", "blank.tsv"], "blank.tsv: line 3: empty text"
+    if case == "embeddings with a wrong header":
+        (tmp_path / "w2v.txt").write_text("5 6 7\n", encoding="utf-8")
+        return ["--embeddings", "w2v.txt"], "w2v.txt: line 1: expected a word2vec header"
+    if case == "embeddings of another dimension":
+        (tmp_path / "w2v.txt").write_text("1 3\n5 0.1 0.2 0.3\n", encoding="utf-8")
+        return ["--embeddings", "w2v.txt"], "w2v.txt: line 1: vectors have dimension 3"
+    if case == "embeddings with a short row":
+        (tmp_path / "w2v.txt").write_text("2 16\n5 0.1 0.2\n", encoding="utf-8")
+        return ["--embeddings", "w2v.txt"], "w2v.txt: line 2: expected a token and 16"
     assert case == "missing test file"
     return ["--test", "missing-test.tsv"], "missing-test.tsv: no such file"
 
@@ -231,6 +255,14 @@ def _bad_input(tmp_path: Path, case: str) -> tuple[list[str], str]:
     "train file without a text column",
     "test file with a non-integer token",
     "missing test file",
+    "empty train file",
+    "binary train file",
+    "comma-separated train file",
+    "negative label",
+    "empty text",
+    "embeddings with a wrong header",
+    "embeddings of another dimension",
+    "embeddings with a short row",
 ])
 def test_run_refuses_bad_input_before_creating_anything(tmp_path: Path, case: str) -> None:
     args, fragment = _bad_input(tmp_path, case)
