@@ -22,6 +22,7 @@ RUN_ID_ATTR = "mlflow_run_id"
 REASON_ATTR = "reason"
 RETRY_OF_ATTR = "retry_of"
 RETRIES_ATTR = "retries"
+LOCAL_CHECKPOINT_ATTR = "local_checkpoint"
 
 
 @dataclass(kw_only=True)
@@ -105,16 +106,22 @@ def objective(trial: optuna.Trial, ctx: SearchContext) -> float:
              reason=f"{type(error).__name__}: {error}")
         raise
 
-    _log_complete(ctx, run_id, result, split)
-    shutil.rmtree(checkpoint_dir, ignore_errors=True)
+    if _log_complete(ctx, run_id, result, split):
+        shutil.rmtree(checkpoint_dir, ignore_errors=True)
+    else:
+        # MLflow did not take the checkpoint: keep it where the trial records it.
+        trial.set_user_attr(LOCAL_CHECKPOINT_ATTR, str(result.checkpoint_path.resolve()))
     return result.best_dev_f1
 
 
 def _log_complete(ctx: SearchContext, run_id: str | None, result: TrainResult,
-                  split: EncodedSplit) -> None:
-    """The best checkpoint and the best epoch's evaluation, then the run ends FINISHED."""
-    ctx.tracker.log_artifact(run_id, result.checkpoint_path,
-                             artifact_path=str(Path(CHECKPOINT_ARTIFACT).parent))
+                  split: EncodedSplit) -> bool:
+    """The best checkpoint and the best epoch's evaluation, then the run ends FINISHED.
+
+    Returns whether the checkpoint reached MLflow.
+    """
+    uploaded = ctx.tracker.log_artifact(run_id, result.checkpoint_path,
+                                        artifact_path=str(Path(CHECKPOINT_ARTIFACT).parent))
     ctx.tracker.log_text(run_id, evaluation_report(result.dev_labels, result.dev_predictions,
                                                    split.num_classes, split.label_names),
                          "evaluation/classification_report.txt")
@@ -127,6 +134,7 @@ def _log_complete(ctx: SearchContext, run_id: str | None, result: TrainResult,
     ctx.tracker.log_metrics(run_id, {"best_dev_macro_f1": result.best_dev_f1},
                             step=result.best_epoch)
     ctx.tracker.finish(run_id, status="FINISHED", state="complete")
+    return uploaded
 
 
 def _end(trial: optuna.Trial, ctx: SearchContext, run_id: str | None, *, status: str,

@@ -27,7 +27,14 @@ from han.data import Corpus, Vocabulary, load_corpus, load_embeddings
 from han.predict import predict
 from han.synthetic import SyntheticSpec, builtin_corpus
 from han.train import DeviceOutOfMemoryError, EpochMetrics, resolve_device
-from search.objective import RETRIES_ATTR, RETRY_OF_ATTR, RUN_ID_ATTR, SearchContext, objective
+from search.objective import (
+    LOCAL_CHECKPOINT_ATTR,
+    RETRIES_ATTR,
+    RETRY_OF_ATTR,
+    RUN_ID_ATTR,
+    SearchContext,
+    objective,
+)
 from search.reports import log_study_plots
 from search.study import StudySpec
 from search.tracking import DEFAULT_TRACKING_URI, Tracker, redact
@@ -393,6 +400,14 @@ def best_trial_run(study: optuna.Study) -> tuple[FrozenTrial, str]:
     return best, run_id
 
 
+def _kept_checkpoint(study: optuna.Study) -> Path | None:
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if not complete:
+        return None
+    kept = study.best_trial.user_attrs.get(LOCAL_CHECKPOINT_ATTR)
+    return Path(kept) if kept and Path(kept).is_file() else None
+
+
 def resolve_test_path(study: optuna.Study, test: Path | None) -> Path:
     """The given test file, else the study's; read now so a bad one fails before any work."""
     test_path = test or (Path(study.user_attrs[TEST_PATH_ATTR])
@@ -417,7 +432,7 @@ class ExportResult:
     rows: int
     trial: int
     value: float
-    run_id: str
+    run_id: str | None
     label_counts: dict[int, int]
     notes: tuple[str, ...]
 
@@ -427,11 +442,16 @@ def export_best(*, study_name: str, storage: str = DEFAULT_STORAGE,
                 out: Path = Path("submission.csv"), device: str = "auto") -> ExportResult:
     """Predict the test file with the best complete trial's checkpoint; write `label` CSV."""
     study = load_study(study_name, storage)
-    best, run_id = best_trial_run(study)
+    kept = _kept_checkpoint(study)
+    if kept is not None:
+        # MLflow was down when the best trial ended: its checkpoint stayed on this disk.
+        best, run_id = study.best_trial, study.best_trial.user_attrs.get(RUN_ID_ATTR)
+    else:
+        best, run_id = best_trial_run(study)
     test_path = resolve_test_path(study, test)
     tracker = Tracker(tracking_uri=tracking_uri)
     with tempfile.TemporaryDirectory(prefix="han-export-") as scratch:
-        checkpoint = tracker.download_checkpoint(run_id, Path(scratch))
+        checkpoint = kept or tracker.download_checkpoint(run_id, Path(scratch))
         prediction = predict(checkpoint, test_path, device=device)
     write_submission(out, prediction.labels)
     tracker.log_artifact(run_id, out, artifact_path="predictions")

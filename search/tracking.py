@@ -8,6 +8,7 @@ when the server stays away, the trial goes on and a warning says what was not lo
 from __future__ import annotations
 
 import logging
+import math
 import os
 import tempfile
 import time
@@ -32,6 +33,8 @@ RUN_NAME_TAG = "mlflow.runName"
 CHECKPOINT_ARTIFACT = "checkpoint/best.pt"
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 HEALTH_TIMEOUT_S = 10
+# After a write failed for good, later writes get one try each for this long.
+OUTAGE_GRACE_S = 60.0
 # MLflow rejects longer param values.
 _MAX_PARAM_LENGTH = 6000
 
@@ -70,17 +73,29 @@ class Tracker:
         self.backoff_s = backoff_s
         self.not_logged: list[str] = []
         self._experiments: dict[str, str] = {}
+        self._failed_at = -math.inf
 
     # -- plumbing ---------------------------------------------------------------------
 
     def _call(self, what: str, action: Callable[[], T], *, required: bool = False) -> T | None:
-        """Run one MLflow request, retrying; a required one raises, others warn and skip."""
+        """Run one MLflow request, retrying; a required one raises, others warn and skip.
+
+        After a request has failed for good, the next ones get a single try for a while:
+        while the server is down, each epoch's logging costs one failed request, not a
+        full round of backoff.
+        """
         delay = self.backoff_s
-        for attempt in range(self.retries + 1):
+        down = time.monotonic() - self._failed_at < OUTAGE_GRACE_S
+        retries = 0 if down else self.retries
+        for attempt in range(retries + 1):
             try:
-                return action()
+                result = action()
+                self._failed_at = -math.inf
+                return result
             except (MlflowException, OSError, ConnectionError) as error:
-                if attempt == self.retries or not _transient(error):
+                if attempt == retries or not _transient(error):
+                    if _transient(error):
+                        self._failed_at = time.monotonic()
                     message = (f"MLflow at {redact(self.tracking_uri)}: could not {what} "
                                f"({_one_line(error)})")
                     if required:
@@ -201,11 +216,14 @@ class Tracker:
         self._call("log params", lambda: self.client.log_batch(run_id, params=batch))
 
     def log_artifact(self, run_id: str | None, path: Path, *,
-                     artifact_path: str | None = None) -> None:
+                     artifact_path: str | None = None) -> bool:
+        """Upload a file; False when it could not be (no run, or MLflow unreachable)."""
         if run_id is None:
-            return
-        self._call(f"upload {path.name}",
-                   lambda: self.client.log_artifact(run_id, str(path), artifact_path))
+            return False
+        done = self._call(f"upload {path.name}",
+                          lambda: self.client.log_artifact(run_id, str(path), artifact_path)
+                          or True)
+        return bool(done)
 
     def log_text(self, run_id: str | None, text: str, artifact_file: str) -> None:
         if run_id is None:
@@ -301,7 +319,7 @@ def _transient(error: BaseException) -> bool:
 
 def _one_line(error: BaseException) -> str:
     text = str(error).strip()
-    return text.splitlines()[0][:300] if text else type(error).__name__
+    return text.splitlines()[0][:160] if text else type(error).__name__
 
 
 def temporary_directory(prefix: str) -> tempfile.TemporaryDirectory[str]:
