@@ -30,11 +30,9 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,6 +43,7 @@ from tests.helpers import (
     child_env,
     free_port,
     han_search_command,
+    mlflow_server,
     study_toml,
 )
 
@@ -134,39 +133,6 @@ class Processes:
 
 
 # ----------------------------------------------------------------- MLflow and PostgreSQL
-
-
-@contextlib.contextmanager
-def mlflow_server(root: Path) -> Iterator[str]:
-    port = free_port()
-    log = root / "mlflow-server.log"
-    command = ["mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-               "--workers", "1", "--backend-store-uri", f"sqlite:///{root}/mlflow.db",
-               "--artifacts-destination", str(root / "mlflow-artifacts")]
-    with log.open("wb") as sink:
-        server = subprocess.Popen(command, cwd=root, env=child_env(), stdout=sink,
-                                  stderr=subprocess.STDOUT, start_new_session=True)
-    uri = f"http://127.0.0.1:{port}"
-    try:
-        def healthy() -> bool:
-            try:
-                with urllib.request.urlopen(f"{uri}/health", timeout=2) as response:
-                    return response.status == 200
-            except (urllib.error.URLError, OSError):
-                return False
-
-        if not wait_for("mlflow server", healthy, timeout=120, process=server):
-            raise RuntimeError(f"mlflow server did not start:\n{log.read_text()[-2000:]}")
-        yield uri
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(server.pid, signal.SIGTERM)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            server.wait(timeout=5)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(server.pid, signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            server.wait(timeout=10)
 
 
 class Databases:

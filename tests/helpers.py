@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import socket
+import subprocess
 import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -56,3 +63,46 @@ def child_env(**extra: str) -> dict[str, str]:
            if k not in ("HAN_SEARCH_STORAGE", "MLFLOW_TRACKING_URI")}
     env |= {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     return env | extra
+
+
+def _healthy(uri: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{uri}/health", timeout=2) as response:
+            return response.status == 200
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+@contextlib.contextmanager
+def mlflow_server(root: Path, *, start_timeout: float = 120.0) -> Iterator[str]:
+    """`mlflow server` on a free loopback port (SQLite runs, artifacts proxied to a folder);
+    yields its URI. RuntimeError with the log's tail when it does not come up."""
+    port = free_port()
+    log = root / "mlflow-server.log"
+    command = ["mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+               "--workers", "1", "--backend-store-uri", f"sqlite:///{root}/mlflow.db",
+               "--artifacts-destination", str(root / "mlflow-artifacts")]
+    with log.open("wb") as sink:
+        # Its own session: the server starts uvicorn and a job runner, stopped as a group.
+        server = subprocess.Popen(command, cwd=root, env=child_env(), stdout=sink,
+                                  stderr=subprocess.STDOUT, start_new_session=True)
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + start_timeout
+        while not _healthy(uri):
+            if server.poll() is not None or time.monotonic() > deadline:
+                tail = log.read_text(errors="replace")[-3000:]
+                raise RuntimeError(f"mlflow server on port {port} did not come up:\n{tail}")
+            time.sleep(0.25)
+        yield uri
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(server.pid, signal.SIGKILL)
+            server.wait(timeout=20)
+        with contextlib.suppress(ProcessLookupError):  # children that outlived the leader
+            os.killpg(server.pid, signal.SIGKILL)

@@ -28,8 +28,6 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -45,6 +43,7 @@ from optuna.trial import FrozenTrial, TrialState
 from han.checkpoint import load_checkpoint
 from tests.conftest import easy_corpus
 from tests.helpers import child_env, free_port, han_search_command, study_toml
+from tests.helpers import mlflow_server as running_mlflow_server
 
 PG_HOST = os.environ.get("HAN_TEST_PG_HOST", "127.0.0.1")
 PG_PORT = int(os.environ.get("HAN_TEST_PG_PORT", "5432"))
@@ -231,50 +230,14 @@ class MlflowServer:
         return len(self.client.get_metric_history(run_id, "dev_macro_f1"))
 
 
-def _healthy(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:
-            return response.status == 200
-    except (urllib.error.URLError, OSError):
-        return False
-
-
 @pytest.fixture(scope="module")
 def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
     """`mlflow server` on a free loopback port: SQLite runs, artifacts proxied to a folder."""
     if shutil.which("mlflow") is None:
         pytest.skip("the mlflow command is not on PATH")
     root = tmp_path_factory.mktemp("mlflow-server")
-    port = free_port()
-    log = root / "server.log"
-    command = ["mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-               "--workers", "1", "--backend-store-uri", f"sqlite:///{root}/mlflow.db",
-               "--artifacts-destination", str(root / "artifacts")]
-    with log.open("wb") as sink:
-        # Its own session: the server starts uvicorn and a job runner, stopped as a group.
-        server = subprocess.Popen(command, cwd=root, env=child_env(), stdout=sink,
-                                  stderr=subprocess.STDOUT, start_new_session=True)
-    uri = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + SERVER_START_TIMEOUT_S
-        while not _healthy(f"{uri}/health"):
-            if server.poll() is not None or time.monotonic() > deadline:
-                tail = log.read_text(errors="replace")[-3000:]
-                pytest.fail(f"mlflow server on port {port} did not come up:\n{tail}")
-            time.sleep(0.25)
+    with running_mlflow_server(root, start_timeout=SERVER_START_TIMEOUT_S) as uri:
         yield MlflowServer(uri=uri, root=root)
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(server.pid, signal.SIGKILL)
-            server.wait(timeout=20)
-        # Children that outlived the leader.
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(server.pid, signal.SIGKILL)
 
 
 # ------------------------------------------------------------- three workers, twelve trials
