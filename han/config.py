@@ -6,7 +6,7 @@ files, the CLI and the search override fields, they never restate a default.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from typing import Any, Literal
 
 CellType = Literal["lstm", "gru"]
@@ -93,12 +93,3 @@ def _check_positive(config: Any, *names: str) -> None:
         value = getattr(config, name)
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
-
-
-def field_names(config_type: type) -> set[str]:
-    """Names a settings dataclass accepts, for validating study files against it."""
-    return {f.name for f in fields(config_type)}
-
-
-def to_dict(config: Any) -> dict[str, Any]:
-    return asdict(config)

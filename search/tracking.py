@@ -303,9 +303,6 @@ class Tracker:
         assert local is not None
         return Path(local)
 
-    def run_url(self, run_id: str) -> str:
-        return f"{redact(self.tracking_uri)} run {run_id}"
-
 
 # Requests that would fail the same way again; everything else (connection refused, server
 # errors, timeouts) is retried.
