@@ -10,6 +10,7 @@ from typing import Any
 
 import matplotlib.pyplot as plt
 import optuna
+from sklearn.metrics import confusion_matrix
 
 from han.config import DataConfig, HANConfig, TrainConfig
 from han.data import Corpus, EncodedSplit, prepare
@@ -23,6 +24,11 @@ REASON_ATTR = "reason"
 RETRY_OF_ATTR = "retry_of"
 RETRIES_ATTR = "retries"
 LOCAL_CHECKPOINT_ATTR = "local_checkpoint"
+# For the study report: the epochs a trial would run unpruned, and the best epoch's dev
+# confusion matrix (rows: true class, columns: predicted), kept in Optuna so the report
+# needs no MLflow download.
+MAX_EPOCHS_ATTR = "max_epochs"
+DEV_CONFUSION_ATTR = "dev_confusion"
 
 
 @dataclass(kw_only=True)
@@ -63,6 +69,7 @@ def objective(trial: optuna.Trial, ctx: SearchContext) -> float:
     model_config = HANConfig(vocab_size=split.vocab.size, num_classes=split.num_classes,
                              pretrained_embeddings=split.pretrained is not None, **model_kwargs)
     all_params = asdict(model_config) | asdict(data_config) | asdict(train_config)
+    trial.set_user_attr(MAX_EPOCHS_ATTR, train_config.epochs)
     run_id = ctx.tracker.start_trial(
         study_name=ctx.spec.name, parent_run_id=ctx.parent_run_id,
         trial_number=trial.number, params=all_params, tags=ctx.run_tags)
@@ -106,6 +113,9 @@ def objective(trial: optuna.Trial, ctx: SearchContext) -> float:
              reason=f"{type(error).__name__}: {error}")
         raise
 
+    confusion = confusion_matrix(result.dev_labels, result.dev_predictions,
+                                 labels=list(range(split.num_classes)))
+    trial.set_user_attr(DEV_CONFUSION_ATTR, confusion.tolist())
     if _log_complete(ctx, run_id, result, split):
         shutil.rmtree(checkpoint_dir, ignore_errors=True)
     else:

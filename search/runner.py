@@ -44,6 +44,8 @@ DEFAULT_WORK_DIR = Path("han-search-work")
 REFERENCE_ATTR = "reference"
 TRAIN_PATH_ATTR = "train_path"
 TEST_PATH_ATTR = "test_path"
+# Class names in class-id order, for reports (absent when the classes have no names).
+CLASS_NAMES_ATTR = "class_names"
 # Study plots are redrawn every this many finished trials (and at the end): drawing them
 # after every trial would cost more than a small trial.
 PLOT_EVERY = 5
@@ -271,6 +273,8 @@ def prepare_study(
     study.set_user_attr(TRAIN_PATH_ATTR, str(files.train.resolve()))
     if files.test is not None:
         study.set_user_attr(TEST_PATH_ATTR, str(files.test.resolve()))
+    if spec.label_names is not None:
+        study.set_user_attr(CLASS_NAMES_ATTR, list(spec.label_names))
 
     run_tags = environment_tags(device_name) | fingerprint(files.train, corpus) | {
         "storage": redact(storage), "study_file": str(spec.source)}
