@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from han.config import DataConfig, HANConfig, TrainConfig
+from han.config import COMPETITION_FORMAT, DataConfig, FileFormat, HANConfig, TrainConfig
 from han.data import prepare, read_corpus
 from han.train import (
     autocast,
@@ -36,7 +36,8 @@ def _synchronize(device: torch.device) -> None:
 
 
 def bench(train_file: Path, *, model_config: dict[str, Any], data_config: DataConfig,
-          batch_size: int, steps: int, device: str, precision: str = "auto") -> dict[str, Any]:
+          batch_size: int, steps: int, device: str, precision: str = "auto",
+          file_format: FileFormat = COMPETITION_FORMAT) -> dict[str, Any]:
     """Time parsing+encoding the whole file, then `steps` training and evaluation batches.
 
     Training batches are drawn as in training (grouped by length, shuffled), after
@@ -45,7 +46,7 @@ def bench(train_file: Path, *, model_config: dict[str, Any], data_config: DataCo
     torch_device = resolve_device(device)
     bf16 = use_bf16(torch_device, precision)
     started = time.perf_counter()
-    corpus = read_corpus(train_file, labelled=True)
+    corpus = read_corpus(train_file, labelled=True, file_format=file_format)
     split = prepare(corpus, data_config)
     encode_seconds = time.perf_counter() - started
     encode_rss = peak_rss_mb()

@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from han.config import DataConfig, HANConfig
+from han.config import COMPETITION_FORMAT, DataConfig, FileFormat, HANConfig
 from han.data import Vocabulary
 from han.model import HAN
 
@@ -32,10 +32,16 @@ class LoadedModel:
     vocab: Vocabulary
     label_names: tuple[str, ...] | None
     extra: dict[str, Any]
+    # How to read a file for this model, and the original label of each class id when
+    # the training labels were names (None: class ids are the labels).
+    file_format: FileFormat = COMPETITION_FORMAT
+    label_values: tuple[str, ...] | None = None
 
 
 def save_checkpoint(path: Path, *, model: HAN, model_config: HANConfig, data_config: DataConfig,
                     vocab: Vocabulary, label_names: tuple[str, ...] | None = None,
+                    file_format: FileFormat = COMPETITION_FORMAT,
+                    label_values: tuple[str, ...] | None = None,
                     extra: dict[str, Any] | None = None) -> None:
     """Write atomically, so a crash mid-write never leaves a truncated best checkpoint."""
     temporary = path.with_suffix(path.suffix + ".tmp")
@@ -44,6 +50,9 @@ def save_checkpoint(path: Path, *, model: HAN, model_config: HANConfig, data_con
         "model_config": asdict(model_config),
         "data_config": asdict(data_config),
         "vocab": torch.from_numpy(vocab.raw_ids),
+        "vocab_words": list(vocab.words) if vocab.words is not None else None,
+        "file_format": asdict(file_format),
+        "label_values": list(label_values) if label_values is not None else None,
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "label_names": list(label_names) if label_names is not None else None,
         "extra": dict(extra or {}),
@@ -69,11 +78,18 @@ def load_checkpoint(path: str | os.PathLike[str]) -> LoadedModel:
     model.load_state_dict(payload["state_dict"])
     model.eval()
     names = payload["label_names"]
+    # Checkpoints written before files other than the competition's were supported lack
+    # the last three keys: they are competition-format models.
+    words = payload.get("vocab_words")
+    values = payload.get("label_values")
     return LoadedModel(
         model=model,
         model_config=model_config,
         data_config=DataConfig(**payload["data_config"]),
-        vocab=Vocabulary(raw_ids=payload["vocab"].numpy()),
+        vocab=Vocabulary(raw_ids=payload["vocab"].numpy(),
+                         words=tuple(words) if words is not None else None),
         label_names=tuple(names) if names is not None else None,
         extra=payload["extra"],
+        file_format=FileFormat(**payload.get("file_format", {})),
+        label_values=tuple(values) if values is not None else None,
     )

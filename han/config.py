@@ -11,6 +11,44 @@ from typing import Any, Literal
 
 CellType = Literal["lstm", "gru"]
 Precision = Literal["auto", "fp32", "bf16"]
+TokenMode = Literal["ids", "chars", "words"]
+TOKEN_MODES: tuple[TokenMode, ...] = ("ids", "chars", "words")
+# Spellings of a tab that survive a shell and a TOML file alike.
+_TAB_ALIASES = ("\\t", "tab", "TAB")
+
+
+@dataclass(frozen=True, kw_only=True)
+class FileFormat:
+    """How a data file is read. The defaults are the competition's files.
+
+    `tokens`: "ids" reads space-separated integer ids (the competition's anonymised text);
+    "words" splits raw text on whitespace; "chars" makes every non-space character a token
+    (Chinese text). `sep` may be given as `\\t` or `tab` for a tab.
+    """
+
+    sep: str = "\t"
+    text_col: str = "text"
+    label_col: str = "label"
+    tokens: TokenMode = "ids"
+
+    def __post_init__(self) -> None:
+        if self.sep in _TAB_ALIASES:
+            object.__setattr__(self, "sep", "\t")
+        if len(self.sep) != 1 or self.sep.isalnum() or self.sep in "\"\r\n ":
+            raise ValueError(f"sep must be one character other than a letter, digit, quote, "
+                             f"space or line end, got {self.sep!r}")
+        for name in ("text_col", "label_col"):
+            if not getattr(self, name).strip():
+                raise ValueError(f"{name} must be a column name, got {getattr(self, name)!r}")
+        if self.text_col == self.label_col:
+            raise ValueError(f"text_col and label_col are both {self.text_col!r}")
+        if self.tokens not in TOKEN_MODES:
+            raise ValueError(f"tokens must be one of {', '.join(TOKEN_MODES)}, "
+                             f"got {self.tokens!r}")
+
+
+# The competition's files; frozen, so one shared instance serves as every default.
+COMPETITION_FORMAT = FileFormat()
 
 
 @dataclass(frozen=True, kw_only=True)

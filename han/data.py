@@ -1,25 +1,33 @@
-"""Reading, encoding, segmenting, splitting and batching the competition's corpora.
+"""Reading, encoding, segmenting, splitting and batching labelled text corpora.
 
 A corpus is held as one flat array of token ids plus per-document offsets, so the
 200,000-document training file costs a few hundred MB rather than millions of Python
 objects, and every step after parsing is a vectorized numpy operation.
+
+Raw ids depend on what a token is (`FileFormat.tokens`): the integer itself for the
+competition's anonymised ids, the Unicode code point for characters (so every file maps a
+character to the same id without a dictionary), and the index in the corpus's own
+dictionary for words (a vocabulary then keeps the words themselves, so that another file
+is encoded by word, not by index).
 """
 
 from __future__ import annotations
 
 import csv
 import os
+import re
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
+from itertools import chain
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from sklearn.model_selection import StratifiedKFold
 
-from han.config import DataConfig
+from han.config import COMPETITION_FORMAT, DataConfig, FileFormat, TokenMode
 
 PAD = 0
 UNK = 1
@@ -38,14 +46,18 @@ class Corpus:
     """Raw token ids of every document, in file order.
 
     `labels` is None for an unlabelled (test) file. Document i's ids are
-    `tokens[offsets[i]:offsets[i + 1]]`.
+    `tokens[offsets[i]:offsets[i + 1]]`. `label_values` holds the original labels of a
+    file whose labels are names rather than integers, in class-id order.
     """
 
     path: Path
     tokens: np.ndarray  # (T,) raw ids, uint16 or int32 (see compact_ids)
     offsets: np.ndarray  # (N + 1,) int64
-    labels: np.ndarray | None  # (N,) int64
+    labels: np.ndarray | None  # (N,) int64 class ids
     notes: tuple[str, ...] = ()
+    file_format: FileFormat = COMPETITION_FORMAT
+    dictionary: tuple[str, ...] | None = None  # words: the word of each raw id
+    label_values: tuple[str, ...] | None = None
 
     @property
     def num_docs(self) -> int:
@@ -59,33 +71,51 @@ class Corpus:
     def num_classes(self) -> int:
         if self.labels is None:
             raise ValueError(f"{self.path}: the corpus has no labels")
+        if self.label_values is not None:
+            return len(self.label_values)
         return int(self.labels.max()) + 1
 
     def doc(self, index: int) -> np.ndarray:
         return self.tokens[self.offsets[index] : self.offsets[index + 1]]
 
+    def doc_text(self, index: int) -> str:
+        """Document `index` as its tokens' text separated by spaces (word2vec's input)."""
+        raw = self.doc(index).tolist()
+        if self.dictionary is not None:
+            return " ".join([self.dictionary[i] for i in raw])
+        return " ".join(map(chr if self.file_format.tokens == "chars" else str, raw))
 
-def read_corpus(path: str | os.PathLike[str], *, labelled: bool) -> Corpus:
-    """Parse a tab-separated competition file (plain, .gz or .zip) with validation.
 
-    `labelled=True` requires columns `label` and `text`; `labelled=False` needs `text` and
-    ignores a `label` column if there is one (with a note).
+def read_corpus(path: str | os.PathLike[str], *, labelled: bool,
+                file_format: FileFormat = COMPETITION_FORMAT,
+                label_order: Sequence[str] | None = None) -> Corpus:
+    """Parse a delimited text file (plain, .gz or .zip) with validation.
+
+    `labelled=True` requires the label and text columns; `labelled=False` needs the text
+    column and ignores a label column if there is one (with a note). Integer labels are
+    class ids; any other labels are names, given class ids in the order of `label_order`
+    when it is given (a label outside it is an error), else in sorted order.
     """
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such file")
     if path.stat().st_size == 0:
         raise DataError(f"{path}: the file is empty")
-    fast = _read_plain(path, labelled=labelled)
-    if fast is not None:
-        return fast
+    if file_format == COMPETITION_FORMAT:
+        fast = _read_plain(path, labelled=labelled)
+        if fast is not None:
+            return fast
+    fmt = file_format
+    kind = f"{_SEPARATOR_NAMES.get(fmt.sep, repr(fmt.sep))}-separated file"
     try:
         reader = pd.read_csv(
             path,
-            sep="\t",
+            sep=fmt.sep,
             dtype=str,
             keep_default_na=False,
-            quoting=csv.QUOTE_NONE,
+            # Tab-separated files carry raw text without quoting (the competition's do);
+            # other delimiters need quoted fields for text that contains them.
+            quoting=csv.QUOTE_NONE if fmt.sep == "\t" else csv.QUOTE_MINIMAL,
             encoding="utf-8-sig",
             compression="infer",
             chunksize=_CHUNK_ROWS,
@@ -94,9 +124,10 @@ def read_corpus(path: str | os.PathLike[str], *, labelled: bool) -> Corpus:
         header = list(reader.orig_names) if hasattr(reader, "orig_names") else None
     except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError, OSError,
             ValueError) as error:
-        raise DataError(f"{path}: cannot read as a tab-separated file ({_first_line(error)})") \
-            from error
+        raise DataError(f"{path}: cannot read as a {kind} ({_first_line(error)})") from error
 
+    dictionary: dict[str, int] = {}
+    label_reader = _LabelReader(path, label_order)
     token_chunks: list[np.ndarray] = []
     length_chunks: list[np.ndarray] = []
     label_chunks: list[np.ndarray] = []
@@ -107,36 +138,46 @@ def read_corpus(path: str | os.PathLike[str], *, labelled: bool) -> Corpus:
         for frame in reader:
             if not checked_header:
                 header = list(frame.columns)
-                _check_columns(path, header, labelled=labelled)
-                if not labelled and "label" in header:
-                    notes.append(f"{path}: has a 'label' column; it is ignored for prediction")
+                _check_columns(path, header, fmt, labelled=labelled)
+                if not labelled and fmt.label_col in header:
+                    notes.append(f"{path}: has a {fmt.label_col!r} column; it is ignored for "
+                                 "prediction")
                 checked_header = True
-            texts = frame["text"].tolist()
-            ids, lengths = _parse_token_ids(texts, path=path, first_line=first_row + 2)
+            # A row with too few fields leaves NaN in the missing cells.
+            texts = frame[fmt.text_col].fillna("").tolist()
+            ids, lengths = _tokenize(fmt.tokens, texts, path=path,
+                                     first_line=first_row + 2, dictionary=dictionary)
             token_chunks.append(ids)
             length_chunks.append(lengths)
             if labelled:
-                label_chunks.append(_parse_labels(frame["label"], path=path,
-                                                  first_line=first_row + 2))
+                label_chunks.append(label_reader.parse(frame[fmt.label_col].fillna(""),
+                                                       first_line=first_row + 2))
             first_row += len(frame)
     except (UnicodeDecodeError, pd.errors.ParserError) as error:
-        raise DataError(f"{path}: cannot read as a tab-separated file ({_first_line(error)})") \
-            from error
+        raise DataError(f"{path}: cannot read as a {kind} ({_first_line(error)})") from error
     if not checked_header:
-        _check_columns(path, header or [], labelled=labelled)
+        _check_columns(path, header or [], fmt, labelled=labelled)
     if first_row == 0:
         raise DataError(f"{path}: has a header but no documents")
 
     lengths = np.concatenate(length_chunks)
     offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
+    labels, label_values = (label_reader.finish(np.concatenate(label_chunks)) if labelled
+                            else (None, None))
     return Corpus(
         path=path,
         tokens=np.concatenate(token_chunks),
         offsets=offsets,
-        labels=np.concatenate(label_chunks) if labelled else None,
+        labels=labels,
         notes=tuple(notes),
+        file_format=fmt,
+        dictionary=tuple(dictionary) if fmt.tokens == "words" else None,
+        label_values=label_values,
     )
+
+
+_SEPARATOR_NAMES = {"\t": "tab", ",": "comma", ";": "semicolon", "|": "pipe"}
 
 
 _BLOCK_BYTES = 1 << 24
@@ -220,13 +261,71 @@ def _first_line(error: BaseException) -> str:
     return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
 
 
-def _check_columns(path: Path, header: Sequence[str], *, labelled: bool) -> None:
-    needed = ["label", "text"] if labelled else ["text"]
+def _check_columns(path: Path, header: Sequence[str], fmt: FileFormat, *,
+                   labelled: bool) -> None:
+    needed = [fmt.label_col, fmt.text_col] if labelled else [fmt.text_col]
     for column in needed:
         if column not in header:
             found = ", ".join(repr(name) for name in header[:4])
-            hint = " (is the file tab-separated?)" if len(header) == 1 else ""
+            separator = _SEPARATOR_NAMES.get(fmt.sep, repr(fmt.sep))
+            hint = (f" (is the file {separator}-separated? --sep sets the delimiter)"
+                    if len(header) == 1 else "")
             raise DataError(f"{path}: line 1: missing column '{column}'; found {found}{hint}")
+
+
+class _LabelReader:
+    """Class ids of a label column, chunk by chunk.
+
+    The first label decides: an integer means every label is a class id (and a later
+    non-integer is an error, not a new class), anything else means labels are names.
+    """
+
+    def __init__(self, path: Path, order: Sequence[str] | None) -> None:
+        self.path = path
+        self.order = tuple(order) if order is not None else None
+        self.names: bool | None = None
+        self.ids: dict[str, int] = {}
+
+    def parse(self, column: pd.Series, *, first_line: int) -> np.ndarray:
+        if column.empty:
+            return np.zeros(0, dtype=np.int64)
+        if self.names is None:
+            self.names = not _INTEGER.fullmatch(str(column.iloc[0]).strip())
+            if self.names and self.order is not None:
+                self.ids = {name: index for index, name in enumerate(self.order)}
+        if not self.names:
+            return _parse_labels(column, path=self.path, first_line=first_line)
+        values = np.char.strip(column.to_numpy(dtype=str))
+        codes, uniques = pd.factorize(values)
+        for code, name in enumerate(uniques):
+            if not name:
+                row = int(np.flatnonzero(codes == code)[0])
+                raise DataError(f"{self.path}: line {first_line + row}: empty label")
+            if name not in self.ids:
+                if self.order is not None:
+                    row = int(np.flatnonzero(codes == code)[0])
+                    listed = ", ".join(self.order[:6]) + (", ..." if len(self.order) > 6 else "")
+                    raise DataError(f"{self.path}: line {first_line + row}: label {name!r} is "
+                                    f"not one of the {len(self.order)} class names given "
+                                    f"({listed})")
+                self.ids[name] = len(self.ids)
+        return np.array([self.ids[name] for name in uniques], dtype=np.int64)[codes]
+
+    def finish(self, labels: np.ndarray) -> tuple[np.ndarray, tuple[str, ...] | None]:
+        """Class ids and, for names, the name of each class id."""
+        if not self.names:
+            return labels, None
+        if self.order is not None:
+            return labels, self.order
+        # Sorted names rather than first-seen order: shuffling the file keeps the ids.
+        names = sorted(self.ids)
+        remap = np.empty(len(names), dtype=np.int64)
+        for rank, name in enumerate(names):
+            remap[self.ids[name]] = rank
+        return remap[labels], tuple(names)
+
+
+_INTEGER = re.compile(r"[-+]?\d+")
 
 
 def _parse_labels(column: pd.Series, *, path: Path, first_line: int) -> np.ndarray:
@@ -240,6 +339,59 @@ def _parse_labels(column: pd.Series, *, path: Path, first_line: int) -> np.ndarr
             else "non-integer"
         raise DataError(f"{path}: line {first_line + row}: {kind} label {value!r}")
     return stripped.astype(np.int64)
+
+
+def _tokenize(mode: TokenMode, texts: list[str], *, path: Path, first_line: int,
+              dictionary: dict[str, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Raw ids of the texts' tokens, concatenated, and the number of tokens of each text."""
+    if mode == "words":
+        return _parse_words(texts, path=path, first_line=first_line, dictionary=dictionary)
+    if mode == "chars":
+        return _parse_chars(texts, path=path, first_line=first_line)
+    return _parse_token_ids(texts, path=path, first_line=first_line)
+
+
+def _check_not_empty(lengths: np.ndarray, *, path: Path, first_line: int) -> None:
+    if (lengths == 0).any():
+        doc = int(np.flatnonzero(lengths == 0)[0])
+        raise DataError(f"{path}: line {first_line + doc}: empty text")
+
+
+# Every code point that Python counts as whitespace lies at or below U+3000, the
+# ideographic space of Chinese text.
+_WHITESPACE = np.array([c for c in range(0x3001) if chr(c).isspace()], dtype=np.uint32)
+
+
+def _parse_chars(texts: list[str], *, path: Path, first_line: int
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """Every non-space character is a token, its raw id its code point.
+
+    UTF-32 gives one array element per character of all the texts at once; a text's
+    length in characters is its Python length.
+    """
+    counts = np.fromiter(map(len, texts), dtype=np.int64, count=len(texts))
+    codes = np.frombuffer("".join(texts).encode("utf-32-le"), dtype=np.uint32)
+    kept = ~np.isin(codes, _WHITESPACE)
+    doc_of_char = np.repeat(np.arange(len(texts)), counts)
+    lengths = np.bincount(doc_of_char[kept], minlength=len(texts)).astype(np.int64)
+    _check_not_empty(lengths, path=path, first_line=first_line)
+    return compact_ids(codes[kept].astype(np.int64)), lengths
+
+
+def _parse_words(texts: list[str], *, path: Path, first_line: int,
+                 dictionary: dict[str, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Whitespace-separated words; a raw id indexes `dictionary`, which grows with new words.
+
+    pandas factorizes the chunk's words in C, so Python touches each distinct word once.
+    """
+    words = [text.split() for text in texts]
+    lengths = np.fromiter(map(len, words), dtype=np.int64, count=len(words))
+    _check_not_empty(lengths, path=path, first_line=first_line)
+    codes, uniques = pd.factorize(np.fromiter(chain.from_iterable(words), dtype=object,
+                                              count=int(lengths.sum())))
+    ids = np.fromiter((dictionary.setdefault(word, len(dictionary)) for word in uniques),
+                      dtype=np.int64, count=len(uniques))
+    return compact_ids(ids[codes]), lengths
 
 
 def _parse_token_ids(
@@ -317,9 +469,14 @@ def _parse_token_ids_exactly(
 
 @dataclass(frozen=True)
 class Vocabulary:
-    """Maps raw token ids to model ids: 0 is padding, 1 is UNK, then kept tokens by id."""
+    """Maps raw token ids to model ids: 0 is padding, 1 is UNK, then kept tokens by id.
+
+    A vocabulary of words also keeps the words (`words[i]` is the word of `raw_ids[i]`):
+    raw ids of words index one corpus's dictionary, so another file is encoded by word.
+    """
 
     raw_ids: np.ndarray  # (V - 2,) raw ids of the kept tokens, ascending
+    words: tuple[str, ...] | None = None
 
     @classmethod
     def build(cls, corpus: Corpus, doc_indices: np.ndarray, *, min_count: int) -> Vocabulary:
@@ -332,7 +489,10 @@ class Vocabulary:
             counts -= _bincount(_gather_tokens(corpus, held_out), minlength=len(counts))
         else:
             counts = _bincount(_gather_tokens(corpus, doc_indices))
-        return cls(raw_ids=np.flatnonzero(counts >= min_count).astype(np.int64))
+        raw_ids = np.flatnonzero(counts >= min_count).astype(np.int64)
+        words = (None if corpus.dictionary is None
+                 else tuple(corpus.dictionary[i] for i in raw_ids.tolist()))
+        return cls(raw_ids=raw_ids, words=words)
 
     @property
     def size(self) -> int:
@@ -349,14 +509,46 @@ class Vocabulary:
         return table
 
     def encode(self, raw_tokens: np.ndarray) -> np.ndarray:
-        """Model ids for raw ids, in chunks so a 180M-token corpus needs no big temporaries."""
-        table = self._lookup
-        out = np.empty(len(raw_tokens), dtype=table.dtype)
-        step = 1 << 24
-        for start in range(0, len(raw_tokens), step):
-            chunk = raw_tokens[start : start + step]
-            out[start : start + step] = table[np.minimum(chunk, len(table) - 1)]
-        return out
+        """Model ids for raw ids, in chunks so a 180M-token corpus needs no big temporaries.
+
+        For words, the raw ids must come from the corpus the vocabulary was built on;
+        `encode_corpus` takes any corpus.
+        """
+        return _translate(self._lookup, raw_tokens)
+
+    def encode_corpus(self, corpus: Corpus) -> np.ndarray:
+        """Model ids of every token of `corpus`, which may be another file than the one the
+        vocabulary was built on (a test file)."""
+        if self.words is None:
+            return self.encode(corpus.tokens)
+        if corpus.dictionary is None:
+            raise ValueError(f"{corpus.path}: a vocabulary of words needs a corpus of words")
+        table = compact_ids(self.model_ids_of_words(corpus.dictionary))
+        if self.size > np.iinfo(table.dtype).max:
+            table = table.astype(np.int32)
+        return _translate(table, corpus.tokens)
+
+    def model_ids_of_words(self, words: Sequence[str]) -> np.ndarray:
+        index = {word: model_id for model_id, word in enumerate(self.words or (), start=2)}
+        return np.fromiter((index.get(word, UNK) for word in words), dtype=np.int64,
+                           count=len(words))
+
+    def model_ids_of_tokens(self, tokens: Sequence[str], mode: TokenMode) -> np.ndarray:
+        """Model ids of tokens written as text (a word2vec file's first column)."""
+        if mode == "words":
+            return self.model_ids_of_words(tokens)
+        to_raw = ord if mode == "chars" else int
+        return self.encode(np.fromiter(map(to_raw, tokens), dtype=np.int64, count=len(tokens)))
+
+
+def _translate(table: np.ndarray, raw_tokens: np.ndarray) -> np.ndarray:
+    """table[raw_tokens] in chunks; raw ids past the table's end map to its last slot."""
+    out = np.empty(len(raw_tokens), dtype=table.dtype)
+    step = 1 << 24
+    for start in range(0, len(raw_tokens), step):
+        chunk = raw_tokens[start : start + step]
+        out[start : start + step] = table[np.minimum(chunk, len(table) - 1)]
+    return out
 
 
 def _bincount(values: np.ndarray, minlength: int = 0) -> np.ndarray:
@@ -388,17 +580,19 @@ def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
 
 
 def load_embeddings(
-    path: str | os.PathLike[str], vocab: Vocabulary, *, dim: int
+    path: str | os.PathLike[str], vocab: Vocabulary, *, dim: int, tokens: TokenMode = "ids"
 ) -> np.ndarray:
     """Rows aligned to `vocab` from a word2vec text file (first line `count dim`).
 
     Vectors are divided by their overall standard deviation, as the reference did, so they
     sit on the scale the trainable embeddings start from; UNK and tokens missing from the
-    file get the mean vector, padding gets zeros.
+    file get the mean vector, padding gets zeros. Entries that cannot be a token of the
+    given kind (such as word2vec's '</s>' among integer ids) are skipped.
     """
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such file")
+    is_token = _TOKEN_CHECKS[tokens]
     with path.open(encoding="utf-8-sig") as handle:
         header = handle.readline().split()
         if len(header) != 2 or not all(part.isdigit() for part in header):
@@ -408,33 +602,40 @@ def load_embeddings(
         if file_dim != dim:
             raise DataError(f"{path}: line 1: vectors have dimension {file_dim}, the model's "
                             f"embed_dim is {dim}")
-        words: list[int] = []
+        words: list[str] = []
         rows: list[np.ndarray] = []
         for line_number, line in enumerate(handle, start=2):
             parts = line.rstrip("\n").rstrip(" ").split(" ")
             if len(parts) != dim + 1:
                 raise DataError(f"{path}: line {line_number}: expected a token and {dim} "
                                 f"numbers, got {len(parts) - 1} numbers")
-            if not parts[0].isdigit():
-                continue  # a word2vec file may hold tokens such as '</s>' that are no ids
+            if not is_token(parts[0]):
+                continue
             try:
                 rows.append(np.asarray(parts[1:], dtype=np.float32))
             except ValueError as error:
                 raise DataError(f"{path}: line {line_number}: non-numeric vector value") \
                     from error
-            words.append(int(parts[0]))
+            words.append(parts[0])
     if not rows:
-        raise DataError(f"{path}: no vectors for integer tokens")
+        raise DataError(f"{path}: no vectors for tokens of kind {tokens!r}")
     if count != len(rows) and count < len(rows):
         raise DataError(f"{path}: line 1: header says {count} vectors, file has more")
     vectors = np.stack(rows)
     vectors /= vectors.std() or 1.0
     table = np.tile(vectors.mean(axis=0), (vocab.size, 1)).astype(np.float32)
     table[PAD] = 0.0
-    model_ids = vocab.encode(np.asarray(words, dtype=np.int64))
+    model_ids = vocab.model_ids_of_tokens(words, tokens)
     known = model_ids != UNK
     table[model_ids[known]] = vectors[known]
     return table
+
+
+_TOKEN_CHECKS: dict[str, Callable[[str], bool]] = {
+    "ids": lambda token: token.isascii() and token.isdigit(),
+    "chars": lambda token: len(token) == 1,
+    "words": bool,
+}
 
 
 # --------------------------------------------------------------------------- segmentation
@@ -579,6 +780,8 @@ class EncodedSplit:
     num_classes: int
     pretrained: np.ndarray | None = None
     label_names: tuple[str, ...] | None = None
+    file_format: FileFormat = COMPETITION_FORMAT
+    label_values: tuple[str, ...] | None = None  # see Corpus.label_values
 
     def batches(self, docs: np.ndarray, *, batch_size: int,
                 rng: np.random.Generator | None) -> Iterator[Batch]:
@@ -590,22 +793,29 @@ class EncodedSplit:
 
 
 @lru_cache(maxsize=4)
-def _read_cached(path: str, size: int, mtime_ns: int, labelled: bool) -> Corpus:
-    return read_corpus(path, labelled=labelled)
+def _read_cached(path: str, size: int, mtime_ns: int, labelled: bool, file_format: FileFormat,
+                 label_order: tuple[str, ...] | None) -> Corpus:
+    return read_corpus(path, labelled=labelled, file_format=file_format,
+                       label_order=label_order)
 
 
-def load_corpus(path: str | os.PathLike[str], *, labelled: bool) -> Corpus:
+def load_corpus(path: str | os.PathLike[str], *, labelled: bool,
+                file_format: FileFormat = COMPETITION_FORMAT,
+                label_order: Sequence[str] | None = None) -> Corpus:
     """`read_corpus`, parsed once per process per file version.
 
     The search runs dozens of trials on the same files; a changed file (size or mtime) is
     parsed again.
     """
+    order = tuple(label_order) if label_order is not None else None
     resolved = Path(path).resolve()
     try:
         stat = resolved.stat()
     except OSError:
-        return read_corpus(path, labelled=labelled)  # raises the one-line error
-    return _read_cached(str(resolved), stat.st_size, stat.st_mtime_ns, labelled)
+        # raises the one-line error
+        return read_corpus(path, labelled=labelled, file_format=file_format, label_order=order)
+    return _read_cached(str(resolved), stat.st_size, stat.st_mtime_ns, labelled, file_format,
+                        order)
 
 
 @lru_cache(maxsize=8)
@@ -624,21 +834,24 @@ def prepare(corpus: Corpus, config: DataConfig, *, embeddings: str | os.PathLike
     """Split, build the vocabulary, encode and segment a labelled corpus.
 
     Encoding is cached per (corpus, split, min_count): trials that change only `seg_len` or
-    `max_segments` reuse it and pay for the segmentation alone.
+    `max_segments` reuse it and pay for the segmentation alone. A corpus whose labels are
+    names names its classes itself; `label_names` names integer classes.
     """
     if corpus.labels is None:
         raise ValueError(f"{corpus.path}: training needs a labelled corpus")
     fold_of, vocab, token_ids = _fold_vocabulary(
         corpus, config.folds, config.dev_fold, config.split_seed, config.min_count
     )
-    if label_names is not None and len(label_names) < corpus.num_classes:
+    names = corpus.label_values if corpus.label_values is not None else label_names
+    if names is not None and len(names) < corpus.num_classes:
         raise DataError(f"{corpus.path}: has labels up to {corpus.num_classes - 1} but only "
-                        f"{len(label_names)} class names are given")
+                        f"{len(names)} class names are given")
     pretrained = None
     if embeddings is not None:
         if embed_dim is None:
             raise ValueError("embed_dim is needed to check the embeddings' dimension")
-        pretrained = load_embeddings(embeddings, vocab, dim=embed_dim)
+        pretrained = load_embeddings(embeddings, vocab, dim=embed_dim,
+                                     tokens=corpus.file_format.tokens)
     return EncodedSplit(
         segments=segment(token_ids, corpus.offsets, seg_len=config.seg_len,
                          max_segments=config.max_segments),
@@ -646,7 +859,9 @@ def prepare(corpus: Corpus, config: DataConfig, *, embeddings: str | os.PathLike
         train_docs=np.flatnonzero(fold_of != config.dev_fold),
         dev_docs=np.flatnonzero(fold_of == config.dev_fold),
         vocab=vocab,
-        num_classes=max(corpus.num_classes, len(label_names or ())),
+        num_classes=max(corpus.num_classes, len(names or ())),
         pretrained=pretrained,
-        label_names=tuple(label_names) if label_names is not None else None,
+        label_names=tuple(names) if names is not None else None,
+        file_format=corpus.file_format,
+        label_values=corpus.label_values,
     )

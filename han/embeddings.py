@@ -1,4 +1,4 @@
-"""word2vec vectors for the corpus's token ids, in the text format `--embeddings` reads.
+"""word2vec vectors for a corpus's tokens, in the text format `--embeddings` reads.
 
 The reference trained word2vec on the training and test texts together (unsupervised, so
 the test texts leak no labels) and froze the vectors in the model. gensim is the field's
@@ -33,12 +33,12 @@ class EmbeddingStats:
 
 
 def _write_lines(corpora: Sequence[Corpus], path: Path) -> tuple[int, int]:
-    """One document per line, ids separated by spaces: gensim's LineSentence format."""
+    """One document per line, tokens separated by spaces: gensim's LineSentence format."""
     documents = tokens = 0
-    with path.open("w", encoding="ascii") as handle:
+    with path.open("w", encoding="utf-8") as handle:
         for corpus in corpora:
             for index in range(corpus.num_docs):
-                handle.write(" ".join(map(str, corpus.doc(index).tolist())))
+                handle.write(corpus.doc_text(index))
                 handle.write("\n")
             documents += corpus.num_docs
             tokens += len(corpus.tokens)

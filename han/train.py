@@ -258,7 +258,8 @@ def train(
             best_dev_pred = dev_pred
             save_checkpoint(best_path, model=model, model_config=model_config,
                             data_config=data_config, vocab=data.vocab,
-                            label_names=data.label_names,
+                            label_names=data.label_names, file_format=data.file_format,
+                            label_values=data.label_values,
                             extra={"epoch": epoch, "dev_macro_f1": best_f1})
         else:
             stale_epochs += 1

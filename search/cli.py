@@ -19,7 +19,7 @@ import typer
 from optuna.trial import FrozenTrial, TrialState
 
 from han.checkpoint import CheckpointError
-from han.config import DataConfig, HANConfig, TrainConfig
+from han.config import COMPETITION_FORMAT, DataConfig, FileFormat, HANConfig, TokenMode, TrainConfig
 from han.data import DataError, load_corpus
 from han.train import EpochMetrics
 from search import runner
@@ -46,7 +46,21 @@ TrackingUri = Annotated[str, typer.Option(
     help="MLflow tracking URI: sqlite:///FILE or http://HOST:PORT of an mlflow server.",
     envvar="MLFLOW_TRACKING_URI")]
 Device = Annotated[str, typer.Option(help="auto, cpu or cuda:N.")]
-
+# How data files are read; None keeps the study file's [data] setting, else the default of
+# han.config.FileFormat, quoted from there.
+_UNLESS = "the study file's, else"
+Sep = Annotated[str | None, typer.Option(
+    help="Column delimiter, one character ('\\t' or 'tab' for a tab). Default: "
+    f"{_UNLESS} {COMPETITION_FORMAT.sep!r}.")]
+TextCol = Annotated[str | None, typer.Option(
+    help=f"Name of the text column. Default: {_UNLESS} {COMPETITION_FORMAT.text_col!r}.")]
+LabelCol = Annotated[str | None, typer.Option(
+    help="Name of the label column; labels are integers (class ids) or names. Default: "
+    f"{_UNLESS} {COMPETITION_FORMAT.label_col!r}.")]
+Tokens = Annotated[TokenMode | None, typer.Option(
+    help="What a token is: ids (space-separated integer ids, the competition's), words "
+    "(whitespace-separated) or chars (every non-space character, e.g. Chinese text). "
+    f"Default: {_UNLESS} {COMPETITION_FORMAT.tokens!r}.")]
 
 @app.callback()
 def _configure_process() -> None:
@@ -159,6 +173,12 @@ def stop_on_signals() -> Iterator[Callable[[], bool]]:
             raise typer.Exit(code=128 + received[0])
 
 
+def file_format(**options: str | None) -> FileFormat:
+    """The competition's format with the given options changed; a bad value exits 2."""
+    with user_errors():
+        return runner.override_format(COMPETITION_FORMAT, **options)
+
+
 @app.command()
 def bench(
     train: Annotated[Path, typer.Option(help="Labelled training file (tab-separated).")],
@@ -174,10 +194,15 @@ def bench(
     precision: Annotated[str, typer.Option(
         help="Training arithmetic: auto (bf16 where the hardware has it), fp32 or bf16.")] =
         TrainConfig.precision,
+    sep: Sep = None,
+    text_col: TextCol = None,
+    label_col: LabelCol = None,
+    tokens: Tokens = None,
 ) -> None:
     """Print one JSON line of throughput and memory figures for a file and configuration."""
     from han.bench import bench as run_bench
 
+    read_as = file_format(sep=sep, text_col=text_col, label_col=label_col, tokens=tokens)
     model = {k: v for k, v in (("word_hidden", word_hidden), ("sent_hidden", sent_hidden))
              if v is not None}
     with user_errors():
@@ -187,7 +212,7 @@ def bench(
             fail(str(error))
         figures = run_bench(train, model_config=model, data_config=data_config,
                             batch_size=batch_size, steps=steps, device=device,
-                            precision=precision)
+                            precision=precision, file_format=read_as)
     typer.echo(json.dumps(figures))
 
 
@@ -206,6 +231,10 @@ def run(
     test: Annotated[Path | None, typer.Option(help="Test file for export-best.")] = None,
     embeddings: Annotated[Path | None, typer.Option(
         help="word2vec text file of frozen embeddings (dimension = embed_dim).")] = None,
+    sep: Sep = None,
+    text_col: TextCol = None,
+    label_col: LabelCol = None,
+    tokens: Tokens = None,
     storage: Storage = runner.DEFAULT_STORAGE,
     tracking_uri: TrackingUri = DEFAULT_TRACKING_URI,
     device: Device = "auto",
@@ -229,7 +258,9 @@ def run(
     if threads is not None:
         torch.set_num_threads(threads)
     with user_errors():
-        spec = runner.with_overrides(load_study(config or builtin_study_path()), name=study)
+        spec = runner.with_overrides(load_study(config or builtin_study_path()), name=study,
+                                     sep=sep, text_col=text_col, label_col=label_col,
+                                     tokens=tokens)
         typer.echo(f"study {spec.name!r} from {spec.source}; storage {redact(storage)}; "
                    f"MLflow {redact(tracking_uri)}")
         options = dict(storage=storage, tracking_uri=tracking_uri, device=device, seed=seed,
@@ -245,7 +276,8 @@ def run(
                                  device=device, threads=threads)
             passed_on = _worker_args(spec.source, study=study, timeout=timeout, seed=seed,
                                      train=train, test=test, embeddings=embeddings,
-                                     heartbeat=heartbeat, work_dir=work_dir)
+                                     heartbeat=heartbeat, work_dir=work_dir, sep=sep,
+                                     text_col=text_col, label_col=label_col, tokens=tokens)
             # URLs travel in the environment: they may hold passwords, which `ps` would show.
             code = run_workers(plans, passed_on, env={"HAN_SEARCH_STORAGE": storage,
                                                       "MLFLOW_TRACKING_URI": tracking_uri})
@@ -323,14 +355,18 @@ def embeddings(
     epochs: Annotated[int, typer.Option(min=1, help="Passes over the texts.")] = 5,
     workers: Annotated[int | None, typer.Option(
         min=1, help="Training threads; default: all cores.")] = None,
+    sep: Sep = None,
+    text_col: TextCol = None,
+    tokens: Tokens = None,
 ) -> None:
     """Train word2vec on the training (and test) texts for --embeddings."""
     from han.embeddings import train_word2vec
 
+    read_as = file_format(sep=sep, text_col=text_col, tokens=tokens)
     with user_errors():
-        corpora = [load_corpus(train, labelled=False)]
+        corpora = [load_corpus(train, labelled=False, file_format=read_as)]
         if test is not None:
-            corpora.append(load_corpus(test, labelled=False))
+            corpora.append(load_corpus(test, labelled=False, file_format=read_as))
         typer.echo(f"word2vec on {sum(c.num_docs for c in corpora)} documents, "
                    f"{sum(len(c.tokens) for c in corpora)} tokens, dim {dim}")
         stats = train_word2vec(

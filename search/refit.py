@@ -28,15 +28,17 @@ from sklearn.metrics import f1_score
 from han.checkpoint import load_checkpoint
 from han.config import DataConfig, HANConfig, TrainConfig
 from han.data import Corpus, EncodedSplit, load_corpus, prepare
-from han.predict import predict
+from han.predict import Prediction, predict
 from han.train import EpochMetrics, predict_batches, resolve_device, train
 from search.objective import SearchContext, build_configs
 from search.runner import (
+    EMBEDDINGS_TAG,
     TRAIN_PATH_ATTR,
     SearchError,
     best_trial_run,
     load_study,
     resolve_test_path,
+    study_file_format,
     write_submission,
 )
 from search.study import StudySpec
@@ -152,14 +154,14 @@ def export_refit(*, study_name: str, storage: str, tracking_uri: str, folds: int
                     f"({how}, {time.perf_counter() - started:.1f}s)")
                 results.append(result)
             oof_f1 = out_of_fold_f1(results, setup.corpus)
-            probabilities, notes = ensemble_probabilities(
-                [r.checkpoint for r in results], test_path, device=device_name)
+            ensemble = ensemble_prediction([r.checkpoint for r in results], test_path,
+                                           device=device_name)
     except BaseException as error:
         tracker.finish(refit_run_id, status="FAILED", state="failed",
                        reason=f"{type(error).__name__}: {error}")
         raise
-    labels = probabilities.argmax(1)
-    write_submission(out, labels)
+    labels = ensemble.labels
+    write_submission(out, ensemble)
     fold_f1s = tuple(r.best_dev_f1 for r in results)
     tracker.log_metrics(refit_run_id, {
         "oof_macro_f1": oof_f1, "best_trial_dev_macro_f1": float(best.value or 0.0),
@@ -173,7 +175,7 @@ def export_refit(*, study_name: str, storage: str, tracking_uri: str, folds: int
         folds=folds, refit_run_id=refit_run_id, oof_macro_f1=oof_f1, fold_f1s=fold_f1s,
         trained=tuple(r.fold for r in results if r.trained),
         reused=tuple(r.fold for r in results if not r.trained),
-        label_counts={i: int(c) for i, c in enumerate(counts) if c}, notes=notes)
+        label_counts={i: int(c) for i, c in enumerate(counts) if c}, notes=ensemble.notes)
 
 
 def trial_setup(*, study: optuna.Study, trial: optuna.trial.FrozenTrial, trial_run: Run,
@@ -192,7 +194,8 @@ def trial_setup(*, study: optuna.Study, trial: optuna.trial.FrozenTrial, trial_r
     spec = load_spec(study_file)
     if TRAIN_PATH_ATTR not in study.user_attrs:
         raise SearchError(f"study {study.study_name!r} does not record its training file")
-    corpus = load_corpus(Path(study.user_attrs[TRAIN_PATH_ATTR]), labelled=True)
+    corpus = load_corpus(Path(study.user_attrs[TRAIN_PATH_ATTR]), labelled=True,
+                         file_format=study_file_format(study), label_order=spec.label_names)
     logged = trial_run.data.params
     # A --seed given to `run` overrides the training seed; only the run's params keep it.
     seed = int(logged["seed"]) if "seed" in logged else None
@@ -209,10 +212,12 @@ def trial_setup(*, study: optuna.Study, trial: optuna.trial.FrozenTrial, trial_r
         raise SearchError(f"{study_file} changed since trial {trial.number} ran ({listed})")
     embeddings = None
     if logged.get("pretrained_embeddings") == "True":
-        if spec.embeddings_path is None:
-            raise SearchError(f"trial {trial.number} used word2vec embeddings given on the "
-                              "command line; name them in the study file ([data] embeddings)")
-        embeddings = spec.embeddings_path
+        recorded = trial_run.data.tags.get(EMBEDDINGS_TAG)
+        embeddings = Path(recorded) if recorded else spec.embeddings_path
+        if embeddings is None or not embeddings.is_file():
+            raise SearchError(f"trial {trial.number} used word2vec embeddings "
+                              f"({embeddings or 'file not recorded'}) that are not there; "
+                              "the refit needs the same vectors")
     return TrialSetup(spec=spec, corpus=corpus, model_kwargs=model_kwargs,
                       data_config=data_config, train_config=train_config,
                       embeddings=embeddings)
@@ -350,18 +355,13 @@ def out_of_fold_f1(results: list[FoldResult], corpus: Corpus) -> float:
     return float(f1_score(corpus.labels[docs], predictions, average="macro", zero_division=0))
 
 
-def ensemble_probabilities(checkpoints: list[Path], test_path: Path, *,
-                           device: str) -> tuple[np.ndarray, tuple[str, ...]]:
-    """Mean class probabilities of the fold models on the test file, in file order.
+def ensemble_prediction(checkpoints: list[Path], test_path: Path, *,
+                        device: str) -> Prediction:
+    """The fold models' mean class probabilities on the test file, in file order.
 
     Each checkpoint carries its own vocabulary (built on its training folds), so each model
     encodes the test file itself.
     """
-    total: np.ndarray | None = None
-    notes: tuple[str, ...] = ()
-    for checkpoint in checkpoints:
-        prediction = predict(checkpoint, test_path, device=device)
-        notes = prediction.notes
-        total = prediction.probabilities if total is None else total + prediction.probabilities
-    assert total is not None
-    return total / len(checkpoints), notes
+    predictions = [predict(checkpoint, test_path, device=device) for checkpoint in checkpoints]
+    mean = np.mean([prediction.probabilities for prediction in predictions], axis=0)
+    return predictions[0].with_probabilities(mean)

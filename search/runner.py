@@ -12,19 +12,18 @@ import time
 import warnings
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 import optuna
-import pandas as pd
 import torch
 from optuna.trial import FrozenTrial, TrialState
 
-from han.config import HANConfig
+from han.config import COMPETITION_FORMAT, FileFormat, HANConfig
 from han.data import Corpus, Vocabulary, load_corpus, load_embeddings
-from han.predict import predict
+from han.predict import Prediction, predict
 from han.synthetic import SyntheticSpec, builtin_corpus
 from han.train import DeviceOutOfMemoryError, EpochMetrics, resolve_device
 from search.objective import (
@@ -46,6 +45,10 @@ TRAIN_PATH_ATTR = "train_path"
 TEST_PATH_ATTR = "test_path"
 # Class names in class-id order, for reports (absent when the classes have no names).
 CLASS_NAMES_ATTR = "class_names"
+# How the study's files are read (han.config.FileFormat as a dict).
+FILE_FORMAT_ATTR = "file_format"
+# Trial run tag: the word2vec file a trial's frozen embeddings came from.
+EMBEDDINGS_TAG = "data.embeddings"
 # Study plots are redrawn every this many finished trials (and at the end): drawing them
 # after every trial would cost more than a small trial.
 PLOT_EVERY = 5
@@ -96,6 +99,9 @@ def resolve_data(spec: StudySpec, *, train: Path | None, test: Path | None,
     if train is not None:
         return DataFiles(train=train, test=test or spec.test_path, embeddings=embeddings,
                          builtin=False)
+    if spec.file_format != COMPETITION_FORMAT:
+        raise SearchError("--sep, --text-col, --label-col and --tokens describe a data file: "
+                          "give --train (the built-in corpus has the competition's format)")
     synthetic = SyntheticSpec(**spec.synthetic)
     generated_train, generated_test = builtin_corpus(synthetic)
     return DataFiles(train=generated_train, test=test or generated_test, embeddings=embeddings,
@@ -245,16 +251,20 @@ def prepare_study(
         spec = replace(spec, sampler=spec.sampler | {"seed": seed})
     device_name = str(resolve_device(device))
     files = resolve_data(spec, train=train, test=test, embeddings=embeddings)
-    corpus = load_corpus(files.train, labelled=True)
+    file_format = spec.file_format
+    corpus = load_corpus(files.train, labelled=True, file_format=file_format,
+                         label_order=spec.label_names)
     if files.test is not None:
-        load_corpus(files.test, labelled=False)  # fail now, not at export time
+        # Fail now, not at export time.
+        load_corpus(files.test, labelled=False, file_format=file_format)
     if files.embeddings is not None:
         embed_dim = spec.fixed.get("embed_dim", HANConfig.embed_dim)
         load_embeddings(files.embeddings, Vocabulary(raw_ids=np.zeros(0, np.int64)),
-                        dim=embed_dim)
+                        dim=embed_dim, tokens=file_format.tokens)
     if spec.label_names is not None and len(spec.label_names) < corpus.num_classes:
         raise SearchError(f"{spec.source}: [data] labels: {len(spec.label_names)} names for "
                           f"{corpus.num_classes} classes in {files.train}")
+    class_names = corpus.label_values or spec.label_names
     # Nothing is created until both stores are known to work: a remote tracking server is
     # asked first, SQLite targets only checked, then the Optuna storage opened.
     check_sqlite_target(storage, what="storage")
@@ -273,11 +283,15 @@ def prepare_study(
     study.set_user_attr(TRAIN_PATH_ATTR, str(files.train.resolve()))
     if files.test is not None:
         study.set_user_attr(TEST_PATH_ATTR, str(files.test.resolve()))
-    if spec.label_names is not None:
-        study.set_user_attr(CLASS_NAMES_ATTR, list(spec.label_names))
+    study.set_user_attr(FILE_FORMAT_ATTR, asdict(file_format))
+    if class_names is not None:
+        study.set_user_attr(CLASS_NAMES_ATTR, list(class_names))
 
     run_tags = environment_tags(device_name) | fingerprint(files.train, corpus) | {
-        "storage": redact(storage), "study_file": str(spec.source)}
+        "storage": redact(storage), "study_file": str(spec.source)} | {
+        f"data.{key}": value for key, value in asdict(file_format).items()}
+    if files.embeddings is not None:
+        run_tags[EMBEDDINGS_TAG] = str(files.embeddings.resolve())
     parent_run_id = tracker.parent_run(spec.name, tags={"storage": redact(storage)})
     tracker.log_params(parent_run_id, {"study_file": spec.source, "sampler": spec.sampler,
                                        "pruner": spec.pruner, "direction": spec.direction})
@@ -412,21 +426,28 @@ def _kept_checkpoint(study: optuna.Study) -> Path | None:
     return Path(kept) if kept and Path(kept).is_file() else None
 
 
+def study_file_format(study: optuna.Study) -> FileFormat:
+    """How the study's files are read (studies run before this was recorded: the
+    competition's format)."""
+    return FileFormat(**study.user_attrs.get(FILE_FORMAT_ATTR, {}))
+
+
 def resolve_test_path(study: optuna.Study, test: Path | None) -> Path:
     """The given test file, else the study's; read now so a bad one fails before any work."""
     test_path = test or (Path(study.user_attrs[TEST_PATH_ATTR])
                          if TEST_PATH_ATTR in study.user_attrs else None)
     if test_path is None:
         raise SearchError("no test file: pass --test FILE")
-    load_corpus(test_path, labelled=False)
+    load_corpus(test_path, labelled=False, file_format=study_file_format(study))
     return test_path
 
 
-def write_submission(out: Path, labels: np.ndarray) -> None:
-    """One `label` column in file order, written atomically: a crash never leaves half a CSV."""
+def write_submission(out: Path, prediction: Prediction) -> None:
+    """The prediction's label column in file order, written atomically: a crash never
+    leaves half a CSV."""
     out.parent.mkdir(parents=True, exist_ok=True)
     temporary = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    pd.DataFrame({"label": labels}).to_csv(temporary, index=False)
+    prediction.submission().to_csv(temporary, index=False)
     os.replace(temporary, out)
 
 
@@ -457,7 +478,7 @@ def export_best(*, study_name: str, storage: str = DEFAULT_STORAGE,
     with tempfile.TemporaryDirectory(prefix="han-export-") as scratch:
         checkpoint = kept or tracker.download_checkpoint(run_id, Path(scratch))
         prediction = predict(checkpoint, test_path, device=device)
-    write_submission(out, prediction.labels)
+    write_submission(out, prediction)
     tracker.log_artifact(run_id, out, artifact_path="predictions")
     counts = np.bincount(prediction.labels)
     return ExportResult(out=out, rows=len(prediction.labels), trial=best.number,
@@ -507,5 +528,17 @@ def top_trials(study: optuna.Study, *, limit: int = 10) -> list[TrialRow]:
             for t in trials[:limit]]
 
 
-def with_overrides(spec: StudySpec, *, name: str | None) -> StudySpec:
+def override_format(base: FileFormat, **options: str | None) -> FileFormat:
+    """`base` with the options that are not None; a bad value is a one-line SearchError."""
+    given = {key: value for key, value in options.items() if value is not None}
+    try:
+        return replace(base, **given) if given else base
+    except ValueError as error:
+        raise SearchError(str(error)) from None
+
+
+def with_overrides(spec: StudySpec, *, name: str | None = None,
+                   **file_format: str | None) -> StudySpec:
+    """The study with the command line's name and file-format options (None: the file's)."""
+    spec = replace(spec, file_format=override_format(spec.file_format, **file_format))
     return replace(spec, name=name) if name else spec

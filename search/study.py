@@ -29,7 +29,7 @@ from typing import Any, Literal
 
 import optuna
 
-from han.config import DataConfig, HANConfig, TrainConfig
+from han.config import COMPETITION_FORMAT, DataConfig, FileFormat, HANConfig, TrainConfig
 
 __all__ = [
     "METRICS",
@@ -67,7 +67,8 @@ _DEFAULT_PRUNER = "median"
 _NAME_RE = re.compile(r"[A-Za-z0-9_.-]+")
 _TOP_LEVEL = ("study", "sampler", "pruner", "data", "fixed", "space", "reference")
 _STUDY_KEYS = ("name", "direction", "metric", "trials", "enqueue_reference")
-_DATA_KEYS = ("train", "test", "embeddings", "labels", "synthetic")
+_FORMAT_KEYS = tuple(field.name for field in dataclasses.fields(FileFormat))
+_DATA_KEYS = ("train", "test", "embeddings", "labels", "synthetic", *_FORMAT_KEYS)
 # Keys of han.synthetic.SyntheticSpec, used only while that module cannot be imported.
 _SYNTHETIC_FALLBACK = ("n_train", "n_test", "length_scale", "seed")
 
@@ -159,7 +160,9 @@ class StudySpec:
     arguments) so they can be logged; `make_sampler` and `make_pruner` build fresh objects.
     Paths are absolute (relative ones in the file resolve against the file's folder).
     `fixed` and `reference` hold config field values; `synthetic` the built-in corpus
-    settings, empty when the file gives none or reads a train file.
+    settings, empty when the file gives none or reads a train file; `file_format` how the
+    data files are read. `label_names` are the class names in class-id order: the names of
+    integer labels, or the class order of labels that are names.
     """
 
     name: str
@@ -174,6 +177,7 @@ class StudySpec:
     embeddings_path: Path | None
     label_names: tuple[str, ...] | None
     synthetic: dict[str, Any]
+    file_format: FileFormat
     fixed: dict[str, Any]
     space: tuple[ParamSpec, ...]
     reference: dict[str, Any]
@@ -563,9 +567,30 @@ class _Parser:
             raise self.error("[data.synthetic]",
                              "settings of the built-in corpus, unused when [data] train is set")
         synthetic = self.parse_synthetic(synthetic)
+        file_format = self.parse_file_format(table)
+        if file_format != COMPETITION_FORMAT and paths["train"] is None:
+            given = next(key for key in _FORMAT_KEYS if key in table)
+            raise self.error(f"[data] {given}", "describes a data file, but there is no "
+                                                "[data] train (the built-in corpus has the "
+                                                "competition's format)")
         return {"train_path": paths["train"], "test_path": paths["test"],
                 "embeddings_path": paths["embeddings"], "label_names": label_names,
-                "synthetic": synthetic}
+                "synthetic": synthetic, "file_format": file_format}
+
+    def parse_file_format(self, table: dict[str, Any]) -> FileFormat:
+        """[data] sep, text_col, label_col and tokens, checked as han.config.FileFormat."""
+        hints = typing.get_type_hints(FileFormat)
+        given: dict[str, Any] = {}
+        for key in _FORMAT_KEYS:
+            if key in table:
+                try:
+                    given[key] = _coerce(hints[key], table[key])
+                except ValueError as exc:
+                    raise self.error(f"[data] {key}", str(exc)) from None
+        try:
+            return FileFormat(**given)
+        except ValueError as exc:
+            raise self.error("[data]", str(exc)) from None
 
     def parse_synthetic(self, table: dict[str, Any]) -> dict[str, Any]:
         """Checked against han.synthetic.SyntheticSpec (its fields, types and own checks)."""
