@@ -297,6 +297,8 @@ class _LabelReader:
             return _parse_labels(column, path=self.path, first_line=first_line)
         values = np.char.strip(column.to_numpy(dtype=str))
         codes, uniques = pd.factorize(values)
+        # Python strings, not numpy's: the names go into checkpoints and messages.
+        uniques = [str(name) for name in uniques]
         for code, name in enumerate(uniques):
             if not name:
                 row = int(np.flatnonzero(codes == code)[0])

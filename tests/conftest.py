@@ -4,6 +4,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -36,3 +37,32 @@ def sample_dir() -> Path:
     if not SAMPLE_DIR.is_dir():
         pytest.skip("shared/data/tianchi-sample is not beside the checkout")
     return SAMPLE_DIR
+
+
+NEWS_CLASSES = ("体育", "科技", "财经", "娱乐")
+
+
+def chinese_news(path: Path, *, docs: int = 160, seed: int = 0, labelled: bool = True
+                 ) -> list[str]:
+    """A comma-separated file of raw Chinese text with class names as labels.
+
+    Columns `category` and `content`; each class has its own characters among shared
+    ones, and the texts hold ASCII commas (so fields need quoting), full-width punctuation
+    and both kinds of space. Returns the true class names in file order.
+    """
+    rng = np.random.default_rng(seed)
+    shared = [chr(0x4E00 + i) for i in range(200)]
+    names, texts = [], []
+    for index in range(docs):
+        label = index % len(NEWS_CLASSES)
+        own = [chr(0x6000 + 16 * label + k) for k in range(12)]
+        length = int(rng.integers(20, 100))
+        chars = [own[rng.integers(len(own))] if rng.random() < 0.6
+                 else shared[rng.integers(len(shared))] for _ in range(length)]
+        for position in rng.integers(0, length, size=length // 10):
+            chars[position] += str(rng.choice([",", "，", "。", " ", "\u3000"]))
+        names.append(NEWS_CLASSES[label])
+        texts.append("".join(chars))
+    columns = {"category": names, "content": texts} if labelled else {"content": texts}
+    pd.DataFrame(columns).to_csv(path, index=False)
+    return names

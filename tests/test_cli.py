@@ -14,7 +14,7 @@ from optuna.trial import TrialState
 from typer.testing import CliRunner, Result
 
 from search.cli import app
-from tests.conftest import easy_corpus, write_tsv
+from tests.conftest import chinese_news, easy_corpus, write_tsv
 from tests.test_search import (
     STRONG,
     study_toml,
@@ -244,6 +244,25 @@ def _bad_input(tmp_path: Path, case: str) -> tuple[list[str], str]:
     if case == "embeddings with a short row":
         (tmp_path / "w2v.txt").write_text("2 16\n5 0.1 0.2\n", encoding="utf-8")
         return ["--embeddings", "w2v.txt"], "w2v.txt: line 2: expected a token and 16"
+    if case == "two-character delimiter":
+        return ["--sep", ";;"], "sep must be one character"
+    if case == "same text and label column":
+        return ["--text-col", "label"], "text_col and label_col are both 'label'"
+    if case == "file format for the built-in corpus":
+        study_toml(config, name="bad")
+        return ["--tokens", "words"], "give --train (the built-in corpus has"
+    if case == "label name not among the class names":
+        chinese_news(tmp_path / "news.csv", docs=8)
+        study_toml(config, name="bad", train="news.csv")
+        text = config.read_text(encoding="utf-8")
+        config.write_text(text.replace("[data]\n", '[data]\nlabels = ["体育", "科技"]\n'),
+                          encoding="utf-8")
+        return (["--sep", ",", "--text-col", "content", "--label-col", "category", "--tokens",
+                 "chars"], "news.csv: line 4: label '财经' is not one of the 2 class names")
+    if case == "text file read as ids":
+        chinese_news(tmp_path / "news.csv", docs=8)
+        return (["--train", "news.csv", "--sep", ",", "--text-col", "content",
+                 "--label-col", "category"], "news.csv: line 2: non-integer token")
     assert case == "missing test file"
     return ["--test", "missing-test.tsv"], "missing-test.tsv: no such file"
 
@@ -263,6 +282,11 @@ def _bad_input(tmp_path: Path, case: str) -> tuple[list[str], str]:
     "embeddings with a wrong header",
     "embeddings of another dimension",
     "embeddings with a short row",
+    "two-character delimiter",
+    "same text and label column",
+    "file format for the built-in corpus",
+    "label name not among the class names",
+    "text file read as ids",
 ])
 def test_run_refuses_bad_input_before_creating_anything(tmp_path: Path, case: str) -> None:
     args, fragment = _bad_input(tmp_path, case)

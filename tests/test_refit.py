@@ -19,20 +19,15 @@ from click.testing import Result
 from mlflow import MlflowClient
 from mlflow.entities import Run
 from sklearn.metrics import f1_score
-from typer.testing import CliRunner
 
 from search import runner
-from search.cli import app
 from search.study import load_study
 from tests.conftest import easy_corpus
+from tests.test_cli import invoke
 from tests.test_search import STRONG, study_toml, unlabelled_test_file
 
 FOLDS = 3
 TRAIN_DOCS = 180
-
-
-def invoke(*args: str | Path) -> Result:
-    return CliRunner().invoke(app, [str(arg) for arg in args])
 
 
 @dataclass

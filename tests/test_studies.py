@@ -8,7 +8,7 @@ from pathlib import Path
 import optuna
 import pytest
 
-from han.config import DataConfig, HANConfig, TrainConfig
+from han.config import COMPETITION_FORMAT, DataConfig, FileFormat, HANConfig, TrainConfig
 from search.study import (
     ParamSpec,
     StudyFileError,
@@ -236,6 +236,21 @@ BAD = [
     pytest.param(GOOD + '\n[data]\ntrain = "t.tsv"\n[data.synthetic]\nn_train = 5\n',
                  "[data.synthetic]: settings of the built-in corpus, unused",
                  id="synthetic-and-train"),
+    pytest.param(GOOD + '\n[data]\ntrain = "t.tsv"\ntokens = "bytes"\n',
+                 "[data] tokens: 'bytes' is not one of 'ids', 'chars', 'words'",
+                 id="tokens-unknown"),
+    pytest.param(GOOD + '\n[data]\ntrain = "t.tsv"\nsep = ";;"\n',
+                 "[data]: sep must be one character", id="sep-two-characters"),
+    pytest.param(GOOD + '\n[data]\ntrain = "t.tsv"\nsep = 1\n',
+                 "[data] sep: expected a string", id="sep-type"),
+    pytest.param(GOOD + '\n[data]\ntrain = "t.tsv"\ntext_col = "label"\n',
+                 "[data]: text_col and label_col are both 'label'", id="same-columns"),
+    pytest.param(GOOD + '\n[data]\ntokens = "chars"\n',
+                 "[data] tokens: describes a data file, but there is no [data] train",
+                 id="format-without-train"),
+    pytest.param(GOOD + '\n[data]\ntrain = "t.tsv"\ntext_column = "body"\n',
+                 "unknown key 'text_column' in [data] (did you mean 'text_col'?)",
+                 id="format-key-typo"),
 ]
 
 
@@ -287,6 +302,17 @@ def test_data_paths_resolve_against_the_study_folder(tmp_path: Path, monkeypatch
     assert spec.embeddings_path is None
     assert spec.source == path
     assert spec.synthetic == {}
+
+
+def test_data_file_format(tmp_path: Path) -> None:
+    spec = load_study(write(tmp_path, GOOD + '\n[data]\ntrain = "news.csv"\nsep = ","\n'
+                            'text_col = "content"\nlabel_col = "category"\n'
+                            'tokens = "chars"\n'))
+    assert spec.file_format == FileFormat(sep=",", text_col="content", label_col="category",
+                                          tokens="chars")
+    tab = load_study(write(tmp_path, GOOD + '\n[data]\ntrain = "a.tsv"\nsep = "tab"\n'))
+    assert tab.file_format == COMPETITION_FORMAT
+    assert load_study(write(tmp_path, GOOD)).file_format == COMPETITION_FORMAT
 
 
 def test_fixed_float_accepts_integer(tmp_path: Path) -> None:

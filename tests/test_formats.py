@@ -1,0 +1,219 @@
+"""Files other than the competition's: delimiters, column names, raw text, string labels."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pandas as pd
+import pytest
+from click.testing import Result
+from mlflow import MlflowClient
+
+from han.checkpoint import load_checkpoint
+from han.config import DataConfig, FileFormat, HANConfig, TrainConfig
+from han.data import UNK, DataError, Vocabulary, load_embeddings, prepare, read_corpus
+from han.embeddings import train_word2vec
+from han.predict import predict
+from han.train import train
+from tests.conftest import NEWS_CLASSES, chinese_news
+from tests.test_cli import invoke
+from tests.test_search import STRONG, study_toml
+
+CSV_CHARS = FileFormat(sep=",", text_col="content", label_col="category", tokens="chars")
+WORDS = FileFormat(tokens="words")
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_chars_of_a_quoted_csv_with_names_as_labels(tmp_path: Path) -> None:
+    path = write(tmp_path / "news.csv",
+                 'category,content\n科技,"芯片, 手机。"\n体育,球赛\u3000冠军\n科技,网络\n')
+    corpus = read_corpus(path, labelled=True, file_format=CSV_CHARS)
+    # Names get ids in sorted order; spaces are no tokens, an ASCII comma is one.
+    assert corpus.label_values == ("体育", "科技")
+    assert corpus.labels.tolist() == [1, 0, 1]
+    assert corpus.num_classes == 2
+    assert [chr(c) for c in corpus.doc(0).tolist()] == list("芯片,手机。")
+    assert corpus.lengths.tolist() == [6, 4, 2]
+    assert corpus.doc_text(1) == "球 赛 冠 军"
+
+
+def test_names_follow_the_given_class_order(tmp_path: Path) -> None:
+    path = write(tmp_path / "news.csv", "category,content\n科技,芯片\n体育,球赛\n")
+    corpus = read_corpus(path, labelled=True, file_format=CSV_CHARS,
+                         label_order=("科技", "财经", "体育"))
+    assert corpus.labels.tolist() == [0, 2]
+    assert corpus.label_values == ("科技", "财经", "体育") and corpus.num_classes == 3
+
+
+def test_words_keep_a_dictionary_and_encode_another_file_by_word(tmp_path: Path) -> None:
+    train_file = write(tmp_path / "train.tsv",
+                       "label\ttext\nsport\tthe match the goal\nnews\tthe vote\n")
+    test_file = write(tmp_path / "test.tsv", "text\ngoal  vote\tunseen the\n".replace(
+        "\tunseen", " unseen"))
+    corpus = read_corpus(train_file, labelled=True, file_format=WORDS)
+    assert corpus.dictionary == ("the", "match", "goal", "vote")
+    assert corpus.doc(0).tolist() == [0, 1, 0, 2]
+    assert corpus.label_values == ("news", "sport") and corpus.labels.tolist() == [1, 0]
+    vocab = Vocabulary.build(corpus, np.arange(2), min_count=1)
+    assert vocab.words == ("the", "match", "goal", "vote")
+
+    test = read_corpus(test_file, labelled=False, file_format=WORDS)
+    assert test.dictionary == ("goal", "vote", "unseen", "the")  # its own raw ids
+    encoded = vocab.encode_corpus(test)
+    expected = vocab.encode(np.array([2, 3, 0]))  # goal, vote, the in the training corpus
+    assert encoded.tolist() == [expected[0], expected[1], UNK, expected[2]]
+
+
+@pytest.mark.parametrize(("content", "fmt", "expected"), [
+    pytest.param("label\ttext\n1\tgood\nsport\tbad\n", WORDS,
+                 "line 3: non-integer label 'sport'", id="name-after-integer"),
+    pytest.param("label\ttext\nsport\tgood\n\tbad\n", WORDS, "line 3: empty label",
+                 id="empty-name"),
+    pytest.param("label\ttext\nsport\tgood\nnews\t  \u3000\n", FileFormat(tokens="chars"),
+                 "line 3: empty text", id="only-spaces"),
+    pytest.param("category,content\n", CSV_CHARS, "has a header but no documents",
+                 id="no-rows"),
+    pytest.param("label,content\na,b\n", CSV_CHARS, "line 1: missing column 'category'",
+                 id="missing-label-column"),
+    pytest.param("category;content\na;b\n", CSV_CHARS,
+                 "missing column 'category'; found 'category;content' (is the file "
+                 "comma-separated? --sep sets the delimiter)", id="wrong-delimiter"),
+    pytest.param("category,content\na,b\na,b,c\n", CSV_CHARS, "cannot read as a "
+                 "comma-separated file (Error tokenizing data", id="extra-field"),
+])
+def test_bad_files_name_the_line(tmp_path: Path, content: str, fmt: FileFormat,
+                                 expected: str) -> None:
+    path = write(tmp_path / "bad.txt", content)
+    with pytest.raises(DataError) as caught:
+        read_corpus(path, labelled=True, file_format=fmt)
+    message = str(caught.value)
+    assert message.startswith(f"{path}: ") and expected in message, message
+    assert "\n" not in message
+
+
+def test_label_outside_the_given_class_names(tmp_path: Path) -> None:
+    path = write(tmp_path / "news.csv", "category,content\n体育,球\n天气,雨\n")
+    with pytest.raises(DataError, match=r"line 3: label '天气' is not one of the 2 class "
+                                        r"names given \(体育, 科技\)"):
+        read_corpus(path, labelled=True, file_format=CSV_CHARS, label_order=("体育", "科技"))
+
+
+def test_tab_is_spelled_as_the_shell_and_toml_allow() -> None:
+    assert FileFormat(sep="\\t").sep == FileFormat(sep="tab").sep == "\t"
+    with pytest.raises(ValueError, match="sep must be one character"):
+        FileFormat(sep=" ")
+
+
+def test_checkpoint_carries_format_words_and_label_names(tmp_path: Path) -> None:
+    """A model trained on named labels predicts a test file, read as its training file was,
+    into the original names under the training file's label column."""
+    names = chinese_news(tmp_path / "train.csv", docs=120)
+    truth = chinese_news(tmp_path / "test.csv", docs=40, seed=5, labelled=False)
+    corpus = read_corpus(tmp_path / "train.csv", labelled=True, file_format=CSV_CHARS)
+    assert corpus.label_values == tuple(sorted(NEWS_CLASSES))
+    assert [corpus.label_values[i] for i in corpus.labels] == names
+    data_config = DataConfig(seg_len=32, max_segments=4, min_count=1, folds=4)
+    split = prepare(corpus, data_config)
+    model_config = HANConfig(vocab_size=split.vocab.size, num_classes=split.num_classes,
+                             embed_dim=16, word_hidden=16, sent_hidden=16)
+    result = train(split, model_config=model_config, data_config=data_config,
+                   train_config=TrainConfig(epochs=5, lr=2e-2, batch_size=16, device="cpu"),
+                   checkpoint_dir=tmp_path / "work")
+    loaded = load_checkpoint(result.checkpoint_path)
+    assert loaded.file_format == CSV_CHARS
+    assert loaded.label_values == loaded.label_names == tuple(sorted(NEWS_CLASSES))
+
+    submission = predict(result.checkpoint_path, tmp_path / "test.csv",
+                         device="cpu").submission()
+    assert list(submission.columns) == ["category"]
+    assert len(submission) == len(truth)
+    assert set(submission["category"]) <= set(NEWS_CLASSES)
+    accuracy = float(np.mean(submission["category"].to_numpy() == np.array(truth)))
+    assert accuracy > 0.5, accuracy  # chance is 0.25
+
+
+@pytest.mark.parametrize("tokens", ["words", "chars"])
+def test_word2vec_vectors_of_text_tokens_reach_the_vocabulary(tmp_path: Path,
+                                                              tokens: str) -> None:
+    pytest.importorskip("gensim")
+    rows = [("体育" if i % 2 else "科技", " ".join(f"球{i % 7} 赛{i % 5} 冠军" for _ in range(6)))
+            for i in range(60)]
+    path = tmp_path / "train.tsv"
+    pd.DataFrame(rows, columns=["label", "text"]).to_csv(path, sep="\t", index=False)
+    fmt = FileFormat(tokens=tokens)
+    corpus = read_corpus(path, labelled=True, file_format=fmt)
+    out = tmp_path / "w2v.txt"
+    stats = train_word2vec([corpus], out=out, dim=8, min_count=1, epochs=1, workers=1)
+    assert stats.vectors > 5
+    split = prepare(corpus, DataConfig(min_count=1, folds=2))
+    table = load_embeddings(out, split.vocab, dim=8, tokens=tokens)
+    own_vector = (table[2:] != table[1]).any(axis=1)
+    assert own_vector.all()  # every kept token found its vector by its text
+
+
+# ------------------------------------------------------------------- through the CLI
+
+
+@dataclass
+class NewsStudy:
+    root: Path
+    storage: str
+    tracking_uri: str
+    truth: list[str]
+    run: Result
+    single: Result
+    refit: Result
+
+    def submission(self, name: str) -> pd.DataFrame:
+        return pd.read_csv(self.root / name)
+
+
+@pytest.fixture(scope="module")
+def news(tmp_path_factory: pytest.TempPathFactory) -> NewsStudy:
+    """A study of raw Chinese text with named labels in comma-separated files, given its
+    format on the command line (not in the study file), then both kinds of export."""
+    root = tmp_path_factory.mktemp("news")
+    chinese_news(root / "news.csv", docs=120)
+    truth = chinese_news(root / "news-test.csv", docs=40, seed=5, labelled=False)
+    config = study_toml(root / "study.toml", name="news", train="news.csv",
+                        test="news-test.csv", trials=2, reference=STRONG)
+    stores = ["--storage", f"sqlite:///{root}/optuna.db",
+              "--tracking-uri", f"sqlite:///{root}/mlflow.db"]
+    run = invoke("run", "--config", config, *stores, "--device", "cpu", "--work-dir",
+                 root / "work", "--sep", ",", "--text-col", "content", "--label-col",
+                 "category", "--tokens", "chars")
+    assert run.exit_code == 0, run.output
+    export = ("export-best", "--study", "news", *stores, "--device", "cpu")
+    single = invoke(*export, "--out", root / "single.csv")
+    refit = invoke(*export, "--out", root / "refit.csv", "--folds", "2")
+    return NewsStudy(root=root, storage=stores[1], tracking_uri=stores[3], truth=truth,
+                     run=run, single=single, refit=refit)
+
+
+def test_study_records_the_file_format_and_class_names(news: NewsStudy) -> None:
+    study = optuna.load_study(study_name="news", storage=news.storage)
+    assert study.user_attrs["file_format"] == asdict(CSV_CHARS)
+    assert study.user_attrs["class_names"] == sorted(NEWS_CLASSES)
+    run_id = study.best_trial.user_attrs["mlflow_run_id"]
+    tags = MlflowClient(tracking_uri=news.tracking_uri).get_run(run_id).data.tags
+    assert tags["data.tokens"] == "chars" and tags["data.sep"] == ","
+
+
+@pytest.mark.parametrize("export", ["single", "refit"])
+def test_exports_write_the_original_label_names(news: NewsStudy, export: str) -> None:
+    result = getattr(news, export)
+    assert result.exit_code == 0, result.output
+    frame = news.submission(f"{export}.csv")
+    assert list(frame.columns) == ["category"]
+    assert len(frame) == len(news.truth)
+    assert set(frame["category"]) <= set(NEWS_CLASSES)
+    accuracy = float(np.mean(frame["category"].to_numpy() == np.array(news.truth)))
+    print(f"{export}: test accuracy {accuracy:.3f}")
+    assert accuracy > 0.5  # chance is 0.25
