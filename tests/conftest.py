@@ -57,7 +57,7 @@ def chinese_news(path: Path, *, docs: int = 160, seed: int = 0, labelled: bool =
         label = index % len(NEWS_CLASSES)
         own = [chr(0x6000 + 16 * label + k) for k in range(12)]
         length = int(rng.integers(20, 100))
-        chars = [own[rng.integers(len(own))] if rng.random() < 0.6
+        chars = [own[rng.integers(len(own))] if rng.random() < 0.8
                  else shared[rng.integers(len(shared))] for _ in range(length)]
         for position in rng.integers(0, length, size=length // 10):
             chars[position] += str(rng.choice([",", "，", "。", " ", "\u3000"]))

@@ -178,17 +178,23 @@ class NewsStudy:
 @pytest.fixture(scope="module")
 def news(tmp_path_factory: pytest.TempPathFactory) -> NewsStudy:
     """A study of raw Chinese text with named labels in comma-separated files, given its
-    format on the command line (not in the study file), then both kinds of export."""
+    format on the command line (not in the study file), then both kinds of export; and
+    word2vec vectors of its characters."""
+    pytest.importorskip("gensim")
     root = tmp_path_factory.mktemp("news")
     chinese_news(root / "news.csv", docs=120)
     truth = chinese_news(root / "news-test.csv", docs=40, seed=5, labelled=False)
     config = study_toml(root / "study.toml", name="news", train="news.csv",
                         test="news-test.csv", trials=2, reference=STRONG)
+    read_as = ["--sep", ",", "--text-col", "content", "--tokens", "chars"]
+    words = invoke("embeddings", "--train", root / "news.csv", "--test",
+                     root / "news-test.csv", "--out", root / "w2v.txt", "--dim", "16",
+                     "--min-count", "1", "--epochs", "1", "--workers", "1", *read_as)
+    assert words.exit_code == 0, words.output
     stores = ["--storage", f"sqlite:///{root}/optuna.db",
               "--tracking-uri", f"sqlite:///{root}/mlflow.db"]
     run = invoke("run", "--config", config, *stores, "--device", "cpu", "--work-dir",
-                 root / "work", "--sep", ",", "--text-col", "content", "--label-col",
-                 "category", "--tokens", "chars")
+                 root / "work", *read_as, "--label-col", "category")
     assert run.exit_code == 0, run.output
     export = ("export-best", "--study", "news", *stores, "--device", "cpu")
     single = invoke(*export, "--out", root / "single.csv")
@@ -202,8 +208,18 @@ def test_study_records_the_file_format_and_class_names(news: NewsStudy) -> None:
     assert study.user_attrs["file_format"] == asdict(CSV_CHARS)
     assert study.user_attrs["class_names"] == sorted(NEWS_CLASSES)
     run_id = study.best_trial.user_attrs["mlflow_run_id"]
-    tags = MlflowClient(tracking_uri=news.tracking_uri).get_run(run_id).data.tags
-    assert tags["data.tokens"] == "chars" and tags["data.sep"] == ","
+    run = MlflowClient(tracking_uri=news.tracking_uri).get_run(run_id)
+    assert run.data.tags["data.tokens"] == "chars" and run.data.tags["data.sep"] == ","
+
+
+
+def test_embeddings_command_reads_raw_text(news: NewsStudy) -> None:
+    lines = (news.root / "w2v.txt").read_text(encoding="utf-8").splitlines()
+    count, dim = map(int, lines[0].split())
+    tokens = {line.split(" ")[0] for line in lines[1:]}
+    assert dim == 16 and count == len(tokens) > 100
+    assert all(len(token) == 1 for token in tokens)  # characters, spaces dropped
+    assert "，" in tokens and chr(0x6000) in tokens
 
 
 @pytest.mark.parametrize("export", ["single", "refit"])

@@ -198,3 +198,33 @@ def test_a_fold_interrupted_mid_training_is_trained_again(refitted: Refitted) ->
     finished = sorted(run.data.tags["fold"] for run in folds if run.info.status == "FINISHED")
     assert finished == [str(k) for k in range(FOLDS)]
     assert len(pd.read_csv(out)) == len(refitted.test_labels)
+
+
+def test_refit_of_a_trial_with_embeddings_given_on_the_command_line(tmp_path: Path) -> None:
+    """The trial's run records its word2vec file, so the refit finds the same vectors
+    although the study file does not name them."""
+    pytest.importorskip("gensim")
+    easy_corpus(tmp_path / "train.tsv", docs=80)
+    unlabelled_test_file(tmp_path / "test.tsv", docs=20)
+    vectors = invoke("embeddings", "--train", tmp_path / "train.tsv", "--out",
+                     tmp_path / "w2v.txt", "--dim", "16", "--min-count", "1", "--epochs", "1",
+                     "--workers", "1")
+    assert vectors.exit_code == 0, vectors.output
+    spec_path = study_toml(tmp_path / "study.toml", name="w2v", train="train.tsv",
+                           test="test.tsv", trials=1, reference=STRONG)
+    storage = f"sqlite:///{tmp_path}/optuna.db"
+    tracking_uri = f"sqlite:///{tmp_path}/mlflow.db"
+    runner.run_study(load_study(spec_path), storage=storage, tracking_uri=tracking_uri,
+                     device="cpu", work_dir=tmp_path / "work",
+                     embeddings=tmp_path / "w2v.txt")
+    result = invoke("export-best", "--study", "w2v", "--storage", storage, "--tracking-uri",
+                    tracking_uri, "--out", tmp_path / "refit.csv", "--device", "cpu",
+                    "--folds", "2")
+    assert result.exit_code == 0, result.output
+    client = MlflowClient(tracking_uri=tracking_uri)
+    experiment = client.get_experiment_by_name("w2v")
+    assert experiment is not None
+    folds = client.search_runs([experiment.experiment_id],
+                               filter_string="tags.`han.role` = 'fold'")
+    assert [run.data.params["pretrained_embeddings"] for run in folds] == ["True", "True"]
+    assert len(pd.read_csv(tmp_path / "refit.csv")) == 20
