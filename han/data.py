@@ -525,13 +525,15 @@ class Vocabulary:
             return self.encode(corpus.tokens)
         if corpus.dictionary is None:
             raise ValueError(f"{corpus.path}: a vocabulary of words needs a corpus of words")
-        table = compact_ids(self.model_ids_of_words(corpus.dictionary))
-        if self.size > np.iinfo(table.dtype).max:
-            table = table.astype(np.int32)
-        return _translate(table, corpus.tokens)
+        return _translate(compact_ids(self.model_ids_of_words(corpus.dictionary)),
+                          corpus.tokens)
+
+    @cached_property
+    def _word_index(self) -> dict[str, int]:
+        return {word: model_id for model_id, word in enumerate(self.words or (), start=2)}
 
     def model_ids_of_words(self, words: Sequence[str]) -> np.ndarray:
-        index = {word: model_id for model_id, word in enumerate(self.words or (), start=2)}
+        index = self._word_index
         return np.fromiter((index.get(word, UNK) for word in words), dtype=np.int64,
                            count=len(words))
 
