@@ -23,6 +23,8 @@ from han.config import DataConfig, HANConfig, TrainConfig
 from han.data import DataError, load_corpus
 from han.train import EpochMetrics
 from search import runner
+from search.formatting import duration as _duration
+from search.formatting import short as _short
 from search.refit import export_refit
 from search.study import StudyFileError, builtin_study_path, load_study
 from search.tracking import DEFAULT_TRACKING_URI, TrackingError, redact
@@ -78,13 +80,6 @@ def user_errors() -> Iterator[None]:
         fail(str(error))
 
 
-def _duration(seconds: float) -> str:
-    seconds = int(seconds)
-    if seconds >= 3600:
-        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
-    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
-
-
 class ConsoleProgress:
     """One line per epoch and per finished trial, with the study's best and an ETA."""
 
@@ -129,10 +124,6 @@ class ConsoleProgress:
         seconds = trial.duration.total_seconds() if trial.duration else 0.0
         best = f", best {self.best:.4f}" if self.best is not None else ""
         typer.echo(f"{self._prefix(trial)} {outcome} in {_duration(seconds)}{best}{self._eta()}")
-
-
-def _short(value: Any) -> str:
-    return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
 @contextmanager
