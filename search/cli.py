@@ -27,6 +27,7 @@ from search.formatting import duration as _duration
 from search.formatting import short as _short
 from search.refit import export_refit
 from search.study import StudyFileError, builtin_study_path, load_study
+from search.study_report import write_report
 from search.tracking import DEFAULT_TRACKING_URI, TrackingError, redact
 from search.workers import plan_workers, run_workers
 
@@ -412,6 +413,30 @@ def show(
         params = ", ".join(f"{k}={_short(v)}" for k, v in row.params.items())
         typer.echo(f"{row.number:>5} {row.value or 0:>8.4f} {row.epochs:>6}  "
                    f"{row.run_id or '-':<32}  {params}")
+
+
+@app.command()
+def report(
+    study: Annotated[str, typer.Argument(help="Study name.")],
+    out: Annotated[Path, typer.Option(
+        help="Folder for STUDY-report.html (created if missing).")] = Path("."),
+    storage: Storage = runner.DEFAULT_STORAGE,
+    tracking_uri: TrackingUri = DEFAULT_TRACKING_URI,
+) -> None:
+    """Write a self-contained HTML report of a study and log it on its MLflow parent run."""
+    with user_errors():
+        result = write_report(study_name=study, storage=storage, tracking_uri=tracking_uri,
+                              out_dir=out)
+    typer.echo(f"wrote {result.out} ({result.size_bytes / 1024:.0f} KB, {result.trials} "
+               f"trials) in {result.seconds:.1f}s")
+    logged = result.logged
+    if logged.artifact is not None:
+        typer.echo(f"logged to MLflow {redact(tracking_uri)} as {logged.artifact} on the "
+                   f"study's parent run {logged.parent_run_id}")
+    elif logged.warning is not None:
+        typer.echo(f"warning: {logged.warning}", err=True)
+    else:
+        typer.echo(f"note: {logged.note}")
 
 
 def main() -> None:  # pragma: no cover - console entry for `python -m search.cli`
