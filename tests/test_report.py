@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import matplotlib.pyplot as plt
 import numpy as np
 import optuna
 import pytest
@@ -154,6 +155,16 @@ def _require_browser() -> None:
     if os.environ.get("HAN_REQUIRE_BROWSER") == "1":
         pytest.fail(f"HAN_REQUIRE_BROWSER=1 but {reason}", pytrace=False)
     pytest.skip(f"no browser for the report test: {reason}")
+
+
+@pytest.mark.parametrize("required", [False, True])
+def test_without_a_browser_the_test_skips_unless_required(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path, required: bool) -> None:
+    monkeypatch.setattr(f"{__name__}.CHROMIUM", tmp_path / "no-chromium")
+    monkeypatch.setenv("HAN_REQUIRE_BROWSER", "1" if required else "0")
+    outcome = pytest.fail.Exception if required else pytest.skip.Exception
+    with pytest.raises(outcome, match="no-chromium is missing"):
+        _require_browser()
 
 
 @pytest.fixture(scope="module")
@@ -332,7 +343,9 @@ def _mixed_study(*, class_names: list[str]) -> optuna.Study:
 
 def test_a_mixed_study_renders_every_state_and_the_macro_f1_of_its_confusion() -> None:
     study = _mixed_study(class_names=["科技", "股票", "体育"])
+    open_before = plt.get_fignums()
     page = render_report(study, class_names=["科技", "股票", "体育"], storage="in memory")
+    assert plt.get_fignums() == open_before  # every figure closed
     assert _macro_row(page)[2] == f"{study.best_value:.4f}"
     for key in FIGURES:
         assert f'<figure id="fig-{key}"><svg' in page
