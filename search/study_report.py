@@ -325,8 +325,8 @@ def _times(trials: Sequence[FrozenTrial]) -> str:
         first = min(t.datetime_start for t in timed if t.datetime_start is not None)
         last = max(t.datetime_complete for t in timed if t.datetime_complete is not None)
         span = duration((last - first).total_seconds())
-        text += (f"; from the first start to the last end: {span} (less than the sum when "
-                 "workers ran trials side by side)")
+        text += (f"; from the first start to the last end: {span} (with several workers, "
+                 "less than the sum)")
     return text + "</p>" + _figure(
         "trial-times", figure,
         caption="Wall time of each finished trial (start to end), coloured by its state.",
