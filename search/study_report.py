@@ -83,7 +83,8 @@ def write_report(*, study_name: str, storage: str, tracking_uri: str,
                  out_dir: Path) -> ReportResult:
     """Write OUT_DIR/STUDY-report.html atomically, then log it on the study's parent run.
 
-    An unknown study or storage raises SearchError before anything is written. MLflow
+    An unknown study or storage, or an unwritable OUT_DIR, raises SearchError and leaves no
+    file. MLflow
     trouble never costs the page: it is written first, and the result says why it was not
     logged.
     """
@@ -92,8 +93,13 @@ def write_report(*, study_name: str, storage: str, tracking_uri: str,
     page = render_report(study, class_names=study.user_attrs.get(runner.CLASS_NAMES_ATTR),
                          storage=storage)
     out = out_dir / report_name(study_name)
-    with runner.written_atomically(out) as temporary:
-        temporary.write_text(page, encoding="utf-8")
+    try:
+        with runner.written_atomically(out) as temporary:
+            temporary.write_text(page, encoding="utf-8")
+    except OSError as error:  # --out is a file, a read-only folder, a full disk...
+        where = f"{error.filename}: " if error.filename else ""
+        raise runner.SearchError(f"cannot write {out} ({where}{error.strerror or error})"
+                                 ) from error
     seconds = time.perf_counter() - started
     return ReportResult(out=out, size_bytes=out.stat().st_size,
                         trials=len(study.get_trials(deepcopy=False)),

@@ -287,6 +287,15 @@ def test_bad_input_is_one_error_line_and_no_file(reported: Reported, _in_tmp: Pa
     assert files_under(_in_tmp) == set()
 
 
+def test_an_out_folder_that_is_a_file_is_one_error_line(reported: Reported,
+                                                        _in_tmp: Path) -> None:
+    (_in_tmp / "taken").write_text("", encoding="utf-8")
+    result = invoke("report", STUDY, "--out", "taken", "--storage", reported.storage,
+                    "--tracking-uri", reported.tracking_uri)
+    assert_user_error(result, f"cannot write taken/{STUDY}-report.html (taken: File exists)")
+    assert files_under(_in_tmp) == {Path("taken")}
+
+
 # ------------------------------------------------------------------- pure renders
 
 
