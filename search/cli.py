@@ -23,8 +23,10 @@ from han.config import COMPETITION_FORMAT, DataConfig, FileFormat, HANConfig, To
 from han.data import DataError, load_corpus
 from han.train import EpochMetrics
 from search import runner
+from search.formatting import duration, short
 from search.refit import export_refit
 from search.study import StudyFileError, builtin_study_path, load_study
+from search.study_report import write_report
 from search.tracking import DEFAULT_TRACKING_URI, TrackingError, redact
 from search.workers import plan_workers, run_workers
 
@@ -92,13 +94,6 @@ def user_errors() -> Iterator[None]:
         fail(str(error))
 
 
-def _duration(seconds: float) -> str:
-    seconds = int(seconds)
-    if seconds >= 3600:
-        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
-    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
-
-
 class ConsoleProgress:
     """One line per epoch and per finished trial, with the study's best and an ETA."""
 
@@ -117,13 +112,13 @@ class ConsoleProgress:
         if not self.total or self.index == 0:
             return ""
         per_trial = (time.perf_counter() - self.started) / self.index
-        return f" ETA {_duration(per_trial * (self.total - self.index))}"
+        return f" ETA {duration(per_trial * (self.total - self.index))}"
 
     def next_trial(self, index: int, total: int | None) -> None:
         self.index, self.total = index, total
 
     def trial_started(self, trial: optuna.Trial, params: dict[str, Any]) -> None:
-        text = ", ".join(f"{k}={_short(v)}" for k, v in params.items())
+        text = ", ".join(f"{k}={short(v)}" for k, v in params.items())
         typer.echo(f"{self._prefix(trial)} start {text}")
 
     def epoch_done(self, trial: optuna.Trial, metrics: EpochMetrics) -> None:
@@ -142,11 +137,7 @@ class ConsoleProgress:
         }.get(trial.state, trial.state.name.lower())
         seconds = trial.duration.total_seconds() if trial.duration else 0.0
         best = f", best {self.best:.4f}" if self.best is not None else ""
-        typer.echo(f"{self._prefix(trial)} {outcome} in {_duration(seconds)}{best}{self._eta()}")
-
-
-def _short(value: Any) -> str:
-    return f"{value:.3g}" if isinstance(value, float) else str(value)
+        typer.echo(f"{self._prefix(trial)} {outcome} in {duration(seconds)}{best}{self._eta()}")
 
 
 @contextmanager
@@ -321,7 +312,7 @@ def _print_summary(summary: runner.RunSummary) -> None:
     lines = [
         "",
         f"study          {summary.study_name}",
-        f"this run       {summary.trials_this_run} trials in {_duration(summary.seconds)}",
+        f"this run       {summary.trials_this_run} trials in {duration(summary.seconds)}",
         f"all trials     {states}"
         + (f" ({100 * pruned / finished:.0f}% pruned)" if finished else ""),
     ]
@@ -333,7 +324,7 @@ def _print_summary(summary: runner.RunSummary) -> None:
                      f"configuration): best is {gain:+.4f}")
     if summary.best_params:
         lines.append("best params    " + ", ".join(
-            f"{k}={_short(v)}" for k, v in summary.best_params.items()))
+            f"{k}={short(v)}" for k, v in summary.best_params.items()))
     lines.append(f"MLflow         {summary.tracking_uri}, parent run {summary.parent_run_id}")
     if summary.not_logged:
         lines.append(f"warning        {len(summary.not_logged)} MLflow writes failed: "
@@ -374,7 +365,7 @@ def embeddings(
             workers=workers,
             on_epoch=lambda done, total: typer.echo(f"epoch {done}/{total}"))
     typer.echo(f"wrote {stats.vectors} vectors of dimension {stats.dim} to {stats.out} in "
-               f"{_duration(stats.seconds)} ({stats.tokens_per_s:,.0f} tokens/s)")
+               f"{duration(stats.seconds)} ({stats.tokens_per_s:,.0f} tokens/s)")
 
 
 @app.command("export-best")
@@ -451,12 +442,36 @@ def show(
         return
     typer.echo(f"best dev F1 {summary.best_value:.4f} (trial {summary.best_trial})")
     for key, value in summary.best_params.items():
-        typer.echo(f"  {key:<14} {_short(value)}")
+        typer.echo(f"  {key:<14} {short(value)}")
     typer.echo(f"\n{'trial':>5} {'dev F1':>8} {'epochs':>6}  {'MLflow run':<32}  params")
     for row in rows:
-        params = ", ".join(f"{k}={_short(v)}" for k, v in row.params.items())
+        params = ", ".join(f"{k}={short(v)}" for k, v in row.params.items())
         typer.echo(f"{row.number:>5} {row.value or 0:>8.4f} {row.epochs:>6}  "
                    f"{row.run_id or '-':<32}  {params}")
+
+
+@app.command()
+def report(
+    study: Annotated[str, typer.Argument(help="Study name.")],
+    out: Annotated[Path, typer.Option(
+        help="Folder for STUDY-report.html (created if missing).")] = Path("."),
+    storage: Storage = runner.DEFAULT_STORAGE,
+    tracking_uri: TrackingUri = DEFAULT_TRACKING_URI,
+) -> None:
+    """Write a self-contained HTML report of a study and log it on its MLflow parent run."""
+    with user_errors():
+        result = write_report(study_name=study, storage=storage, tracking_uri=tracking_uri,
+                              out_dir=out)
+    typer.echo(f"wrote {result.out} ({result.size_bytes / 1024:.0f} KB, {result.trials} "
+               f"trials) in {result.seconds:.1f}s")
+    logged = result.logged
+    if logged.artifact is not None:
+        typer.echo(f"logged to MLflow {redact(tracking_uri)} as {logged.artifact} on the "
+                   f"study's parent run {logged.parent_run_id}")
+    elif logged.warning is not None:
+        typer.echo(f"warning: {logged.warning}", err=True)
+    else:
+        typer.echo(f"note: {logged.note}")
 
 
 def main() -> None:  # pragma: no cover - console entry for `python -m search.cli`

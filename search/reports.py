@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import matplotlib
 
@@ -51,24 +52,46 @@ def confusion_figure(true: np.ndarray, predicted: np.ndarray, num_classes: int) 
     return figure
 
 
+def importances_unavailable(study: optuna.Study) -> str | None:
+    """Why Optuna cannot rank this study's parameters, or None when it can try."""
+    complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    if len(complete) < 2:
+        return "they need at least two complete trials"
+    if len({tuple(sorted(t.params.items())) for t in complete}) < 2:
+        return "every complete trial has the same parameters"
+    return None
+
+
+def study_plot(plot: Callable[[optuna.Study], Any], study: optuna.Study, *,
+               size: tuple[float, float] = (9, 5)) -> plt.Figure | None:
+    """One of Optuna's matplotlib plots as a figure; None when Optuna cannot draw it."""
+    opened = set(plt.get_fignums())
+    # rc_context: Optuna switches the process-wide style to ggplot; keep that to its figure.
+    with warnings.catch_warnings(), matplotlib.rc_context():
+        warnings.simplefilter("ignore")  # optuna marks its matplotlib backend experimental
+        try:
+            axes = plot(study)
+        except (ValueError, RuntimeError, ZeroDivisionError):  # e.g. importances of equal values
+            for number in set(plt.get_fignums()) - opened:
+                plt.close(number)
+            return None
+    figure = axes.figure if hasattr(axes, "figure") else np.ravel(axes)[0].figure
+    figure.set_size_inches(*size)
+    figure.tight_layout()
+    return figure
+
+
 def log_study_plots(tracker: Tracker, run_id: str, study: optuna.Study) -> None:
     """Optimization history, parameter importances and intermediate values, as PNGs."""
     from optuna.visualization import matplotlib as optuna_plots
 
-    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     plots = {"optimization_history.png": optuna_plots.plot_optimization_history,
              "intermediate_values.png": optuna_plots.plot_intermediate_values}
-    if len(complete) >= 2 and len({tuple(sorted(t.params.items())) for t in complete}) >= 2:
+    if importances_unavailable(study) is None:
         plots["param_importances.png"] = optuna_plots.plot_param_importances
     for name, plot in plots.items():
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # optuna marks its matplotlib backend experimental
-            try:
-                axes = plot(study)
-            except (ValueError, RuntimeError, ZeroDivisionError):
-                continue  # e.g. importances when every value is equal
-        figure = axes.figure if hasattr(axes, "figure") else np.ravel(axes)[0].figure
-        figure.set_size_inches(9, 5)
-        figure.tight_layout()
+        figure = study_plot(plot, study)
+        if figure is None:
+            continue
         tracker.log_figure(run_id, figure, f"study/{name}")
         plt.close(figure)

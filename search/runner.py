@@ -11,7 +11,8 @@ import tempfile
 import time
 import warnings
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
@@ -28,6 +29,7 @@ from han.synthetic import SyntheticSpec, builtin_corpus
 from han.train import DeviceOutOfMemoryError, EpochMetrics, resolve_device
 from search.objective import (
     LOCAL_CHECKPOINT_ATTR,
+    REASON_ATTR,
     RETRIES_ATTR,
     RETRY_OF_ATTR,
     RUN_ID_ATTR,
@@ -442,13 +444,23 @@ def resolve_test_path(study: optuna.Study, test: Path | None) -> Path:
     return test_path
 
 
-def write_submission(out: Path, prediction: Prediction) -> None:
-    """The prediction's label column in file order, written atomically: a crash never
-    leaves half a CSV."""
+@contextmanager
+def written_atomically(out: Path) -> Iterator[Path]:
+    """A temporary name beside `out` to write to; it becomes `out` only once written whole,
+    so a crash never leaves half a file, and a failed write leaves nothing."""
     out.parent.mkdir(parents=True, exist_ok=True)
     temporary = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    prediction.submission().to_csv(temporary, index=False)
-    os.replace(temporary, out)
+    try:
+        yield temporary
+        os.replace(temporary, out)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def write_submission(out: Path, prediction: Prediction) -> None:
+    """The prediction's label column in file order, written atomically."""
+    with written_atomically(out) as temporary:
+        prediction.submission().to_csv(temporary, index=False)
 
 
 @dataclass(frozen=True)
@@ -519,13 +531,17 @@ class TrialRow:
     reason: str | None
 
 
+def trial_row(trial: FrozenTrial) -> TrialRow:
+    return TrialRow(number=trial.number, state=trial.state.name.lower(), value=trial.value,
+                    epochs=len(trial.intermediate_values), params=dict(trial.params),
+                    run_id=trial.user_attrs.get(RUN_ID_ATTR),
+                    reason=trial.user_attrs.get(REASON_ATTR))
+
+
 def top_trials(study: optuna.Study, *, limit: int = 10) -> list[TrialRow]:
     trials = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
     trials.sort(key=lambda t: t.value or 0.0, reverse=study.direction.name == "MAXIMIZE")
-    return [TrialRow(number=t.number, state=t.state.name.lower(), value=t.value,
-                     epochs=len(t.intermediate_values), params=dict(t.params),
-                     run_id=t.user_attrs.get(RUN_ID_ATTR), reason=t.user_attrs.get("reason"))
-            for t in trials[:limit]]
+    return [trial_row(t) for t in trials[:limit]]
 
 
 def override_format(base: FileFormat, **options: str | None) -> FileFormat:

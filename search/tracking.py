@@ -150,25 +150,24 @@ class Tracker:
         self._experiments[study_name] = result
         return result
 
+    def _earliest_parent(self, experiment_id: str) -> str | None:
+        found = self.client.search_runs(
+            [experiment_id], filter_string=f"tags.`{ROLE_TAG}` = 'study'",
+            order_by=["attributes.start_time ASC", "attributes.run_id ASC"], max_results=1)
+        return found[0].info.run_id if found else None
+
     def parent_run(self, study_name: str, *, tags: Mapping[str, str] | None = None) -> str:
         """The study's parent run: found again when the study continues, else created."""
         experiment_id = self.experiment_id(study_name)
 
-        def earliest() -> str | None:
-            found = self.client.search_runs(
-                [experiment_id], filter_string=f"tags.`{ROLE_TAG}` = 'study'",
-                order_by=["attributes.start_time ASC", "attributes.run_id ASC"],
-                max_results=1)
-            return found[0].info.run_id if found else None
-
         def find_or_create() -> str:
-            run_id = earliest()
+            run_id = self._earliest_parent(experiment_id)
             if run_id is None:
                 mine = self.client.create_run(
                     experiment_id, run_name=f"study:{study_name}",
                     tags={ROLE_TAG: "study", STUDY_TAG: study_name, **(tags or {})})
                 # Workers on other machines may have raced us: all settle on the earliest.
-                run_id = earliest() or mine.info.run_id
+                run_id = self._earliest_parent(experiment_id) or mine.info.run_id
                 if run_id != mine.info.run_id:
                     self.client.delete_run(mine.info.run_id)
             if self.client.get_run(run_id).info.status != "RUNNING":
@@ -178,6 +177,18 @@ class Tracker:
         result = self._call("open the study's parent run", find_or_create, required=True)
         assert result is not None
         return result
+
+    def find_parent_run(self, study_name: str) -> str | None:
+        """The study's parent run, or None when it has none (or MLflow could not say: see
+        `not_logged`). Creates nothing, not even the experiment, and leaves the run's
+        status alone."""
+
+        def find() -> str | None:
+            experiment = self.client.get_experiment_by_name(study_name)
+            return None if experiment is None else self._earliest_parent(
+                experiment.experiment_id)
+
+        return self._call("find the study's parent run", find)
 
     def start_trial(self, *, study_name: str, parent_run_id: str, trial_number: int,
                     params: Mapping[str, Any], tags: Mapping[str, str]) -> str | None:

@@ -26,6 +26,7 @@ from han.predict import predict
 from search import runner
 from search.study import load_study
 from tests.conftest import easy_corpus, write_tsv
+from tests.helpers import toml_value
 
 # The reference trial (trial 0) is a configuration that learns the easy corpus in three
 # epochs (dev F1 ~0.7 after one); with a median pruner that starts after one complete trial
@@ -46,22 +47,27 @@ def _toml_value(value: Any) -> str:
 
 def study_toml(path: Path, *, name: str, train: str | None = None, test: str | None = None,
                trials: int = 4, seed: int = 0, reference: dict[str, Any] | None = None,
-               extra_study: str = "") -> Path:
+               extra_study: str = "", labels: list[str] | None = None,
+               startup_trials: int = 1) -> Path:
     """A tiny study file in the layout of studies/demo.toml.
 
     With `reference`, trial 0 of a new study is that configuration (enqueue_reference);
     without, no reference trial (the config defaults lie outside this small space).
+    `labels` names the classes; the median pruner prunes nothing in the first
+    `startup_trials` trials.
     """
     lines = ["[study]", f'name = "{name}"', 'direction = "maximize"',
              'metric = "dev_macro_f1"', f"trials = {trials}",
              f"enqueue_reference = {'true' if reference else 'false'}", extra_study,
              "", "[sampler]", 'name = "tpe"', f"seed = {seed}",
-             "", "[pruner]", 'name = "median"', "n_startup_trials = 1", "n_warmup_steps = 0",
-             "", "[data]"]
+             "", "[pruner]", 'name = "median"', f"n_startup_trials = {startup_trials}",
+             "n_warmup_steps = 0", "", "[data]"]
     if train is not None:
         lines.append(f'train = "{train}"')
     if test is not None:
         lines.append(f'test = "{test}"')
+    if labels is not None:
+        lines.append(f"labels = {toml_value(labels)}")
     lines += ["", "[fixed]"] + [f"{k} = {v}" for k, v in FIXED.items()]
     lines += ["", "[space.word_hidden]", 'type = "categorical"', "choices = [8, 16]",
               "", "[space.sent_hidden]", 'type = "categorical"', "choices = [8, 16]",
