@@ -13,6 +13,7 @@ from mlflow import MlflowClient
 from optuna.trial import TrialState
 from typer.testing import CliRunner, Result
 
+from search import cli
 from search.cli import app
 from tests.conftest import chinese_news, easy_corpus, write_tsv
 from tests.test_search import (
@@ -344,3 +345,15 @@ def test_run_with_a_storage_that_cannot_be_opened_creates_no_database(
     assert result.exit_code == 2 and "does not exist" in result.stderr
     assert files_under(tmp_path) == before
     assert_user_error(result, "does not exist")  # without a new MLflow store, no INFO lines
+
+
+def test_workers_get_the_parents_options_including_the_file_format() -> None:
+    args = cli._worker_args(Path("study.toml"), study="s", timeout=None, train=Path("a.csv"),
+                            test=None, sep="\t", text_col="content", label_col=None,
+                            tokens="chars", heartbeat=10)
+    flags = args[::2]
+    assert dict(zip(flags, args[1::2], strict=True)) == {
+        "--config": "study.toml", "--study": "s", "--train": "a.csv", "--sep": "\t",
+        "--text-col": "content", "--tokens": "chars", "--heartbeat": "10"}
+    run_options = {opt for param in COMMANDS.commands["run"].params for opt in param.opts}
+    assert set(flags) <= run_options
