@@ -4,7 +4,9 @@ The best trial's dev F1 is the maximum over many trials on one dev fold, so it i
 and its model saw only (K-1)/K of the data. Retraining its configuration on each of K folds
 gives K models that together saw every document, an ensemble that is usually at least as good
 on the test file, and an honest estimate: the out-of-fold macro-F1, where every training
-document is predicted by the one model that did not train on it.
+document is predicted by the one model that did not train on it. The ensemble weights each
+fold model by its macro-F1 on its own held-out fold, so a fold whose training failed does
+not drag the others down.
 
 Each fold is a nested MLflow run (`fold-k`) under one `refit-trial-N` run, itself a child of
 the study's parent run. A fold whose run FINISHED holds its checkpoint and its out-of-fold
@@ -58,6 +60,8 @@ FOLD_ROLE = "fold"
 OOF_ARTIFACT = "oof/oof.npz"
 # Settings that legitimately differ between the trial's run and a fold: the split, the
 # vocabulary built on other training documents, and the machine.
+# A fold below this share of the best trial's dev F1 is reported as a sign of instability.
+UNSTABLE_SHARE = 0.5
 _PER_FOLD_SETTINGS = {"folds", "dev_fold", "vocab_size", "num_classes", "device",
                       "pretrained_embeddings"}
 
@@ -154,8 +158,9 @@ def export_refit(*, study_name: str, storage: str, tracking_uri: str, folds: int
                     f"({how}, {time.perf_counter() - started:.1f}s)")
                 results.append(result)
             oof_f1 = out_of_fold_f1(results, setup.corpus)
+            weights = fold_weights([r.best_dev_f1 for r in results])
             ensemble = ensemble_prediction([r.checkpoint for r in results], test_path,
-                                           device=device_name)
+                                           device=device_name, weights=weights)
     except BaseException as error:
         tracker.finish(refit_run_id, status="FAILED", state="failed",
                        reason=f"{type(error).__name__}: {error}")
@@ -166,7 +171,9 @@ def export_refit(*, study_name: str, storage: str, tracking_uri: str, folds: int
     tracker.log_metrics(refit_run_id, {
         "oof_macro_f1": oof_f1, "best_trial_dev_macro_f1": float(best.value or 0.0),
         "mean_fold_dev_macro_f1": float(np.mean(fold_f1s)),
-        **{f"fold_{r.fold}_best_dev_macro_f1": r.best_dev_f1 for r in results}}, step=0)
+        **{f"fold_{r.fold}_best_dev_macro_f1": r.best_dev_f1 for r in results},
+        **{f"fold_{r.fold}_weight": float(w) for r, w in zip(results, weights, strict=True)}},
+        step=0)
     tracker.log_artifact(refit_run_id, out, artifact_path="predictions")
     tracker.finish(refit_run_id, status="FINISHED", state="complete")
     counts = np.bincount(labels)
@@ -175,7 +182,8 @@ def export_refit(*, study_name: str, storage: str, tracking_uri: str, folds: int
         folds=folds, refit_run_id=refit_run_id, oof_macro_f1=oof_f1, fold_f1s=fold_f1s,
         trained=tuple(r.fold for r in results if r.trained),
         reused=tuple(r.fold for r in results if not r.trained),
-        label_counts={i: int(c) for i, c in enumerate(counts) if c}, notes=ensemble.notes)
+        label_counts={i: int(c) for i, c in enumerate(counts) if c},
+        notes=ensemble.notes + unstable_folds(results, trial_value=float(best.value or 0.0)))
 
 
 def trial_setup(*, study: optuna.Study, trial: optuna.trial.FrozenTrial, trial_run: Run,
@@ -355,13 +363,40 @@ def out_of_fold_f1(results: list[FoldResult], corpus: Corpus) -> float:
     return float(f1_score(corpus.labels[docs], predictions, average="macro", zero_division=0))
 
 
-def ensemble_prediction(checkpoints: list[Path], test_path: Path, *,
-                        device: str) -> Prediction:
-    """The fold models' mean class probabilities on the test file, in file order.
+def fold_weights(fold_f1s: list[float]) -> np.ndarray:
+    """Each fold model's share of the ensemble: its macro-F1 on its own held-out fold.
+
+    Folds of similar quality are averaged almost evenly, while a fold whose training failed
+    (near-chance F1, which an unstable configuration shows on some splits) barely counts.
+    The weights come from training documents only, never from the test file.
+    """
+    weights = np.asarray(fold_f1s, dtype=np.float64)
+    if weights.sum() <= 0:
+        return np.full(len(weights), 1.0 / len(weights))
+    return weights / weights.sum()
+
+
+def unstable_folds(results: list[FoldResult], *, trial_value: float) -> tuple[str, ...]:
+    """A note when some folds reached less than half the best trial's dev F1."""
+    weak = [r for r in results if r.best_dev_f1 < UNSTABLE_SHARE * trial_value]
+    if not weak:
+        return ()
+    listed = ", ".join(f"fold-{r.fold} {r.best_dev_f1:.4f}" for r in weak)
+    return (f"{listed}: below half the best trial's dev macro-F1 ({trial_value:.4f}); the "
+            "configuration trains unreliably on other splits, so the ensemble gives those "
+            "folds little weight and the trial's dev F1 overstates it (see the out-of-fold "
+            "F1)",)
+
+
+def ensemble_prediction(checkpoints: list[Path], test_path: Path, *, device: str,
+                        weights: np.ndarray) -> Prediction:
+    """The fold models' class probabilities on the test file, averaged with `weights`, in
+    file order.
 
     Each checkpoint carries its own vocabulary (built on its training folds), so each model
     encodes the test file itself.
     """
     predictions = [predict(checkpoint, test_path, device=device) for checkpoint in checkpoints]
-    mean = np.mean([prediction.probabilities for prediction in predictions], axis=0)
+    mean = np.average([prediction.probabilities for prediction in predictions], axis=0,
+                      weights=weights)
     return predictions[0].with_probabilities(mean)

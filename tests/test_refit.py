@@ -21,6 +21,7 @@ from mlflow.entities import Run
 from sklearn.metrics import f1_score
 
 from search import runner
+from search.refit import FoldResult, fold_weights, unstable_folds
 from search.study import load_study
 from tests.conftest import easy_corpus
 from tests.test_cli import invoke
@@ -131,6 +132,10 @@ def test_refit_run_has_a_fold_run_per_fold_with_metrics_and_checkpoint(
     assert 0.0 <= metrics["oof_macro_f1"] <= 1.0
     for k in range(FOLDS):
         assert f"fold_{k}_best_dev_macro_f1" in metrics
+    weights = [metrics[f"fold_{k}_weight"] for k in range(FOLDS)]
+    assert sum(weights) == pytest.approx(1.0)
+    assert weights == pytest.approx(fold_weights(
+        [metrics[f"fold_{k}_best_dev_macro_f1"] for k in range(FOLDS)]).tolist())
     submitted = {a.path for a in client.list_artifacts(refit.info.run_id, "predictions")}
     assert submitted == {"predictions/submission.csv"}
 
@@ -228,3 +233,21 @@ def test_refit_of_a_trial_with_embeddings_given_on_the_command_line(tmp_path: Pa
                                filter_string="tags.`han.role` = 'fold'")
     assert [run.data.params["pretrained_embeddings"] for run in folds] == ["True", "True"]
     assert len(pd.read_csv(tmp_path / "refit.csv")) == 20
+
+
+def test_fold_weights_follow_each_folds_own_dev_f1() -> None:
+    assert fold_weights([0.4, 0.0, 0.4]).tolist() == [0.5, 0.0, 0.5]
+    assert fold_weights([0.6, 0.3]).tolist() == pytest.approx([2 / 3, 1 / 3])
+    assert fold_weights([0.0, 0.0]).tolist() == [0.5, 0.5]  # nothing learned: plain mean
+
+
+def test_folds_far_below_the_trial_are_reported() -> None:
+    def fold(number: int, f1: float) -> FoldResult:
+        empty = np.zeros(0)
+        return FoldResult(fold=number, run_id="", best_dev_f1=f1, checkpoint=Path("x"),
+                          docs=empty, predictions=empty, probabilities=empty, trained=True)
+
+    assert unstable_folds([fold(0, 0.45), fold(1, 0.30)], trial_value=0.45) == ()
+    notes = unstable_folds([fold(0, 0.45), fold(1, 0.07), fold(2, 0.15)], trial_value=0.45)
+    assert len(notes) == 1
+    assert notes[0].startswith("fold-1 0.0700, fold-2 0.1500: below half the best trial's")
