@@ -84,9 +84,8 @@ def write_report(*, study_name: str, storage: str, tracking_uri: str,
     """Write OUT_DIR/STUDY-report.html atomically, then log it on the study's parent run.
 
     An unknown study or storage, or an unwritable OUT_DIR, raises SearchError and leaves no
-    file. MLflow
-    trouble never costs the page: it is written first, and the result says why it was not
-    logged.
+    file. MLflow trouble never costs the page: it is written first, and the result says
+    why it was not logged.
     """
     started = time.perf_counter()
     study = runner.load_study(study_name, storage)
