@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib.pyplot as plt
+import numpy as np
 import optuna
 from sklearn.metrics import confusion_matrix
 
@@ -116,7 +117,7 @@ def objective(trial: optuna.Trial, ctx: SearchContext) -> float:
     confusion = confusion_matrix(result.dev_labels, result.dev_predictions,
                                  labels=list(range(split.num_classes)))
     trial.set_user_attr(DEV_CONFUSION_ATTR, confusion.tolist())
-    if _log_complete(ctx, run_id, result, split):
+    if _log_complete(ctx, run_id, result, split, confusion=confusion):
         shutil.rmtree(checkpoint_dir, ignore_errors=True)
     else:
         # MLflow did not take the checkpoint: keep it where the trial records it.
@@ -125,7 +126,7 @@ def objective(trial: optuna.Trial, ctx: SearchContext) -> float:
 
 
 def _log_complete(ctx: SearchContext, run_id: str | None, result: TrainResult,
-                  split: EncodedSplit) -> bool:
+                  split: EncodedSplit, *, confusion: np.ndarray) -> bool:
     """The best checkpoint and the best epoch's evaluation, then the run ends FINISHED.
 
     Returns whether the checkpoint reached MLflow.
@@ -135,7 +136,7 @@ def _log_complete(ctx: SearchContext, run_id: str | None, result: TrainResult,
     ctx.tracker.log_text(run_id, evaluation_report(result.dev_labels, result.dev_predictions,
                                                    split.num_classes, split.label_names),
                          "evaluation/classification_report.txt")
-    figure = confusion_figure(result.dev_labels, result.dev_predictions, split.num_classes)
+    figure = confusion_figure(confusion)
     ctx.tracker.log_figure(run_id, figure, "evaluation/confusion_matrix.png")
     plt.close(figure)
     ctx.tracker.set_tags(run_id, {"best_epoch": result.best_epoch,

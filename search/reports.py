@@ -13,7 +13,7 @@ matplotlib.use("Agg")  # no display on servers and CI
 import matplotlib.pyplot as plt
 import numpy as np
 import optuna
-from sklearn.metrics import classification_report, confusion_matrix
+from sklearn.metrics import classification_report
 
 from search.tracking import Tracker
 
@@ -31,8 +31,9 @@ def evaluation_report(true: np.ndarray, predicted: np.ndarray, num_classes: int,
                                  zero_division=0)
 
 
-def confusion_figure(true: np.ndarray, predicted: np.ndarray, num_classes: int) -> plt.Figure:
-    matrix = confusion_matrix(true, predicted, labels=list(range(num_classes)))
+def confusion_figure(matrix: np.ndarray) -> plt.Figure:
+    """A (classes, classes) confusion matrix (rows true, columns predicted) as a heat map."""
+    num_classes = len(matrix)
     size = max(4.0, 0.45 * num_classes + 2)
     figure, axes = plt.subplots(figsize=(size, size))
     axes.imshow(matrix, cmap="Blues")
