@@ -16,7 +16,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial
 
-from han.config import FileFormat
+from han.config import COMPETITION_FORMAT, FileFormat
 
 # -- Optuna study attributes ----------------------------------------------------------------
 
@@ -34,7 +34,7 @@ class StudyRecord:
 
     train_path: Path | None = None
     test_path: Path | None = None
-    file_format: FileFormat = FileFormat()
+    file_format: FileFormat = COMPETITION_FORMAT
     class_names: tuple[str, ...] | None = None
 
     @classmethod
