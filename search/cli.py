@@ -25,8 +25,8 @@ from han.train import EpochMetrics
 from search import runner
 from search.formatting import duration, short
 from search.refit import export_refit
-from search.study import StudyFileError, builtin_study_path, load_study
 from search.study_report import write_report
+from search.studyfile import StudyFileError, builtin_study_path, load_study_file
 from search.tracking import DEFAULT_TRACKING_URI, TrackingError, redact
 from search.workers import plan_workers, run_workers
 
@@ -249,7 +249,7 @@ def run(
     if threads is not None:
         torch.set_num_threads(threads)
     with user_errors():
-        spec = runner.with_overrides(load_study(config or builtin_study_path()), name=study,
+        spec = runner.with_overrides(load_study_file(config or builtin_study_path()), name=study,
                                      sep=sep, text_col=text_col, label_col=label_col,
                                      tokens=tokens)
         typer.echo(f"study {spec.name!r} from {spec.source}; storage {redact(storage)}; "

@@ -43,8 +43,8 @@ from search.runner import (
     study_file_format,
     write_submission,
 )
-from search.study import StudySpec
-from search.study import load_study as load_spec
+from search.studyfile import StudySpec
+from search.studyfile import load_study_file as load_spec
 from search.tracking import (
     CHECKPOINT_ARTIFACT,
     PARENT_TAG,

@@ -32,7 +32,7 @@ def study_toml(path: Path, *, name: str, train: Path, trials: int, fixed: dict[s
                reference: dict[str, Any] | None = None, seed: int = 0) -> Path:
     """A small study file in the layout of studies/demo.toml."""
     lines = ["[study]", f"name = {toml_value(name)}", 'direction = "maximize"',
-             'metric = "dev_macro_f1"', f"trials = {trials}",
+             f"trials = {trials}",
              f"enqueue_reference = {toml_value(reference is not None)}",
              "", "[sampler]", 'name = "tpe"', f"seed = {seed}",
              "", "[pruner]", *(f"{k} = {toml_value(v)}" for k, v in pruner.items()),

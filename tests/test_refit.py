@@ -22,7 +22,7 @@ from sklearn.metrics import f1_score
 
 from search import runner
 from search.refit import FoldResult, fold_weights, unstable_folds
-from search.study import load_study
+from search.studyfile import load_study_file
 from tests.conftest import easy_corpus
 from tests.test_cli import invoke
 from tests.test_search import STRONG, study_toml, unlabelled_test_file
@@ -68,7 +68,7 @@ def refitted(tmp_path_factory: pytest.TempPathFactory) -> Refitted:
                            test="test.tsv", trials=1, reference=STRONG)
     storage = f"sqlite:///{root}/optuna.db"
     tracking_uri = f"sqlite:///{root}/mlflow.db"
-    summary = runner.run_study(load_study(spec_path), storage=storage,
+    summary = runner.run_study(load_study_file(spec_path), storage=storage,
                                tracking_uri=tracking_uri, device="cpu",
                                work_dir=root / "work")
     assert summary.best_value is not None
@@ -219,7 +219,7 @@ def test_refit_of_a_trial_with_embeddings_given_on_the_command_line(tmp_path: Pa
                            test="test.tsv", trials=1, reference=STRONG)
     storage = f"sqlite:///{tmp_path}/optuna.db"
     tracking_uri = f"sqlite:///{tmp_path}/mlflow.db"
-    runner.run_study(load_study(spec_path), storage=storage, tracking_uri=tracking_uri,
+    runner.run_study(load_study_file(spec_path), storage=storage, tracking_uri=tracking_uri,
                      device="cpu", work_dir=tmp_path / "work",
                      embeddings=tmp_path / "w2v.txt")
     result = invoke("export-best", "--study", "w2v", "--storage", storage, "--tracking-uri",

@@ -27,8 +27,8 @@ from typer.testing import Result
 
 from search import runner
 from search.objective import DEV_CONFUSION_ATTR, MAX_EPOCHS_ATTR, RUN_ID_ATTR
-from search.study import load_study
 from search.study_report import pruning_savings, render_report
+from search.studyfile import load_study_file
 from tests.conftest import easy_corpus
 from tests.helpers import free_port
 from tests.test_cli import assert_user_error, files_under, invoke
@@ -75,7 +75,7 @@ def reported(tmp_path_factory: pytest.TempPathFactory) -> Reported:
                       reference=STRONG, labels=CLASS_NAMES, startup_trials=2)
     storage = f"sqlite:///{root}/optuna.db"
     tracking_uri = f"sqlite:///{root}/mlflow.db"
-    runner.run_study(load_study(spec), storage=storage, tracking_uri=tracking_uri,
+    runner.run_study(load_study_file(spec), storage=storage, tracking_uri=tracking_uri,
                      device="cpu", work_dir=root / "work")
     result = invoke("report", STUDY, "--out", root / "pages", "--storage", storage,
                     "--tracking-uri", tracking_uri)

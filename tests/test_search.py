@@ -24,7 +24,7 @@ from optuna.trial import FrozenTrial, TrialState
 from han.data import DataError
 from han.predict import predict
 from search import runner
-from search.study import load_study
+from search.studyfile import load_study_file
 from tests.conftest import easy_corpus, write_tsv
 from tests.helpers import toml_value
 
@@ -57,7 +57,7 @@ def study_toml(path: Path, *, name: str, train: str | None = None, test: str | N
     `startup_trials` trials.
     """
     lines = ["[study]", f'name = "{name}"', 'direction = "maximize"',
-             'metric = "dev_macro_f1"', f"trials = {trials}",
+             f"trials = {trials}",
              f"enqueue_reference = {'true' if reference else 'false'}", extra_study,
              "", "[sampler]", 'name = "tpe"', f"seed = {seed}",
              "", "[pruner]", 'name = "median"', f"n_startup_trials = {startup_trials}",
@@ -154,7 +154,7 @@ def searched(tmp_path_factory: pytest.TempPathFactory) -> Searched:
                            test="test.tsv", trials=FIRST_TRIALS, reference=STRONG)
     storage = f"sqlite:///{root}/optuna.db"
     tracking_uri = f"sqlite:///{root}/mlflow.db"
-    spec = load_study(spec_path)
+    spec = load_study_file(spec_path)
     progress = Recorder()
     common = dict(storage=storage, tracking_uri=tracking_uri, device="cpu",
                   work_dir=root / "work")
@@ -444,7 +444,7 @@ def test_parent_run_follows_a_new_best(searched: Searched) -> None:
     """A continued session that finds a better trial updates the parent's best."""
     path = study_toml(searched.root / "moving.toml", name="moving", train="train.tsv",
                       trials=1, reference=WEAK)
-    spec = load_study(path)
+    spec = load_study_file(path)
     common = dict(storage=searched.storage, tracking_uri=searched.tracking_uri, device="cpu",
                   work_dir=searched.root / "work")
     first = runner.run_study(spec, **common)

@@ -9,11 +9,12 @@ import optuna
 import pytest
 
 from han.config import COMPETITION_FORMAT, DataConfig, FileFormat, HANConfig, TrainConfig
-from search.study import (
-    ParamSpec,
+from search.studyfile import (
+    FloatParam,
+    IntParam,
     StudyFileError,
     builtin_study_path,
-    load_study,
+    load_study_file,
     split_settings,
     suggest,
 )
@@ -80,7 +81,7 @@ def quiet_optuna():
 
 @pytest.mark.parametrize("path", STUDIES, ids=[p.stem for p in STUDIES])
 def test_shipped_study_is_valid(path: Path) -> None:
-    spec = load_study(path)
+    spec = load_study_file(path)
     assert spec.name == path.stem  # so builtin_study_path(name) finds it
     assert builtin_study_path(spec.name) == path
     assert isinstance(spec.make_sampler(), optuna.samplers.BaseSampler)
@@ -162,8 +163,8 @@ BAD = [
                  "[study]: missing required key 'trials'", id="trials-missing"),
     pytest.param(edit('name = "t"', 'name = "a b"'),
                  "[study] name: 'a b' may only use", id="bad-name"),
-    pytest.param(edit("trials = 3", 'trials = 3\nmetric = "accuracy"'),
-                 "[study] metric: unknown metric 'accuracy'", id="unknown-metric"),
+    pytest.param(edit("trials = 3", 'trials = 3\nmetric = "dev_macro_f1"'),
+                 "[study] metric: removed", id="removed-metric"),
     pytest.param(edit("trials = 3", 'trials = 3\ndirection = "up"'),
                  "[study] direction: 'up' is not one of", id="bad-direction"),
     pytest.param(edit("trials = 3", "trials = 3\nenqueue_reference = 1"),
@@ -258,7 +259,7 @@ BAD = [
 def test_bad_study_file(tmp_path: Path, text: str, expected: str) -> None:
     path = write(tmp_path, text)
     with pytest.raises(StudyFileError) as caught:
-        load_study(path)
+        load_study_file(path)
     message = str(caught.value)
     assert message.startswith(f"{path}: "), message
     assert expected in message, message
@@ -267,22 +268,22 @@ def test_bad_study_file(tmp_path: Path, text: str, expected: str) -> None:
 
 def test_good_base_file_loads(tmp_path: Path) -> None:
     # Guards the bad cases above: each fails for its own edit, not because GOOD is broken.
-    spec = load_study(write(tmp_path, GOOD))
+    spec = load_study_file(write(tmp_path, GOOD))
     assert [p.name for p in spec.space] == ["lr", "cell", "decay_steps"]
     assert spec.fixed == {"epochs": 2}
-    assert spec.direction == "maximize" and spec.metric == "dev_macro_f1"
+    assert spec.direction == "maximize"
 
 
 def test_toml_syntax_error_gives_the_line(tmp_path: Path) -> None:
     path = write(tmp_path, GOOD.replace("trials = 3", "trials = = 3"))
     with pytest.raises(StudyFileError, match=r"line 3"):
-        load_study(path)
+        load_study_file(path)
 
 
 def test_missing_file(tmp_path: Path) -> None:
     path = tmp_path / "absent.toml"
     with pytest.raises(StudyFileError, match=f"^{path}: no such study file$"):
-        load_study(path)
+        load_study_file(path)
 
 
 def test_error_is_a_value_error() -> None:
@@ -296,7 +297,7 @@ def test_data_paths_resolve_against_the_study_folder(tmp_path: Path, monkeypatch
     path.write_text(GOOD + '\n[data]\ntrain = "data/train.tsv"\ntest = "/abs/test.tsv"\n',
                     encoding="utf-8")
     monkeypatch.chdir(tmp_path)
-    spec = load_study(Path("studies/x.toml"))
+    spec = load_study_file(Path("studies/x.toml"))
     assert spec.train_path == folder / "data" / "train.tsv"
     assert spec.test_path == Path("/abs/test.tsv")
     assert spec.embeddings_path is None
@@ -305,23 +306,23 @@ def test_data_paths_resolve_against_the_study_folder(tmp_path: Path, monkeypatch
 
 
 def test_data_file_format(tmp_path: Path) -> None:
-    spec = load_study(write(tmp_path, GOOD + '\n[data]\ntrain = "news.csv"\nsep = ","\n'
+    spec = load_study_file(write(tmp_path, GOOD + '\n[data]\ntrain = "news.csv"\nsep = ","\n'
                             'text_col = "content"\nlabel_col = "category"\n'
                             'tokens = "chars"\n'))
     assert spec.file_format == FileFormat(sep=",", text_col="content", label_col="category",
                                           tokens="chars")
-    tab = load_study(write(tmp_path, GOOD + '\n[data]\ntrain = "a.tsv"\nsep = "tab"\n'))
+    tab = load_study_file(write(tmp_path, GOOD + '\n[data]\ntrain = "a.tsv"\nsep = "tab"\n'))
     assert tab.file_format == COMPETITION_FORMAT
-    assert load_study(write(tmp_path, GOOD)).file_format == COMPETITION_FORMAT
+    assert load_study_file(write(tmp_path, GOOD)).file_format == COMPETITION_FORMAT
 
 
 def test_fixed_float_accepts_integer(tmp_path: Path) -> None:
-    spec = load_study(write(tmp_path, edit("epochs = 2", "epochs = 2\nclip = 1")))
+    spec = load_study_file(write(tmp_path, edit("epochs = 2", "epochs = 2\nclip = 1")))
     assert spec.fixed["clip"] == 1.0 and isinstance(spec.fixed["clip"], float)
 
 
 def test_reference_is_optional_and_overrides_defaults(tmp_path: Path) -> None:
-    spec = load_study(write(tmp_path, GOOD + '\n[reference]\ncell = "gru"\n'))
+    spec = load_study_file(write(tmp_path, GOOD + '\n[reference]\ncell = "gru"\n'))
     assert spec.reference_params() == {
         "lr": DEFAULTS["lr"], "cell": "gru", "decay_steps": DEFAULTS["decay_steps"],
     }
@@ -330,11 +331,11 @@ def test_reference_is_optional_and_overrides_defaults(tmp_path: Path) -> None:
 def test_default_outside_space_is_fine_without_reference_trial(tmp_path: Path) -> None:
     text = edit("trials = 3", "trials = 3\nenqueue_reference = false")
     text = text.replace("low = 1e-4", "low = 1e-3")
-    assert not load_study(write(tmp_path, text)).enqueue_reference
+    assert not load_study_file(write(tmp_path, text)).enqueue_reference
 
 
 def test_suggest_stays_inside_the_space() -> None:
-    spec = load_study(builtin_study_path("demo"))
+    spec = load_study_file(builtin_study_path("demo"))
     study = optuna.create_study(sampler=spec.make_sampler(), direction=spec.direction)
     for i in range(15):
         trial = study.ask()
@@ -347,8 +348,8 @@ def test_suggest_stays_inside_the_space() -> None:
 
 def test_suggest_int_step_and_float_step() -> None:
     space = (
-        ParamSpec(name="decay_steps", type="int", low=100, high=1000, step=100),
-        ParamSpec(name="dropout", type="float", low=0.0, high=0.5, step=0.1),
+        IntParam(type="int", low=100, high=1000, step=100).named("decay_steps"),
+        FloatParam(type="float", low=0.0, high=0.5, step=0.1).named("dropout"),
     )
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
     for _ in range(20):
@@ -359,7 +360,7 @@ def test_suggest_int_step_and_float_step() -> None:
 
 @pytest.mark.parametrize("path", STUDIES, ids=[p.stem for p in STUDIES])
 def test_reference_trial_comes_first(path: Path) -> None:
-    spec = load_study(path)
+    spec = load_study_file(path)
     study = optuna.create_study(sampler=spec.make_sampler(), pruner=spec.make_pruner(),
                                 direction=spec.direction)
     study.enqueue_trial(spec.reference_params())
