@@ -17,7 +17,7 @@ from han.config import DataConfig, HANConfig, TrainConfig
 from han.data import Corpus, EncodedSplit, prepare
 from han.train import EpochMetrics, NonFiniteLossError, TrainingInterrupted, TrainResult, train
 from search.reports import confusion_figure, evaluation_report
-from search.studyfile import StudySpec, split_settings, suggest
+from search.studyspec import StudySpec, split_settings, suggest
 from search.tracking import CHECKPOINT_ARTIFACT, Tracker
 
 RUN_ID_ATTR = "mlflow_run_id"

@@ -43,8 +43,8 @@ from search.runner import (
     study_file_format,
     write_submission,
 )
-from search.studyfile import StudySpec
 from search.studyfile import load_study_file as load_spec
+from search.studyspec import StudySpec
 from search.tracking import (
     CHECKPOINT_ARTIFACT,
     PARENT_TAG,

@@ -37,7 +37,7 @@ from search.objective import (
     objective,
 )
 from search.reports import log_study_plots
-from search.studyfile import StudySpec
+from search.studyspec import StudySpec
 from search.tracking import DEFAULT_TRACKING_URI, Tracker, redact
 
 DEFAULT_STORAGE = "sqlite:///han-search.db"

@@ -9,15 +9,8 @@ import optuna
 import pytest
 
 from han.config import COMPETITION_FORMAT, DataConfig, FileFormat, HANConfig, TrainConfig
-from search.studyfile import (
-    FloatParam,
-    IntParam,
-    StudyFileError,
-    builtin_study_path,
-    load_study_file,
-    split_settings,
-    suggest,
-)
+from search.studyfile import StudyFileError, builtin_study_path, load_study_file
+from search.studyspec import FloatParam, IntParam, split_settings, suggest
 
 STUDIES = sorted(builtin_study_path().parent.glob("*.toml"))
 DEFAULTS = {
