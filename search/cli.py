@@ -129,7 +129,8 @@ class ConsoleProgress:
 
     def trial_done(self, study: optuna.Study, trial: FrozenTrial) -> None:
         if trial.state == TrialState.COMPLETE and trial.value is not None:
-            self.best = trial.value if self.best is None else max(self.best, trial.value)
+            better = min if study.direction == optuna.study.StudyDirection.MINIMIZE else max
+            self.best = trial.value if self.best is None else better(self.best, trial.value)
         outcome = {
             TrialState.COMPLETE: f"complete, dev F1 {trial.value or 0:.4f}",
             TrialState.PRUNED: f"pruned {trial.user_attrs.get('reason', '')}",
@@ -425,7 +426,7 @@ def studies(storage: Storage = runner.DEFAULT_STORAGE) -> None:
 
 @app.command()
 def show(
-    study: Annotated[str, typer.Argument(help="Study name.")],
+    study: Annotated[str, typer.Option(help="Study name.")] = "demo",
     storage: Storage = runner.DEFAULT_STORAGE,
     top: Annotated[int, typer.Option(min=1, help="How many of the best trials to list.")] =
         10,
@@ -452,7 +453,7 @@ def show(
 
 @app.command()
 def report(
-    study: Annotated[str, typer.Argument(help="Study name.")],
+    study: Annotated[str, typer.Option(help="Study name.")] = "demo",
     out: Annotated[Path, typer.Option(
         help="Folder for STUDY-report.html (created if missing).")] = Path("."),
     storage: Storage = runner.DEFAULT_STORAGE,

@@ -118,7 +118,7 @@ def test_studies_lists_the_study(cli_study: CliStudy) -> None:
 
 
 def test_show_prints_the_best_params_and_runs(cli_study: CliStudy) -> None:
-    result = invoke("show", "cli", "--storage", cli_study.storage)
+    result = invoke("show", "--study", "cli", "--storage", cli_study.storage)
     assert result.exit_code == 0, result.output
     study = cli_study.study()
     best = study.best_trial
@@ -132,7 +132,7 @@ def test_show_prints_the_best_params_and_runs(cli_study: CliStudy) -> None:
 
 def test_show_a_study_without_a_complete_trial(cli_study: CliStudy) -> None:
     study_without_complete_trial(cli_study.storage, "all-pruned")
-    result = invoke("show", "all-pruned", "--storage", cli_study.storage)
+    result = invoke("show", "--study", "all-pruned", "--storage", cli_study.storage)
     assert result.exit_code == 0, result.output
     assert result.stdout.splitlines() == ["study all-pruned: 1 pruned", "no complete trial yet"]
 
@@ -144,7 +144,7 @@ def test_studies_in_an_empty_storage(tmp_path: Path) -> None:
 
 
 def test_show_an_unknown_study(cli_study: CliStudy) -> None:
-    result = invoke("show", "nope", "--storage", cli_study.storage)
+    result = invoke("show", "--study", "nope", "--storage", cli_study.storage)
     assert_user_error(result, "no study named 'nope'", "cli")
 
 
@@ -174,6 +174,18 @@ def test_export_best_errors(cli_study: CliStudy, tmp_path: Path, case: str) -> N
                 "no such study": "no study named 'nope'"}.get(case, "missing.tsv: no such file")
     assert_user_error(result, fragment)
     assert files_under(tmp_path) == set()
+
+
+@pytest.mark.parametrize(("direction", "best"), [("maximize", 0.7), ("minimize", 0.2)])
+def test_progress_keeps_the_best_of_the_studys_direction(direction: str, best: float,
+                                                          capsys: pytest.CaptureFixture) -> None:
+    study = optuna.create_study(direction=direction)
+    progress = cli.ConsoleProgress(epochs=1, started=0.0)
+    for value in (0.5, 0.7, 0.2):
+        study.add_trial(optuna.trial.create_trial(value=value))
+        progress.trial_done(study, study.trials[-1])
+    assert progress.best == best
+    assert capsys.readouterr().out.splitlines()[-1].endswith(f"best {best:.4f}")
 
 
 # ------------------------------------------------------------------- help

@@ -77,7 +77,7 @@ def reported(tmp_path_factory: pytest.TempPathFactory) -> Reported:
     tracking_uri = f"sqlite:///{root}/mlflow.db"
     runner.run_study(load_study_file(spec), storage=storage, tracking_uri=tracking_uri,
                      device="cpu", work_dir=root / "work")
-    result = invoke("report", STUDY, "--out", root / "pages", "--storage", storage,
+    result = invoke("report", "--study", STUDY, "--out", root / "pages", "--storage", storage,
                     "--tracking-uri", tracking_uri)
     return Reported(root=root, storage=storage, tracking_uri=tracking_uri,
                     page=root / "pages" / f"{STUDY}-report.html", result=result)
@@ -246,7 +246,7 @@ def _in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def test_a_study_without_a_parent_run_is_reported_with_a_note(
         reported: Reported, _in_tmp: Path) -> None:
     study_without_complete_trial(reported.storage, "no-mlflow")
-    result = invoke("report", "no-mlflow", "--storage", reported.storage,
+    result = invoke("report", "--study", "no-mlflow", "--storage", reported.storage,
                     "--tracking-uri", reported.tracking_uri)
     assert result.exit_code == 0, result.output
     assert (_in_tmp / "no-mlflow-report.html").is_file()  # --out defaults to the cwd
@@ -257,7 +257,7 @@ def test_a_study_without_a_parent_run_is_reported_with_a_note(
 
 
 def test_a_missing_mlflow_store_is_not_created(reported: Reported, _in_tmp: Path) -> None:
-    result = invoke("report", STUDY, "--storage", reported.storage,
+    result = invoke("report", "--study", STUDY, "--storage", reported.storage,
                     "--tracking-uri", f"sqlite:///{_in_tmp}/mlflow.db")
     assert result.exit_code == 0, result.output
     assert "note: " in result.stdout and "no such database file" in result.stdout
@@ -267,7 +267,8 @@ def test_a_missing_mlflow_store_is_not_created(reported: Reported, _in_tmp: Path
 def test_an_unreachable_mlflow_server_costs_a_warning_not_the_page(
         reported: Reported, _in_tmp: Path) -> None:
     uri = f"http://127.0.0.1:{free_port()}"
-    result = invoke("report", STUDY, "--storage", reported.storage, "--tracking-uri", uri)
+    result = invoke("report", "--study", STUDY, "--storage", reported.storage,
+                    "--tracking-uri", uri)
     assert result.exit_code == 0, result.output
     assert (_in_tmp / f"{STUDY}-report.html").is_file()
     warning = result.stderr.strip().splitlines()[-1]
@@ -280,7 +281,7 @@ def test_bad_input_is_one_error_line_and_no_file(reported: Reported, _in_tmp: Pa
                                                  case: str) -> None:
     storage = (reported.storage if case == "unknown study"
                else f"sqlite:///{_in_tmp}/missing.db")
-    result = invoke("report", "nope", "--out", "pages", "--storage", storage,
+    result = invoke("report", "--study", "nope", "--out", "pages", "--storage", storage,
                     "--tracking-uri", reported.tracking_uri)
     assert_user_error(result, "no study named 'nope'" if case == "unknown study"
                       else "no such database file")
@@ -290,7 +291,7 @@ def test_bad_input_is_one_error_line_and_no_file(reported: Reported, _in_tmp: Pa
 def test_an_out_folder_that_is_a_file_is_one_error_line(reported: Reported,
                                                         _in_tmp: Path) -> None:
     (_in_tmp / "taken").write_text("", encoding="utf-8")
-    result = invoke("report", STUDY, "--out", "taken", "--storage", reported.storage,
+    result = invoke("report", "--study", STUDY, "--out", "taken", "--storage", reported.storage,
                     "--tracking-uri", reported.tracking_uri)
     assert_user_error(result, f"cannot write taken/{STUDY}-report.html (taken: File exists)")
     assert files_under(_in_tmp) == {Path("taken")}
