@@ -281,8 +281,8 @@ def _shipped_studies() -> dict[str, Path]:
     try:
         folder: Any = importlib.resources.files("search.studies")
     except ModuleNotFoundError:
-        # A source tree imported without an install that maps the package (PYTHONPATH, or an
-        # editable install made before the mapping): the folder itself, beside search/.
+        # A source tree (PYTHONPATH, or an editable install: setuptools' editable finder
+        # cannot place a data-only package kept outside its parent): studies/ beside search/.
         folder = Path(__file__).resolve().parent.parent / "studies"
     if not folder.is_dir():
         return {}
