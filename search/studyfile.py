@@ -73,8 +73,8 @@ class _SettingsTable(Table):
 
 
 #: [fixed] and [reference]: any field of the three configs, typed as there.
-Settings = create_model("Settings", __base__=_SettingsTable,
-                        **{name: (hint, None) for name, hint in SETTING_TYPES.items()})
+_Settings = create_model("Settings", __base__=_SettingsTable,
+                         **{name: (hint, None) for name, hint in SETTING_TYPES.items()})
 
 
 class _StudyTable(Table):
@@ -224,9 +224,9 @@ class StudyFile(Table):
     sampler: SamplerTable = Field(default_factory=SamplerTable)
     pruner: PrunerTable = Field(default_factory=PrunerTable)
     data: _Data = Field(default_factory=_Data)
-    fixed: Settings = Field(default_factory=Settings)
+    fixed: _Settings = Field(default_factory=_Settings)
     space: dict[str, ParamSpec] = Field(default_factory=dict, validate_default=True)
-    reference: Settings = Field(default_factory=Settings)
+    reference: _Settings = Field(default_factory=_Settings)
 
     @field_validator("space", mode="before")
     @classmethod
