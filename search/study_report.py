@@ -1,13 +1,5 @@
-"""The study report: one self-contained HTML page of a study, read from Optuna alone.
-
-This module prepares the page's data and figures; `templates/report.html.j2` lays it out
-under Jinja2's autoescaping, so every string from the study (names, params, reasons, the
-storage) is escaped there and only our own SVGs are marked safe. Figures are matplotlib SVGs
-inlined in the page and the CSS sits in a <style> tag: the page needs no network, no
-JavaScript and no file beside it, so it can be mailed, kept on the study's MLflow parent
-run, or opened years later. Class names (often Chinese) are HTML text, never matplotlib
-text: servers rarely have CJK fonts, browsers do.
-"""
+"""The study report: the data, figures and palette of `han-search report`'s self-contained
+HTML page (laid out by templates/report.html.j2), and its writing and logging."""
 
 from __future__ import annotations
 
@@ -232,6 +224,9 @@ def _reference(trials: Sequence[FrozenTrial], best: FrozenTrial | None) -> str:
 
 
 # ------------------------------------------------------------------- figures
+# Matplotlib SVGs inlined in the page, which needs no network, no JavaScript and no file
+# beside it (it is mailed, kept on MLflow, opened years later). Class names (often Chinese)
+# stay HTML text, never matplotlib text: servers rarely have CJK fonts, browsers do.
 
 
 @dataclass(frozen=True)
@@ -423,22 +418,13 @@ def _scores(matrix: np.ndarray, names: Sequence[str]) -> Scores:
                   macro=macro_scores(true, predicted), support=int(support.sum()))
 
 
-@dataclass(frozen=True)
-class Cell:
-    """A confusion-table cell: its count and its share of the row (the true class)."""
-
-    count: int
-    share: float
-    diagonal: bool
-
-
-def _confusion(matrix: np.ndarray, names: Sequence[str]) -> list[tuple[str, list[Cell]]]:
-    """Each true class's name and row of cells."""
-    return [(name, [Cell(count=int(count), share=count / total if total else 0.0,
-                         diagonal=predicted == true)
-                    for predicted, count in enumerate(counts)])
-            for true, (name, counts, total) in enumerate(
-                zip(names, matrix, matrix.sum(axis=1), strict=True))]
+def _confusion(matrix: np.ndarray, names: Sequence[str]
+               ) -> list[tuple[str, list[tuple[int, float]]]]:
+    """Each true class's name and row: every count with its share of the row."""
+    totals = matrix.sum(axis=1, keepdims=True)
+    shares = np.divide(matrix, totals, out=np.zeros(matrix.shape), where=totals > 0)
+    return [(name, list(zip(row.tolist(), share.tolist(), strict=True)))
+            for name, row, share in zip(names, matrix, shares, strict=True)]
 
 
 # ------------------------------------------------------------------- pruning and trials
