@@ -28,10 +28,10 @@ from torch.nn.utils.rnn import pack_padded_sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from han.bench import bench  # noqa: E402
-from han.config import DataConfig  # noqa: E402
-from han.model import BiRNN  # noqa: E402
-from han.synthetic import SyntheticSpec, write_corpus  # noqa: E402
+from han.bench import bench
+from han.config import DataConfig
+from han.model import BiRNN
+from han.synthetic import SyntheticSpec, write_corpus
 
 REFERENCE_MODEL = {"word_hidden": 128, "sent_hidden": 256}
 REFERENCE_DATA = DataConfig(seg_len=256, max_segments=8)
