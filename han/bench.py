@@ -10,18 +10,14 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
-from han.config import COMPETITION_FORMAT, DataConfig, FileFormat, HANConfig, TrainConfig
-from han.data import prepare, read_corpus
-from han.train import (
-    autocast,
-    batch_tensors,
-    build_model,
-    predict_batches,
-    resolve_device,
-    use_bf16,
-)
+from han.batching import EncodedSplit, prepare
+from han.config import COMPETITION_FORMAT, DataConfig, FileFormat, TrainConfig
+from han.device import resolve_device, use_bf16
+from han.io import read_corpus
+from han.model import HAN, config_for
+from han.predict import predict_probabilities
+from han.train import build_model, train_step
 
 WARMUP_STEPS = 2
 
@@ -51,40 +47,12 @@ def bench(train_file: Path, *, model_config: dict[str, Any], data_config: DataCo
     encode_seconds = time.perf_counter() - started
     encode_rss = peak_rss_mb()
 
-    config = HANConfig(vocab_size=split.vocab.size, num_classes=split.num_classes,
-                       **model_config)
-    model = build_model(config, split).to(torch_device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=TrainConfig.lr)
-    loss_fn = nn.CrossEntropyLoss()
-    rng = np.random.default_rng(0)
-    batches = split.batches(split.train_docs, batch_size=batch_size, rng=rng)
-    model.train()
-    docs, seconds = 0, 0.0
-    for index in range(WARMUP_STEPS + steps):
-        _synchronize(torch_device)
-        tick = time.perf_counter()  # batch building counts: it is part of every step
-        batch = next(batches)
-        tensors = batch_tensors(batch, torch_device)
-        labels = torch.from_numpy(batch.labels).to(torch_device)
-        with autocast(torch_device, bf16=bf16):
-            logits = model(*tensors)
-        loss = loss_fn(logits.float(), labels)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        nn.utils.clip_grad_norm_(model.parameters(), TrainConfig.clip)
-        optimizer.step()
-        _synchronize(torch_device)
-        if index >= WARMUP_STEPS:
-            seconds += time.perf_counter() - tick
-            docs += batch.size
-
+    model = build_model(config_for(split, **model_config), split).to(torch_device)
+    docs, seconds = _time_training(model, split, batch_size=batch_size, steps=steps,
+                                   device=torch_device, bf16=bf16)
     eval_docs = split.dev_docs[: batch_size * steps]
-    tick = time.perf_counter()
-    predict_batches(model, split.batches(eval_docs, batch_size=batch_size, rng=None),
-                    torch_device)
-    _synchronize(torch_device)
-    eval_seconds = time.perf_counter() - tick
-
+    eval_seconds = _time_evaluation(model, split, eval_docs, batch_size=batch_size,
+                                    device=torch_device)
     return {
         "file": str(train_file),
         "docs": corpus.num_docs,
@@ -108,3 +76,33 @@ def bench(train_file: Path, *, model_config: dict[str, Any], data_config: DataCo
         "eval_docs_per_s": round(len(eval_docs) / eval_seconds, 2),
         "peak_rss_mb": round(peak_rss_mb(), 1),
     }
+
+
+def _time_training(model: HAN, split: EncodedSplit, *, batch_size: int, steps: int,
+                   device: torch.device, bf16: bool) -> tuple[int, float]:
+    """Documents trained on and seconds taken by `steps` timed training steps."""
+    optimizer = torch.optim.Adam(model.parameters(), lr=TrainConfig.lr)
+    batches = split.batches(split.train_docs, batch_size=batch_size,
+                            rng=np.random.default_rng(0))
+    model.train()
+    docs, seconds = 0, 0.0
+    for index in range(WARMUP_STEPS + steps):
+        _synchronize(device)
+        tick = time.perf_counter()  # batch building counts: it is part of every step
+        batch = next(batches)
+        train_step(model, optimizer, batch, device, clip=TrainConfig.clip, bf16=bf16,
+                   step=index)
+        _synchronize(device)
+        if index >= WARMUP_STEPS:
+            seconds += time.perf_counter() - tick
+            docs += batch.size
+    return docs, seconds
+
+
+def _time_evaluation(model: HAN, split: EncodedSplit, docs: np.ndarray, *, batch_size: int,
+                     device: torch.device) -> float:
+    """Seconds to predict the given documents."""
+    tick = time.perf_counter()
+    predict_probabilities(model, split.segments, docs, batch_size=batch_size, device=device)
+    _synchronize(device)
+    return time.perf_counter() - tick

@@ -14,8 +14,10 @@ from typing import Any
 import torch
 
 from han.config import COMPETITION_FORMAT, DataConfig, FileFormat, HANConfig
-from han.data import Vocabulary
+from han.errors import first_line
+from han.files import written_atomically
 from han.model import HAN
+from han.vocab import Vocabulary
 
 FORMAT_VERSION = 1
 
@@ -44,20 +46,19 @@ def save_checkpoint(path: Path, *, model: HAN, model_config: HANConfig, data_con
                     label_values: tuple[str, ...] | None = None,
                     extra: dict[str, Any] | None = None) -> None:
     """Write atomically, so a crash mid-write never leaves a truncated best checkpoint."""
-    temporary = path.with_suffix(path.suffix + ".tmp")
-    torch.save({
-        "format": FORMAT_VERSION,
-        "model_config": asdict(model_config),
-        "data_config": asdict(data_config),
-        "vocab": torch.from_numpy(vocab.raw_ids),
-        "vocab_words": list(vocab.words) if vocab.words is not None else None,
-        "file_format": asdict(file_format),
-        "label_values": list(label_values) if label_values is not None else None,
-        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-        "label_names": list(label_names) if label_names is not None else None,
-        "extra": dict(extra or {}),
-    }, temporary)
-    os.replace(temporary, path)
+    with written_atomically(path) as temporary:
+        torch.save({
+            "format": FORMAT_VERSION,
+            "model_config": asdict(model_config),
+            "data_config": asdict(data_config),
+            "vocab": torch.from_numpy(vocab.raw_ids),
+            "vocab_words": list(vocab.words) if vocab.words is not None else None,
+            "file_format": asdict(file_format),
+            "label_values": list(label_values) if label_values is not None else None,
+            "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+            "label_names": list(label_names) if label_names is not None else None,
+            "extra": dict(extra or {}),
+        }, temporary)
 
 
 def load_checkpoint(path: str | os.PathLike[str]) -> LoadedModel:
@@ -67,9 +68,8 @@ def load_checkpoint(path: str | os.PathLike[str]) -> LoadedModel:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises several types for foreign or tampered files
-        first = str(error).strip().splitlines()[0] if str(error).strip() else ""
-        raise CheckpointError(f"{path}: not a loadable han-search checkpoint ({first[:160]})") \
-            from error
+        raise CheckpointError(f"{path}: not a loadable han-search checkpoint "
+                              f"({first_line(error, limit=160)})") from error
     if not isinstance(payload, dict) or payload.get("format") != FORMAT_VERSION:
         raise CheckpointError(f"{path}: not a han-search checkpoint (format "
                               f"{payload.get('format') if isinstance(payload, dict) else '?'})")

@@ -15,7 +15,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from han.data import Corpus
+from han.files import written_atomically
+from han.io import Corpus
 
 
 @dataclass(frozen=True)
@@ -75,11 +76,7 @@ def train_word2vec(
         model = Word2Vec(corpus_file=str(lines), vector_size=dim, window=window,
                          min_count=min_count, epochs=epochs, seed=seed,
                          workers=workers or os.cpu_count() or 1, callbacks=[Progress()])
-    temporary = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    try:
+    with written_atomically(out) as temporary:
         model.wv.save_word2vec_format(str(temporary), binary=False)
-        os.replace(temporary, out)
-    finally:
-        temporary.unlink(missing_ok=True)
     return EmbeddingStats(out=out, vectors=len(model.wv), dim=dim, documents=documents,
                           tokens=tokens * epochs, seconds=time.perf_counter() - started)

@@ -8,9 +8,12 @@ padded ones. This holds without packed sequences, which are about 2x slower on C
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
+from han.batching import EncodedSplit
 from han.config import HANConfig
 
 
@@ -134,7 +137,7 @@ class HAN(nn.Module):
 
     def forward(self, tokens: torch.Tensor, token_lengths: torch.Tensor,
                 seg_counts: torch.Tensor) -> torch.Tensor:
-        """Logits for a batch given as its real segments (see `han.data.Batch`).
+        """Logits for a batch given as its real segments (see `han.batching.Batch`).
 
         tokens (M, W), token_lengths (M,), seg_counts (B,) with sum(seg_counts) == M.
         """
@@ -146,3 +149,10 @@ class HAN(nn.Module):
         if self.words.pretrained is None:
             raise ValueError("the model was configured without pretrained embeddings")
         self.words.pretrained.weight.data.copy_(table)
+
+
+def config_for(data: EncodedSplit, **model_kwargs: Any) -> HANConfig:
+    """The network's shape for this data: vocabulary size, classes and whether it carries
+    the frozen word2vec table come from the data, the rest from `model_kwargs`."""
+    return HANConfig(vocab_size=data.vocab.size, num_classes=data.num_classes,
+                     pretrained_embeddings=data.pretrained is not None, **model_kwargs)

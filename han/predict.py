@@ -1,17 +1,49 @@
-"""Predicting a test file with a checkpoint, in the file's row order."""
+"""Class probabilities from a model: of any documents in their own order, and of a test file
+with a checkpoint, in the file's row order."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 
+from han.batching import Batch, DataCache, Segments, length_batches, make_batch, segment
 from han.checkpoint import load_checkpoint
-from han.data import length_batches, load_corpus, make_batch, segment
-from han.train import predict_batches, resolve_device
+from han.device import autocast, batch_tensors, resolve_device
+from han.io import load_corpus
+from han.model import HAN
+
+
+def predict_batches(model: HAN, batches: Iterator[Batch], device: torch.device
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """Class probabilities of every document the batches hold, in the batches' order."""
+    model.eval()
+    docs, probabilities = [], []
+    # bf16 inference only on CUDA: on CPU, fp32 keeps a document's logits independent of
+    # its batch mates to 1e-5.
+    with torch.inference_mode(), autocast(device, bf16=device.type == "cuda"):
+        for batch in batches:
+            logits = model(*batch_tensors(batch, device))
+            probabilities.append(torch.softmax(logits.float(), dim=1).cpu().numpy())
+            docs.append(batch.doc_indices)
+    return np.concatenate(docs), np.concatenate(probabilities)
+
+
+def predict_probabilities(model: HAN, segments: Segments, docs: np.ndarray, *,
+                          batch_size: int, device: torch.device) -> np.ndarray:
+    """(len(docs), C) class probabilities of the documents `docs` (ascending indices), in
+    that order, however the length-grouped batches ordered them."""
+    batches = (make_batch(segments, chunk)
+               for chunk in length_batches(segments, docs, batch_size=batch_size, rng=None))
+    batch_docs, probabilities = predict_batches(model, batches, device)
+    ordered = np.empty_like(probabilities)
+    ordered[np.searchsorted(docs, batch_docs)] = probabilities
+    return ordered
 
 
 @dataclass(frozen=True)
@@ -39,22 +71,21 @@ class Prediction:
 
 
 def predict(checkpoint: str | os.PathLike[str], test_file: str | os.PathLike[str], *,
-            device: str = "auto", batch_size: int = 64) -> Prediction:
+            device: str = "auto", batch_size: int = 64,
+            cache: DataCache | None = None) -> Prediction:
     """Class probabilities of every document of `test_file`, read as the model's training
-    file was (same delimiter, columns and tokens)."""
+    file was (same delimiter, columns and tokens). With a `cache`, a test file already
+    read through it (by another fold model, or a check) is not parsed again."""
     loaded = load_checkpoint(checkpoint)
-    corpus = load_corpus(Path(test_file), labelled=False, file_format=loaded.file_format)
+    read = cache.load_corpus if cache is not None else load_corpus
+    corpus = read(Path(test_file), labelled=False, file_format=loaded.file_format)
     config = loaded.data_config
     segments = segment(loaded.vocab.encode_corpus(corpus), corpus.offsets,
                        seg_len=config.seg_len, max_segments=config.max_segments)
     torch_device = resolve_device(device)
-    model = loaded.model.to(torch_device)
-    all_docs = np.arange(corpus.num_docs)
-    batches = (make_batch(segments, chunk)
-               for chunk in length_batches(segments, all_docs, batch_size=batch_size, rng=None))
-    docs, probabilities = predict_batches(model, batches, torch_device)
-    in_file_order = np.empty_like(probabilities)
-    in_file_order[docs] = probabilities
-    return Prediction(labels=in_file_order.argmax(1), probabilities=in_file_order,
+    probabilities = predict_probabilities(loaded.model.to(torch_device), segments,
+                                          np.arange(corpus.num_docs), batch_size=batch_size,
+                                          device=torch_device)
+    return Prediction(labels=probabilities.argmax(1), probabilities=probabilities,
                       notes=corpus.notes, label_values=loaded.label_values,
                       label_column=loaded.file_format.label_col)

@@ -35,13 +35,14 @@ import hashlib
 import json
 import math
 import os
-import uuid
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
+
+from han.files import written_atomically
 
 __all__ = [
     "CLASS_COUNTS",
@@ -255,9 +256,36 @@ def _world(seed: int) -> _World:
 
 
 # --- Blocks of documents --------------------------------------------------------------------
+# A block is drawn in a fixed order from one stream: per-document draws, the marks, the
+# topic slots, the tokens, the document ends. Each step below draws its part in turn, so
+# the order of the calls in `_block` is part of the output.
 def _block(world: _World, rng: np.random.Generator, n: int,
            length_scale: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Draw `n` documents: (noisy labels, lengths, all tokens concatenated as int32)."""
+    docs = _draw_documents(world, rng, n, length_scale)
+    slots = _Slots.of(docs.lengths)
+    marks = _draw_marks(rng, slots)
+    topics = _draw_topics(rng, docs, slots, marks)
+    tokens = _draw_tokens(world, rng, slots.total, topics, marks)
+    _close_documents(world, rng, tokens, slots, marks)
+    return docs.labels.astype(np.int64), docs.lengths, tokens.astype(np.int32)
+
+
+@dataclass(frozen=True)
+class _Documents:
+    """Per-document draws: true class, length, topic density, second topic and its share,
+    and the (noisy) label."""
+
+    cls: np.ndarray
+    lengths: np.ndarray
+    theta: np.ndarray
+    second: np.ndarray
+    share: np.ndarray
+    labels: np.ndarray
+
+
+def _draw_documents(world: _World, rng: np.random.Generator, n: int,
+                    length_scale: float) -> _Documents:
     cls = rng.choice(N_CLASSES, size=n, p=world.priors)
     z = rng.standard_t(_LEN_DF, size=n)
     full = np.clip(np.rint(np.exp(world.len_mu[cls] + _LEN_SIGMA * z)), MIN_LENGTH, MAX_LENGTH)
@@ -269,72 +297,128 @@ def _block(world: _World, rng: np.random.Generator, n: int,
     share = np.where(rng.random(n) < _P_SECOND_TOPIC, rng.uniform(*_SECOND_TOPIC_SHARE, n), 0.0)
     labels = np.where(rng.random(n) < _LABEL_NOISE,
                       rng.choice(N_CLASSES, size=n, p=world.priors), cls)
+    return _Documents(cls=cls, lengths=lengths, theta=theta, second=second, share=share,
+                      labels=labels)
 
-    total = int(lengths.sum())
-    ends = np.cumsum(lengths)
-    starts = ends - lengths
-    doc = np.repeat(np.arange(n), lengths)
-    pos = np.arange(total) - np.repeat(starts, lengths)
-    last = pos == np.repeat(lengths - 1, lengths)
 
-    # Marks: one uniform per slot split into bands.
-    u = rng.random(total, dtype=np.float32)
+@dataclass(frozen=True)
+class _Slots:
+    """Where each token slot lies: its document, its position in it, and the documents'
+    start and end slots."""
+
+    total: int
+    starts: np.ndarray
+    ends: np.ndarray
+    doc: np.ndarray
+    pos: np.ndarray
+    last: np.ndarray
+
+    @classmethod
+    def of(cls, lengths: np.ndarray) -> _Slots:
+        total = int(lengths.sum())
+        ends = np.cumsum(lengths)
+        starts = ends - lengths
+        doc = np.repeat(np.arange(len(lengths)), lengths)
+        pos = np.arange(total) - np.repeat(starts, lengths)
+        last = pos == np.repeat(lengths - 1, lengths)
+        return cls(total=total, starts=starts, ends=ends, doc=doc, pos=pos, last=last)
+
+
+@dataclass(frozen=True)
+class _Marks:
+    is_end: np.ndarray
+    is_comma: np.ndarray
+    is_pause: np.ndarray
+
+    @property
+    def any(self) -> np.ndarray:
+        return self.is_end | self.is_comma | self.is_pause
+
+
+def _draw_marks(rng: np.random.Generator, slots: _Slots) -> _Marks:
+    """Marks: one uniform per slot split into bands; never the first slot."""
+    u = rng.random(slots.total, dtype=np.float32)
     is_end = u < _P_SENTENCE_END
     is_comma = (u >= _P_SENTENCE_END) & (u < _P_SENTENCE_END + _P_COMMA)
     is_pause = (u >= _P_SENTENCE_END + _P_COMMA) & (u < _P_SENTENCE_END + _P_COMMA + _P_PAUSE)
-    first = pos == 0
+    first = slots.pos == 0
     is_end &= ~first
     is_comma &= ~first
     is_pause &= ~first
-    is_mark = is_end | is_comma | is_pause
+    return _Marks(is_end=is_end, is_comma=is_comma, is_pause=is_pause)
 
+
+@dataclass(frozen=True)
+class _Topics:
+    """Which slots carry which kind of topic word, and whose topic."""
+
+    own: np.ndarray
+    shared: np.ndarray
+    pair_start: np.ndarray
+    topic_cls: np.ndarray
+
+
+def _draw_topics(rng: np.random.Generator, docs: _Documents, slots: _Slots,
+                 marks: _Marks) -> _Topics:
+    doc, total = slots.doc, slots.total
+    is_end, is_mark = marks.is_end, marks.any
     # Headline: slots before the first sentence end of their document.
     ends_before = np.cumsum(is_end) - is_end
-    headline = (ends_before - ends_before[starts][doc]) == 0
+    headline = (ends_before - ends_before[slots.starts][doc]) == 0
 
     # Topic slots and which class's topic they carry.
-    p_topic = theta[doc] * np.where(headline, _HEADLINE_BOOST, 1.0)
+    p_topic = docs.theta[doc] * np.where(headline, _HEADLINE_BOOST, 1.0)
     topic = (rng.random(total, dtype=np.float32) < p_topic) & ~is_mark
-    topic_cls = np.where(rng.random(total, dtype=np.float32) < share[doc], second[doc],
-                         cls[doc])
+    topic_cls = np.where(rng.random(total, dtype=np.float32) < docs.share[doc],
+                         docs.second[doc], docs.cls[doc])
     kind = rng.random(total, dtype=np.float32)
     own_p, shared_p, _ = _TOPIC_KIND_MIX
     want_pair = topic & (kind >= own_p + shared_p)
     # A pair needs a free content slot after it and must not overlap another pair.
     nxt_free = np.zeros(total, dtype=bool)
-    nxt_free[:-1] = ~is_mark[1:] & ~last[:-1]
+    nxt_free[:-1] = ~is_mark[1:] & ~slots.last[:-1]
     prev_want = np.zeros(total, dtype=bool)
     prev_want[1:] = want_pair[:-1]
     pair_start = want_pair & nxt_free & ~prev_want
     own = topic & ((kind < own_p) | (want_pair & ~pair_start))
     shared = topic & (kind >= own_p) & (kind < own_p + shared_p)
+    return _Topics(own=own, shared=shared, pair_start=pair_start, topic_cls=topic_cls)
 
+
+def _draw_tokens(world: _World, rng: np.random.Generator, total: int, topics: _Topics,
+                 marks: _Marks) -> np.ndarray:
+    """Background words, then topic words and marks over them."""
+    topic_cls = topics.topic_cls
     tokens = world.bg_ids[np.searchsorted(world.bg_cdf, rng.random(total), side="right")]
-    idx = np.flatnonzero(own)
+    idx = np.flatnonzero(topics.own)
     rank = np.searchsorted(world.own_cdf, rng.random(idx.size), side="right")
     tokens[idx] = world.own_ids[topic_cls[idx], rank]
-    idx = np.flatnonzero(shared)
+    idx = np.flatnonzero(topics.shared)
     tokens[idx] = world.pool_ids[topic_cls[idx], rng.integers(0, _N_POOL, idx.size)]
-    idx = np.flatnonzero(pair_start)
+    idx = np.flatnonzero(topics.pair_start)
     k = rng.integers(0, _N_PAIRS, idx.size)
     tokens[idx] = world.pair_a[topic_cls[idx], k]
     tokens[idx + 1] = world.pair_b[topic_cls[idx], k]
 
-    sentence_ends = np.asarray(SENTENCE_ENDS)
-    end_idx = np.flatnonzero(is_end)
-    tokens[end_idx] = sentence_ends[rng.choice(3, size=end_idx.size, p=_SENTENCE_END_MIX)]
-    tokens[is_comma] = COMMA
-    tokens[is_pause] = PAUSE
+    end_idx = np.flatnonzero(marks.is_end)
+    tokens[end_idx] = np.asarray(SENTENCE_ENDS)[rng.choice(3, size=end_idx.size,
+                                                           p=_SENTENCE_END_MIX)]
+    tokens[marks.is_comma] = COMMA
+    tokens[marks.is_pause] = PAUSE
+    return tokens
 
-    # The last slot: usually a sentence end (900 first); otherwise never a comma or pause.
-    last_idx = ends - 1
+
+def _close_documents(world: _World, rng: np.random.Generator, tokens: np.ndarray,
+                     slots: _Slots, marks: _Marks) -> None:
+    """The last slot: usually a sentence end (900 first); otherwise never a comma or pause."""
+    n = len(slots.ends)
+    last_idx = slots.ends - 1
     close = rng.random(n) < _P_END_WITH_MARK
-    last_mark = sentence_ends[rng.choice(3, size=n, p=_LAST_MARK_MIX)]
-    dangling = is_comma[last_idx] | is_pause[last_idx] | is_end[last_idx]
+    last_mark = np.asarray(SENTENCE_ENDS)[rng.choice(3, size=n, p=_LAST_MARK_MIX)]
+    dangling = marks.is_comma[last_idx] | marks.is_pause[last_idx] | marks.is_end[last_idx]
     filler = world.bg_ids[np.searchsorted(world.bg_cdf, rng.random(n), side="right")]
     tokens[last_idx] = np.where(close, last_mark,
                                 np.where(dangling, filler, tokens[last_idx]))
-    return labels.astype(np.int64), lengths, tokens.astype(np.int32)
 
 
 def _blocks(spec: SyntheticSpec, n_docs: int,
@@ -410,18 +494,12 @@ def _write_atomic(path: Path, spec: SyntheticSpec, n_docs: int, seed_offset: int
     A reader (or a concurrent writer of the same deterministic corpus) never sees a
     half-written file: it sees either no file or a complete one.
     """
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(b"label\ttext\n" if with_labels else b"text\n")
-            for labels, lengths, tokens in _blocks(spec, n_docs, seed_offset):
-                fh.write(_encode(labels if with_labels else None, lengths, tokens))
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with written_atomically(path) as tmp, open(tmp, "wb") as fh:
+        fh.write(b"label\ttext\n" if with_labels else b"text\n")
+        for labels, lengths, tokens in _blocks(spec, n_docs, seed_offset):
+            fh.write(_encode(labels if with_labels else None, lengths, tokens))
+        fh.flush()
+        os.fsync(fh.fileno())
 
 
 def write_corpus(spec: SyntheticSpec, out_dir: Path) -> tuple[Path, Path]:
@@ -469,11 +547,6 @@ def builtin_corpus(spec: SyntheticSpec, cache_dir: Path | None = None) -> tuple[
     write_corpus(spec, folder)
     payload = {"fingerprint": spec.fingerprint(), "generator_version": GENERATOR_VERSION,
                **asdict(spec)}
-    tmp = marker.with_name(f".{_MARKER}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
-    try:
+    with written_atomically(marker) as tmp:
         tmp.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
-        os.replace(tmp, marker)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     return train, test

@@ -2,24 +2,25 @@
 
 from __future__ import annotations
 
-import contextlib
 import math
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support
 from torch import nn
 
+from han.batching import Batch, EncodedSplit
 from han.checkpoint import save_checkpoint
 from han.config import DataConfig, HANConfig, TrainConfig
-from han.data import Batch, EncodedSplit
+from han.device import autocast, batch_tensors, resolve_device, use_bf16
+from han.files import written_atomically
 from han.model import HAN
+from han.predict import predict_probabilities
 
 BEST_CHECKPOINT = "best.pt"
 STATE_FILE = "last_state.pt"
@@ -73,42 +74,10 @@ class TrainResult:
 EpochCallback = Callable[[EpochMetrics], bool | None]
 
 
-def resolve_device(name: str) -> torch.device:
-    """'auto' means the first CUDA device when there is one."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} asked for, but CUDA is not available")
-    return device
-
-
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-def batch_tensors(batch: Batch, device: torch.device) -> tuple[torch.Tensor, ...]:
-    arrays = (batch.tokens.astype(np.int64), batch.token_lengths, batch.seg_counts)
-    tensors = tuple(torch.from_numpy(np.ascontiguousarray(a, dtype=np.int64)) for a in arrays)
-    if device.type == "cuda":
-        return tuple(t.pin_memory().to(device, non_blocking=True) for t in tensors)
-    return tensors
-
-
-def use_bf16(device: torch.device, precision: str) -> bool:
-    if precision != "auto":
-        return precision == "bf16"
-    if device.type == "cuda":
-        return True
-    return device.type == "cpu" and torch.ops.mkldnn._is_mkldnn_bf16_supported()
-
-
-def autocast(device: torch.device, *, bf16: bool) -> contextlib.AbstractContextManager[Any]:
-    if bf16:
-        return torch.autocast(device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
 
 
 def build_model(model_config: HANConfig, data: EncodedSplit | None = None) -> HAN:
@@ -118,27 +87,95 @@ def build_model(model_config: HANConfig, data: EncodedSplit | None = None) -> HA
     return model
 
 
-def predict_batches(model: HAN, batches: Iterator[Batch], device: torch.device
-                    ) -> tuple[np.ndarray, np.ndarray]:
-    """Class probabilities of every document the batches hold, in the batches' order."""
-    model.eval()
-    docs, probabilities = [], []
-    # bf16 inference only on CUDA: on CPU, fp32 keeps a document's logits independent of
-    # its batch mates to 1e-5.
-    with torch.inference_mode(), autocast(device, bf16=device.type == "cuda"):
-        for batch in batches:
-            logits = model(*batch_tensors(batch, device))
-            probabilities.append(torch.softmax(logits.float(), dim=1).cpu().numpy())
-            docs.append(batch.doc_indices)
-    return np.concatenate(docs), np.concatenate(probabilities)
-
-
 def macro_scores(true: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
     precision, recall, f1, _ = precision_recall_fscore_support(
         true, predicted, average="macro", zero_division=0
     )
     return {"dev_macro_f1": float(f1), "dev_macro_precision": float(precision),
             "dev_macro_recall": float(recall), "dev_accuracy": accuracy_score(true, predicted)}
+
+
+def train_step(model: HAN, optimizer: torch.optim.Optimizer, batch: Batch,
+               device: torch.device, *, clip: float, bf16: bool, epoch: int = 1,
+               step: int = 0) -> tuple[float, torch.Tensor]:
+    """One optimisation step on a labelled batch: forward (under bf16 autocast when asked),
+    cross-entropy in fp32, backward, gradient clipping to norm `clip`, update.
+
+    Returns the loss and the logits. A non-finite loss raises NonFiniteLossError (naming
+    `epoch` and `step`) before the weights change.
+    """
+    tokens, token_lengths, seg_counts = batch_tensors(batch, device)
+    labels = torch.from_numpy(batch.labels).to(device)
+    with autocast(device, bf16=bf16):
+        logits = model(tokens, token_lengths, seg_counts)
+    loss = nn.functional.cross_entropy(logits.float(), labels)
+    loss_value = loss.item()
+    if not math.isfinite(loss_value):
+        raise NonFiniteLossError(epoch=epoch, step=step, loss=loss_value)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    nn.utils.clip_grad_norm_(model.parameters(), clip)
+    optimizer.step()
+    return loss_value, logits
+
+
+@dataclass(kw_only=True)
+class _Run:
+    """One training run's moving parts and the record `last_state.pt` keeps of them."""
+
+    model: HAN
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    rng: np.random.Generator
+    history: list[EpochMetrics]
+    best_dev_pred: np.ndarray
+    best_f1: float = -1.0
+    best_epoch: int = 0
+    stale: int = 0
+
+    @classmethod
+    def start(cls, data: EncodedSplit, model_config: HANConfig, train_config: TrainConfig,
+              device: torch.device) -> _Run:
+        """A fresh model and optimiser, seeded by `train_config.seed`."""
+        seed_everything(train_config.seed)
+        model = build_model(model_config, data).to(device)
+        optimizer = torch.optim.Adam((p for p in model.parameters() if p.requires_grad),
+                                     lr=train_config.lr)
+        scheduler = torch.optim.lr_scheduler.StepLR(
+            optimizer, step_size=train_config.decay_steps, gamma=train_config.lr_decay)
+        return cls(model=model, optimizer=optimizer, scheduler=scheduler,
+                   rng=np.random.default_rng(train_config.seed), history=[],
+                   best_dev_pred=np.zeros_like(data.labels[data.dev_docs]))
+
+    def restore(self, path: Path, device: torch.device) -> int:
+        """Continue from the state saved after an epoch; returns the epochs done."""
+        state = torch.load(path, map_location=device, weights_only=True)
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.rng.bit_generator.state = state["numpy_rng"]
+        torch.set_rng_state(state["torch_rng"])
+        self.history = [EpochMetrics(**entry) for entry in state["history"]]
+        self.best_f1, self.best_epoch, self.stale = (state["best_f1"], state["best_epoch"],
+                                                     state["stale"])
+        self.best_dev_pred = state["best_dev_pred"].numpy()
+        return len(self.history)
+
+    def save(self, path: Path) -> None:
+        """Everything needed to continue after this epoch, written atomically."""
+        with written_atomically(path) as temporary:
+            torch.save({
+                "model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+                "numpy_rng": self.rng.bit_generator.state,
+                "torch_rng": torch.get_rng_state(),
+                "history": [asdict(entry) for entry in self.history],
+                "best_f1": self.best_f1,
+                "best_epoch": self.best_epoch,
+                "stale": self.stale,
+                "best_dev_pred": torch.from_numpy(self.best_dev_pred),
+            }, temporary)
 
 
 def train(
@@ -159,148 +196,115 @@ def train(
     from that state when it exists. Exceptions raised by `on_epoch` propagate (the search
     uses that to prune).
     """
-    device = resolve_device(train_config.device)
-    if device.type == "cuda":
-        torch.backends.cudnn.enabled = True
-        torch.backends.cudnn.benchmark = True
+    device = _training_device(train_config.device)
     bf16 = use_bf16(device, train_config.precision)
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
     best_path = checkpoint_dir / BEST_CHECKPOINT
     state_path = checkpoint_dir / STATE_FILE
-
-    seed_everything(train_config.seed)
-    model = build_model(model_config, data).to(device)
-    optimizer = torch.optim.Adam((p for p in model.parameters() if p.requires_grad),
-                                 lr=train_config.lr)
-    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=train_config.decay_steps,
-                                                gamma=train_config.lr_decay)
-    loss_fn = nn.CrossEntropyLoss()
-    rng = np.random.default_rng(train_config.seed)
-    history: list[EpochMetrics] = []
-    best_f1, best_epoch, stale_epochs = -1.0, 0, 0
-    dev_true = data.labels[data.dev_docs]
-    best_dev_pred = np.zeros_like(dev_true)
-    resumed_from = 0
-
-    if resume and state_path.exists():
-        state = torch.load(state_path, map_location=device, weights_only=True)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        rng.bit_generator.state = state["numpy_rng"]
-        torch.set_rng_state(state["torch_rng"])
-        history = [EpochMetrics(**entry) for entry in state["history"]]
-        best_f1, best_epoch, stale_epochs = state["best_f1"], state["best_epoch"], state["stale"]
-        best_dev_pred = state["best_dev_pred"].numpy()
-        resumed_from = len(history)
+    run = _Run.start(data, model_config, train_config, device)
+    resumed_from = run.restore(state_path, device) if resume and state_path.exists() else 0
 
     stop_reason = "max_epochs"
-    first_epoch = len(history) + 1
-    if stale_epochs >= train_config.patience:
+    first_epoch = len(run.history) + 1
+    if run.stale >= train_config.patience:
         first_epoch, stop_reason = train_config.epochs + 1, "early_stopping"
     for epoch in range(first_epoch, train_config.epochs + 1):
-        started = time.perf_counter()
-        model.train()
-        total_loss, seen = 0.0, 0
-        train_true, train_pred = [], []
-        for step, batch in enumerate(data.batches(data.train_docs,
-                                                  batch_size=train_config.batch_size, rng=rng)):
-            if should_stop is not None and should_stop():
-                raise TrainingInterrupted(f"stopped at epoch {epoch}, batch {step}")
-            try:
-                tokens, token_lengths, seg_counts = batch_tensors(batch, device)
-                labels = torch.from_numpy(batch.labels).to(device)
-                with autocast(device, bf16=bf16):
-                    logits = model(tokens, token_lengths, seg_counts)
-                loss = loss_fn(logits.float(), labels)
-                loss_value = loss.item()
-                if not math.isfinite(loss_value):
-                    raise NonFiniteLossError(epoch=epoch, step=step, loss=loss_value)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-            except torch.OutOfMemoryError as error:
-                rows, width = batch.tokens.shape
-                raise DeviceOutOfMemoryError(
-                    f"{device} out of memory at batch size {batch.size} with {rows} "
-                    f"segments of up to {width} tokens (seg_len {data_config.seg_len}, "
-                    f"max_segments {data_config.max_segments})") from error
-            nn.utils.clip_grad_norm_(model.parameters(), train_config.clip)
-            optimizer.step()
-            scheduler.step()
-            total_loss += loss_value * batch.size
-            seen += batch.size
-            train_true.append(batch.labels)
-            train_pred.append(logits.argmax(1).cpu().numpy())
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        train_seconds = time.perf_counter() - started
-
-        docs, probabilities = predict_batches(
-            model, data.batches(data.dev_docs, batch_size=train_config.eval_batch_size,
-                                rng=None), device)
-        dev_pred = np.empty_like(dev_true)
-        dev_pred[np.searchsorted(data.dev_docs, docs)] = probabilities.argmax(1)
-        scores = macro_scores(dev_true, dev_pred)
-        metrics = EpochMetrics(
-            epoch=epoch,
-            train_loss=total_loss / max(seen, 1),
-            train_macro_f1=float(f1_score(np.concatenate(train_true),
-                                          np.concatenate(train_pred), average="macro",
-                                          zero_division=0)),
-            lr=optimizer.param_groups[0]["lr"],
-            epoch_seconds=time.perf_counter() - started,
-            train_docs_per_s=seen / train_seconds if train_seconds > 0 else 0.0,
-            **scores,
-        )
-        history.append(metrics)
-        if metrics.dev_macro_f1 > best_f1:
-            best_f1, best_epoch, stale_epochs = metrics.dev_macro_f1, epoch, 0
-            best_dev_pred = dev_pred
-            save_checkpoint(best_path, model=model, model_config=model_config,
+        metrics, dev_pred = _epoch(run, data, epoch, data_config=data_config,
+                                   train_config=train_config, device=device, bf16=bf16,
+                                   should_stop=should_stop)
+        run.history.append(metrics)
+        if metrics.dev_macro_f1 > run.best_f1:
+            run.best_f1, run.best_epoch, run.stale = metrics.dev_macro_f1, epoch, 0
+            run.best_dev_pred = dev_pred
+            save_checkpoint(best_path, model=run.model, model_config=model_config,
                             data_config=data_config, vocab=data.vocab,
                             label_names=data.label_names, file_format=data.file_format,
                             label_values=data.label_values,
-                            extra={"epoch": epoch, "dev_macro_f1": best_f1})
+                            extra={"epoch": epoch, "dev_macro_f1": run.best_f1})
         else:
-            stale_epochs += 1
-        _save_state(state_path, model=model, optimizer=optimizer, scheduler=scheduler, rng=rng,
-                    history=history, best_f1=best_f1, best_epoch=best_epoch,
-                    stale=stale_epochs, best_dev_pred=best_dev_pred)
+            run.stale += 1
+        run.save(state_path)
         if on_epoch is not None and on_epoch(metrics):
             stop_reason = "callback"
             break
-        if stale_epochs >= train_config.patience:
+        if run.stale >= train_config.patience:
             stop_reason = "early_stopping"
             break
 
-    return TrainResult(
-        best_dev_f1=best_f1,
-        best_epoch=best_epoch,
-        history=tuple(history),
-        checkpoint_path=best_path,
-        stop_reason=stop_reason,
-        resumed_from_epoch=resumed_from,
-        dev_labels=dev_true,
-        dev_predictions=best_dev_pred,
+    return TrainResult(best_dev_f1=run.best_f1, best_epoch=run.best_epoch,
+                       history=tuple(run.history), checkpoint_path=best_path,
+                       stop_reason=stop_reason, resumed_from_epoch=resumed_from,
+                       dev_labels=data.labels[data.dev_docs],
+                       dev_predictions=run.best_dev_pred)
+
+
+def _training_device(name: str) -> torch.device:
+    device = resolve_device(name)
+    if device.type == "cuda":
+        torch.backends.cudnn.enabled = True
+        torch.backends.cudnn.benchmark = True
+    return device
+
+
+def _epoch(run: _Run, data: EncodedSplit, epoch: int, *, data_config: DataConfig,
+           train_config: TrainConfig, device: torch.device, bf16: bool,
+           should_stop: Callable[[], bool] | None) -> tuple[EpochMetrics, np.ndarray]:
+    """One pass over the training documents, then the dev evaluation: the epoch's metrics
+    and dev predictions (in `dev_docs` order)."""
+    started = time.perf_counter()
+    total_loss, seen, train_true, train_pred = _train_batches(
+        run, data, epoch, data_config=data_config, train_config=train_config, device=device,
+        bf16=bf16, should_stop=should_stop)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    train_seconds = time.perf_counter() - started
+
+    dev_pred = predict_probabilities(run.model, data.segments, data.dev_docs,
+                                     batch_size=train_config.eval_batch_size,
+                                     device=device).argmax(1)
+    scores = macro_scores(data.labels[data.dev_docs], dev_pred)
+    metrics = EpochMetrics(
+        epoch=epoch,
+        train_loss=total_loss / max(seen, 1),
+        train_macro_f1=float(f1_score(np.concatenate(train_true),
+                                      np.concatenate(train_pred), average="macro",
+                                      zero_division=0)),
+        lr=run.optimizer.param_groups[0]["lr"],
+        epoch_seconds=time.perf_counter() - started,
+        train_docs_per_s=seen / train_seconds if train_seconds > 0 else 0.0,
+        **scores,
     )
+    return metrics, dev_pred
 
 
-def _save_state(path: Path, *, model: HAN, optimizer: torch.optim.Optimizer,
-                scheduler: torch.optim.lr_scheduler.LRScheduler, rng: np.random.Generator,
-                history: list[EpochMetrics], best_f1: float, best_epoch: int, stale: int,
-                best_dev_pred: np.ndarray) -> None:
-    """Everything needed to continue after this epoch, written atomically."""
-    temporary = path.with_suffix(".tmp")
-    torch.save({
-        "model": model.state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "scheduler": scheduler.state_dict(),
-        "numpy_rng": rng.bit_generator.state,
-        "torch_rng": torch.get_rng_state(),
-        "history": [asdict(entry) for entry in history],
-        "best_f1": best_f1,
-        "best_epoch": best_epoch,
-        "stale": stale,
-        "best_dev_pred": torch.from_numpy(best_dev_pred),
-    }, temporary)
-    temporary.replace(path)
+def _train_batches(run: _Run, data: EncodedSplit, epoch: int, *, data_config: DataConfig,
+                   train_config: TrainConfig, device: torch.device, bf16: bool,
+                   should_stop: Callable[[], bool] | None
+                   ) -> tuple[float, int, list[np.ndarray], list[np.ndarray]]:
+    """Train on every training batch once: summed loss, documents, true and predicted
+    classes batch by batch."""
+    run.model.train()
+    total_loss, seen = 0.0, 0
+    train_true, train_pred = [], []
+    for step, batch in enumerate(data.batches(data.train_docs,
+                                              batch_size=train_config.batch_size,
+                                              rng=run.rng)):
+        if should_stop is not None and should_stop():
+            raise TrainingInterrupted(f"stopped at epoch {epoch}, batch {step}")
+        try:
+            loss_value, logits = train_step(run.model, run.optimizer, batch, device,
+                                            clip=train_config.clip, bf16=bf16, epoch=epoch,
+                                            step=step)
+        except torch.OutOfMemoryError as error:
+            rows, width = batch.tokens.shape
+            raise DeviceOutOfMemoryError(
+                f"{device} out of memory at batch size {batch.size} with {rows} "
+                f"segments of up to {width} tokens (seg_len {data_config.seg_len}, "
+                f"max_segments {data_config.max_segments})") from error
+        run.scheduler.step()
+        total_loss += loss_value * batch.size
+        seen += batch.size
+        train_true.append(batch.labels)
+        train_pred.append(logits.argmax(1).cpu().numpy())
+    return total_loss, seen, train_true, train_pred
+

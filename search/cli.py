@@ -20,7 +20,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from han.checkpoint import CheckpointError
 from han.config import COMPETITION_FORMAT, DataConfig, FileFormat, HANConfig, TokenMode, TrainConfig
-from han.data import DataError, load_corpus
+from han.io import DataError, load_corpus
 from han.train import EpochMetrics
 from search import runner
 from search.formatting import duration, short

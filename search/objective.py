@@ -13,8 +13,10 @@ import numpy as np
 import optuna
 from sklearn.metrics import confusion_matrix
 
+from han.batching import DataCache, EncodedSplit, prepare
 from han.config import DataConfig, HANConfig, TrainConfig
-from han.data import Corpus, EncodedSplit, prepare
+from han.io import Corpus
+from han.model import config_for
 from han.train import EpochMetrics, NonFiniteLossError, TrainingInterrupted, TrainResult, train
 from search.reports import confusion_figure, evaluation_report
 from search.studyspec import StudySpec, split_settings, suggest
@@ -48,6 +50,7 @@ class SearchContext:
     on_start: Callable[[optuna.Trial, dict[str, Any]], None] | None = None
     on_epoch: Callable[[optuna.Trial, EpochMetrics], None] | None = None
     should_stop: Callable[[], bool] | None = None
+    cache: DataCache = field(default_factory=DataCache)  # parsed/encoded data, per process
 
 
 def build_configs(params: dict[str, Any], ctx: SearchContext
@@ -66,9 +69,8 @@ def objective(trial: optuna.Trial, ctx: SearchContext) -> float:
     model_kwargs, data_config, train_config = build_configs(params, ctx)
     split = prepare(ctx.corpus, data_config, embeddings=ctx.embeddings,
                     embed_dim=model_kwargs.get("embed_dim", HANConfig.embed_dim),
-                    label_names=ctx.spec.label_names)
-    model_config = HANConfig(vocab_size=split.vocab.size, num_classes=split.num_classes,
-                             pretrained_embeddings=split.pretrained is not None, **model_kwargs)
+                    label_names=ctx.spec.label_names, cache=ctx.cache)
+    model_config = config_for(split, **model_kwargs)
     all_params = asdict(model_config) | asdict(data_config) | asdict(train_config)
     trial.set_user_attr(MAX_EPOCHS_ATTR, train_config.epochs)
     run_id = ctx.tracker.start_trial(

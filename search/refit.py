@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,11 +27,14 @@ import optuna
 from mlflow.entities import Run
 from sklearn.metrics import f1_score
 
+from han.batching import DataCache, EncodedSplit, prepare
 from han.checkpoint import load_checkpoint
 from han.config import DataConfig, HANConfig, TrainConfig
-from han.data import Corpus, EncodedSplit, load_corpus, prepare
-from han.predict import Prediction, predict
-from han.train import EpochMetrics, predict_batches, resolve_device, train
+from han.device import resolve_device
+from han.io import Corpus, load_corpus
+from han.model import config_for
+from han.predict import Prediction, predict, predict_probabilities
+from han.train import EpochMetrics, train
 from search.objective import SearchContext, build_configs
 from search.runner import (
     EMBEDDINGS_TAG,
@@ -108,6 +111,7 @@ class TrialSetup:
     data_config: DataConfig
     train_config: TrainConfig
     embeddings: Path | None
+    cache: DataCache = field(default_factory=DataCache)  # one word2vec parse for all folds
 
 
 def export_refit(*, study_name: str, storage: str, tracking_uri: str, folds: int,
@@ -290,10 +294,8 @@ def train_fold(setup: TrialSetup, *, fold: int, folds: int, tracker: Tracker,
                                                              "dev_fold": fold}))
     split = prepare(setup.corpus, data_config, embeddings=setup.embeddings,
                     embed_dim=setup.model_kwargs.get("embed_dim", HANConfig.embed_dim),
-                    label_names=setup.spec.label_names)
-    model_config = HANConfig(vocab_size=split.vocab.size, num_classes=split.num_classes,
-                             pretrained_embeddings=split.pretrained is not None,
-                             **setup.model_kwargs)
+                    label_names=setup.spec.label_names, cache=setup.cache)
+    model_config = config_for(split, **setup.model_kwargs)
     train_config = setup.train_config
     run_id = tracker.start_run(
         experiment_id=experiment_id, run_name=f"fold-{fold}",
@@ -340,12 +342,8 @@ def dev_probabilities(checkpoint: Path, split: EncodedSplit,
     """
     device = resolve_device(train_config.device)
     model = load_checkpoint(checkpoint).model.to(device)
-    docs, probabilities = predict_batches(
-        model, split.batches(split.dev_docs, batch_size=train_config.eval_batch_size,
-                             rng=None), device)
-    ordered = np.empty_like(probabilities)
-    ordered[np.searchsorted(split.dev_docs, docs)] = probabilities
-    return ordered
+    return predict_probabilities(model, split.segments, split.dev_docs,
+                                 batch_size=train_config.eval_batch_size, device=device)
 
 
 def out_of_fold_f1(results: list[FoldResult], corpus: Corpus) -> float:
@@ -396,7 +394,9 @@ def ensemble_prediction(checkpoints: list[Path], test_path: Path, *, device: str
     Each checkpoint carries its own vocabulary (built on its training folds), so each model
     encodes the test file itself.
     """
-    predictions = [predict(checkpoint, test_path, device=device) for checkpoint in checkpoints]
+    cache = DataCache()  # the test file is parsed once for all the fold models
+    predictions = [predict(checkpoint, test_path, device=device, cache=cache)
+                   for checkpoint in checkpoints]
     mean = np.average([prediction.probabilities for prediction in predictions], axis=0,
                       weights=weights)
     return predictions[0].with_probabilities(mean)

@@ -5,14 +5,12 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata
 import importlib.util
-import os
 import platform
 import tempfile
 import time
 import warnings
 from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
@@ -23,10 +21,14 @@ import torch
 from optuna.trial import FrozenTrial, TrialState
 
 from han.config import COMPETITION_FORMAT, FileFormat, HANConfig
-from han.data import Corpus, Vocabulary, load_corpus, load_embeddings
+from han.device import resolve_device
+from han.errors import first_line
+from han.files import written_atomically
+from han.io import Corpus, load_corpus
 from han.predict import Prediction, predict
 from han.synthetic import SyntheticSpec, builtin_corpus
-from han.train import DeviceOutOfMemoryError, EpochMetrics, resolve_device
+from han.train import DeviceOutOfMemoryError, EpochMetrics
+from han.vocab import Vocabulary, load_embeddings
 from search.objective import (
     LOCAL_CHECKPOINT_ATTR,
     REASON_ATTR,
@@ -160,8 +162,8 @@ def open_storage(url: str, *, heartbeat_s: int | None = None,
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **heartbeat)
     except Exception as error:  # SQLAlchemy raises many types for a bad URL or server
-        text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise SearchError(f"storage {redact(url)}: cannot open ({text[:200]})") from error
+        raise SearchError(f"storage {redact(url)}: cannot open "
+                          f"({first_line(error, limit=200)})") from error
 
 
 def retry_stale_trial(study: optuna.Study, trial: FrozenTrial) -> None:
@@ -442,19 +444,6 @@ def resolve_test_path(study: optuna.Study, test: Path | None) -> Path:
         raise SearchError("no test file: pass --test FILE")
     load_corpus(test_path, labelled=False, file_format=study_file_format(study))
     return test_path
-
-
-@contextmanager
-def written_atomically(out: Path) -> Iterator[Path]:
-    """A temporary name beside `out` to write to; it becomes `out` only once written whole,
-    so a crash never leaves half a file, and a failed write leaves nothing."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    temporary = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    try:
-        yield temporary
-        os.replace(temporary, out)
-    finally:
-        temporary.unlink(missing_ok=True)
 
 
 def write_submission(out: Path, prediction: Prediction) -> None:

@@ -22,6 +22,8 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, Run, RunTag
 from mlflow.exceptions import MlflowException
 
+from han.errors import first_line
+
 log = logging.getLogger("han_search.tracking")
 T = TypeVar("T")
 
@@ -97,7 +99,7 @@ class Tracker:
                     if _transient(error):
                         self._failed_at = time.monotonic()
                     message = (f"MLflow at {redact(self.tracking_uri)}: could not {what} "
-                               f"({_one_line(error)})")
+                               f"({first_line(error, limit=160)})")
                     if required:
                         raise TrackingError(message) from error
                     log.warning("%s; not logged", message)
@@ -120,7 +122,7 @@ class Tracker:
                     response.read()
             except (OSError, ValueError) as error:
                 raise TrackingError(f"MLflow at {redact(self.tracking_uri)}: not reachable "
-                                    f"({_one_line(error)})") from error
+                                    f"({first_line(error, limit=160)})") from error
         self._call("reach the tracking store", lambda: self.client.search_experiments(
             max_results=1), required=True)
 
@@ -323,11 +325,6 @@ _PERMANENT_ERRORS = {"INVALID_PARAMETER_VALUE", "RESOURCE_ALREADY_EXISTS", "BAD_
 
 def _transient(error: BaseException) -> bool:
     return getattr(error, "error_code", None) not in _PERMANENT_ERRORS
-
-
-def _one_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0][:160] if text else type(error).__name__
 
 
 def temporary_directory(prefix: str) -> tempfile.TemporaryDirectory[str]:

@@ -8,19 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from han.batching import make_batch, prepare, segment, stratified_folds
 from han.config import DataConfig
-from han.data import (
-    PAD,
-    UNK,
-    DataError,
-    Vocabulary,
-    load_embeddings,
-    make_batch,
-    prepare,
-    read_corpus,
-    segment,
-    stratified_folds,
-)
+from han.io import DataError, read_corpus
+from han.vocab import PAD, UNK, Vocabulary, load_embeddings
 from tests.conftest import write_tsv
 
 

@@ -7,10 +7,12 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from han.batching import prepare
 from han.config import DataConfig, HANConfig
-from han.data import load_embeddings, prepare, read_corpus
+from han.io import read_corpus
 from han.model import HAN
 from han.synthetic import SyntheticSpec, write_corpus
+from han.vocab import load_embeddings
 from search.cli import app
 
 pytest.importorskip("gensim")

@@ -12,12 +12,14 @@ import pytest
 from click.testing import Result
 from mlflow import MlflowClient
 
+from han.batching import prepare
 from han.checkpoint import load_checkpoint
 from han.config import DataConfig, FileFormat, HANConfig, TrainConfig
-from han.data import UNK, DataError, Vocabulary, load_embeddings, prepare, read_corpus
 from han.embeddings import train_word2vec
+from han.io import DataError, read_corpus
 from han.predict import predict
 from han.train import train
+from han.vocab import UNK, Vocabulary, load_embeddings
 from tests.conftest import NEWS_CLASSES, chinese_news
 from tests.test_cli import invoke
 from tests.test_search import STRONG, study_toml

@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import torch
 
+from han.batching import make_batch, segment
 from han.config import HANConfig
-from han.data import make_batch, segment
+from han.device import batch_tensors
 from han.model import HAN, AttentionPool, reverse_within_length
-from han.train import batch_tensors
 
 
 def small_config(**overrides) -> HANConfig:

@@ -64,3 +64,5 @@ def test_the_installed_wheel_runs_the_quick_start_study_from_any_folder(
     assert Path(package).is_relative_to(target), package  # the wheel's, not the source's
     assert Path(path) == target / "search" / "studies" / "demo.toml"
     assert summary.startswith("demo ")
+    # Package data beside the code: the study report's page template.
+    assert list((target / "search" / "templates").glob("*.j2"))

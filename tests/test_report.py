@@ -19,15 +19,16 @@ import matplotlib.pyplot as plt
 import numpy as np
 import optuna
 import pytest
+from matplotlib.colors import to_rgb
 from mlflow import MlflowClient
-from optuna.distributions import FloatDistribution
+from optuna.distributions import CategoricalDistribution, FloatDistribution
 from optuna.trial import FrozenTrial, TrialState
 from sklearn.metrics import confusion_matrix, f1_score
 from typer.testing import Result
 
 from search import runner
 from search.objective import DEV_CONFUSION_ATTR, MAX_EPOCHS_ATTR, RUN_ID_ATTR
-from search.study_report import pruning_savings, render_report
+from search.study_report import PALETTE, pruning_savings, render_report
 from search.studyfile import load_study_file
 from tests.conftest import easy_corpus
 from tests.helpers import free_port
@@ -388,3 +389,28 @@ def test_a_study_without_a_complete_trial_renders() -> None:
     assert "need at least two complete trials" in sections["importances"]
     assert '<figure id="fig-intermediate-values"><svg' in page  # the pruned trial's epoch
     assert "epochs saved" in sections["pruning"]
+
+
+def test_the_study_name_params_and_storage_are_escaped() -> None:
+    study = optuna.create_study(study_name="<script>alert(1)</script> & co",
+                                direction="maximize")
+    distributions = {"<b>": CategoricalDistribution(["<img src=x>&"]),
+                     "lr": FloatDistribution(1e-4, 1e-1, log=True)}
+    for lr, value in ((1e-3, 0.5), (1e-2, 0.6)):
+        study.add_trial(optuna.trial.create_trial(
+            state=TrialState.COMPLETE, value=value, distributions=distributions,
+            params={"<b>": "<img src=x>&", "lr": lr}, intermediate_values={1: value}))
+    page = render_report(study, class_names=None, storage="sqlite:///a&b<c>.db")
+    assert "<script" not in page and "<img" not in page and "<b>" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; &amp; co" in page
+    assert "<code>&lt;b&gt;=&lt;img src=x&gt;&amp;</code>" in page
+    assert "<code>sqlite:///a&amp;b&lt;c&gt;.db</code>" in page
+
+
+def test_the_page_colours_each_state_as_the_figures_do() -> None:
+    page = render_report(_mixed_study(class_names=["a", "b", "c"]), class_names=None,
+                         storage="x")
+    for state, style in PALETTE.items():
+        assert f".state.{state} {{ color: {style.colour}; }}" in page
+    red, green, blue = (round(255 * c) for c in to_rgb(PALETTE["complete"].colour))
+    assert f"background-color: rgba({red}, {green}, {blue}, " in page

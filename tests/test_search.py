@@ -21,7 +21,7 @@ from mlflow import MlflowClient
 from mlflow.entities import Run
 from optuna.trial import FrozenTrial, TrialState
 
-from han.data import DataError
+from han.io import DataError
 from han.predict import predict
 from search import runner
 from search.studyfile import load_study_file

@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 import torch
 
+from han.batching import prepare
 from han.checkpoint import CheckpointError, load_checkpoint
 from han.config import DataConfig, HANConfig, TrainConfig
-from han.data import prepare, read_corpus
+from han.io import read_corpus
 from han.model import HAN
 from han.predict import predict
 from han.train import DeviceOutOfMemoryError, NonFiniteLossError, TrainingInterrupted, train
