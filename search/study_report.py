@@ -31,9 +31,18 @@ from optuna.visualization import matplotlib as optuna_plots
 from sklearn.metrics import precision_recall_fscore_support
 
 from han.train import macro_scores
-from search import reports, runner
+from search import reports
+from search.errors import SearchError
+from search.export import written_atomically
 from search.formatting import duration, short
-from search.objective import DEV_CONFUSION_ATTR, MAX_EPOCHS_ATTR
+from search.records import (  # merge: remove (old names: use StudyRecord and TrialRecord)
+    CLASS_NAMES_ATTR,
+    DEV_CONFUSION_ATTR,
+    MAX_EPOCHS_ATTR,
+    REFERENCE_ATTR,
+)
+from search.storage import check_sqlite_target, open_study
+from search.summary import RunSummary, summarize, trial_row
 from search.tracking import Tracker, TrackingError, redact
 
 REPORT_ARTIFACT_DIR = "report"
@@ -88,16 +97,16 @@ def write_report(*, study_name: str, storage: str, tracking_uri: str,
     why it was not logged.
     """
     started = time.perf_counter()
-    study = runner.load_study(study_name, storage)
-    page = render_report(study, class_names=study.user_attrs.get(runner.CLASS_NAMES_ATTR),
+    study = open_study(study_name, storage)
+    page = render_report(study, class_names=study.user_attrs.get(CLASS_NAMES_ATTR),
                          storage=storage)
     out = out_dir / report_name(study_name)
     try:
-        with runner.written_atomically(out) as temporary:
+        with written_atomically(out) as temporary:
             temporary.write_text(page, encoding="utf-8")
     except OSError as error:  # --out is a file, a read-only folder, a full disk...
         where = f"{error.filename}: " if error.filename else ""
-        raise runner.SearchError(f"cannot write {out} ({where}{error.strerror or error})"
+        raise SearchError(f"cannot write {out} ({where}{error.strerror or error})"
                                  ) from error
     seconds = time.perf_counter() - started
     return ReportResult(out=out, size_bytes=out.stat().st_size,
@@ -111,8 +120,8 @@ def log_report(page: Path, *, study_name: str, tracking_uri: str) -> Logged:
     """Upload the page under report/ on the study's existing parent run; creates no run."""
     try:
         # Opening a SQLite URI creates the database: a missing one stays missing.
-        runner.check_sqlite_target(tracking_uri, what="MLflow store", must_exist=True)
-    except runner.SearchError as missing:
+        check_sqlite_target(tracking_uri, what="MLflow store", must_exist=True)
+    except SearchError as missing:
         return Logged(note=f"{missing}; the report was not logged")
     tracker = Tracker(tracking_uri=tracking_uri)
     try:
@@ -125,7 +134,7 @@ def log_report(page: Path, *, study_name: str, tracking_uri: str) -> Logged:
             return Logged(warning=_not_logged(tracker))
         return Logged(note=f"study {study_name!r} has no MLflow parent run in "
                       f"{redact(tracking_uri)}; the report was not logged")
-    if not tracker.log_artifact(run_id, page, artifact_path=REPORT_ARTIFACT_DIR):
+    if not tracker.run(run_id).log_artifact(page, artifact_path=REPORT_ARTIFACT_DIR):
         return Logged(parent_run_id=run_id, warning=_not_logged(tracker))
     return Logged(parent_run_id=run_id, artifact=f"{REPORT_ARTIFACT_DIR}/{page.name}")
 
@@ -142,7 +151,7 @@ def render_report(study: optuna.Study, *, class_names: Sequence[str] | None,
                   storage: str) -> str:
     """The whole page as one string; `class_names` in class-id order, or None for ids."""
     trials = study.get_trials(deepcopy=False)
-    summary = runner.summarize(study, storage=storage, tracking_uri="")
+    summary = summarize(study, storage=storage, tracking_uri="")
     best = study.best_trial if summary.best_trial is not None else None
     sections = [
         ("history", "Optimization history", _history(study, best)),
@@ -177,7 +186,7 @@ def _counts(trials: Sequence[FrozenTrial]) -> Counter[str]:
 
 
 def _header(study: optuna.Study, trials: Sequence[FrozenTrial],
-            summary: runner.RunSummary) -> str:
+            summary: RunSummary) -> str:
     counts = _counts(trials)
     finished = counts["complete"] + counts["pruned"] + counts["failed"]
     states = ", ".join(f"{counts[name]} {name}" for name in STATE_NAMES.values()
@@ -200,8 +209,8 @@ def _header(study: optuna.Study, trials: Sequence[FrozenTrial],
             f"<dl class=\"facts\">{rows}</dl></header>")
 
 
-def _reference(trials: Sequence[FrozenTrial], summary: runner.RunSummary) -> str:
-    reference = next((t for t in trials if t.user_attrs.get(runner.REFERENCE_ATTR)), None)
+def _reference(trials: Sequence[FrozenTrial], summary: RunSummary) -> str:
+    reference = next((t for t in trials if t.user_attrs.get(REFERENCE_ATTR)), None)
     if reference is None:
         return "none (the study file enqueues no reference configuration)"
     if summary.reference_value is None:
@@ -507,11 +516,11 @@ def _pruning(trials: Sequence[FrozenTrial]) -> str:
 def _trials_table(trials: Sequence[FrozenTrial], best: FrozenTrial | None) -> str:
     rows = []
     for trial in trials:
-        row = runner.trial_row(trial)
+        row = trial_row(trial)
         kind = _state(trial)
         badges = "".join(f' <span class="badge">{label}</span>' for label, on in (
             ("best", best is not None and trial.number == best.number),
-            ("reference", bool(trial.user_attrs.get(runner.REFERENCE_ATTR)))) if on)
+            ("reference", bool(trial.user_attrs.get(REFERENCE_ATTR)))) if on)
         max_epochs = trial.user_attrs.get(MAX_EPOCHS_ATTR)
         epochs = f"{row.epochs} / {max_epochs}" if max_epochs else str(row.epochs)
         seconds = "-" if trial.duration is None else duration(trial.duration.total_seconds())

@@ -25,8 +25,12 @@ from optuna.trial import FrozenTrial, TrialState
 from sklearn.metrics import confusion_matrix, f1_score
 from typer.testing import Result
 
-from search import runner
-from search.objective import DEV_CONFUSION_ATTR, MAX_EPOCHS_ATTR, RUN_ID_ATTR
+from search.lifecycle import RunOptions, run_study
+from search.records import (  # merge: remove (old names)
+    DEV_CONFUSION_ATTR,
+    MAX_EPOCHS_ATTR,
+    RUN_ID_ATTR,
+)
 from search.study import load_study
 from search.study_report import pruning_savings, render_report
 from tests.conftest import easy_corpus
@@ -75,8 +79,9 @@ def reported(tmp_path_factory: pytest.TempPathFactory) -> Reported:
                       reference=STRONG, labels=CLASS_NAMES, startup_trials=2)
     storage = f"sqlite:///{root}/optuna.db"
     tracking_uri = f"sqlite:///{root}/mlflow.db"
-    runner.run_study(load_study(spec), storage=storage, tracking_uri=tracking_uri,
-                     device="cpu", work_dir=root / "work")
+    run_study(load_study(spec),
+              RunOptions(storage=storage, tracking_uri=tracking_uri, device="cpu"),
+              work_dir=root / "work")
     result = invoke("report", STUDY, "--out", root / "pages", "--storage", storage,
                     "--tracking-uri", tracking_uri)
     return Reported(root=root, storage=storage, tracking_uri=tracking_uri,
