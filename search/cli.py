@@ -29,8 +29,9 @@ from search.errors import SearchError
 from search.formatting import duration, short
 from search.lifecycle import RunOptions
 from search.refit import export_refit
-from search.study import StudyFileError, builtin_study_path, load_study
+from search.study import StudyFileError, StudySpec, builtin_study_path, load_study
 from search.study_report import write_report
+from search.summary import RunSummary
 from search.tracking import DEFAULT_TRACKING_URI, TrackingError, redact
 
 app = typer.Typer(
@@ -261,16 +262,22 @@ def run(
                 worker_args=_worker_args(spec.source, options, study=study, timeout=timeout,
                                          work_dir=work_dir, **file_format))
         else:
-            progress = ConsoleProgress(epochs=spec.fixed.get("epochs", TrainConfig.epochs),
-                                       started=started)
-            with stop_on_signals() as should_stop:
-                summary = lifecycle.run_study(spec, options, trials=trials, timeout=timeout,
-                                              work_dir=work_dir, progress=progress,
-                                              should_stop=should_stop)
-            code = 0
+            summary, code = _run_here(spec, options, trials=trials, timeout=timeout,
+                                      work_dir=work_dir, started=started), 0
     _print_summary(summary)
     if code:
         raise typer.Exit(code=code)
+
+
+def _run_here(spec: StudySpec, options: RunOptions, *, trials: int | None,
+              timeout: float | None, work_dir: Path, started: float) -> RunSummary:
+    """The trials in this process, one line per epoch and trial, stopped by SIGINT/SIGTERM."""
+    progress = ConsoleProgress(epochs=spec.fixed.get("epochs", TrainConfig.epochs),
+                               started=started)
+    with stop_on_signals() as should_stop:
+        return lifecycle.run_study(spec, options, trials=trials, timeout=timeout,
+                                   work_dir=work_dir, progress=progress,
+                                   should_stop=should_stop)
 
 
 # The options a worker gets on its command line. The stores' URLs travel in its environment
@@ -292,7 +299,7 @@ def _worker_args(source: Path, options: RunOptions, *, study: str | None,
             for part in (flag, str(value))]
 
 
-def _print_summary(summary: summaries.RunSummary) -> None:
+def _print_summary(summary: RunSummary) -> None:
     states = ", ".join(f"{count} {state}" for state, count in sorted(summary.states.items()))
     pruned = summary.states.get("pruned", 0)
     finished = sum(summary.states.values())

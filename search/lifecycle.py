@@ -1,5 +1,5 @@
 """A study's sessions: open or continue it (data files, fingerprint, environment, the Optuna
-study, its reference trial and MLflow parent run), run its trials, summarize them."""
+study, its reference trial and MLflow parent run), then run its trials, alone or in workers."""
 
 from __future__ import annotations
 
@@ -96,9 +96,9 @@ def fingerprint(path: Path, corpus: Corpus) -> dict[str, str]:
     with path.open("rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
-    return records.data_tags({"path": path.resolve(), "bytes": path.stat().st_size,
-                              "sha256": digest.hexdigest()[:16], "docs": corpus.num_docs,
-                              "classes": corpus.num_classes})
+    return records.fingerprint_tags(path=path, size=path.stat().st_size,
+                                    sha256=digest.hexdigest()[:16], docs=corpus.num_docs,
+                                    classes=corpus.num_classes)
 
 
 def environment_tags(device: str) -> dict[str, str]:

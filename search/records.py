@@ -261,6 +261,13 @@ def data_tags(fields: Mapping[str, Any]) -> dict[str, str]:
     return {f"{Tag.DATA_PREFIX}{key}": str(value) for key, value in fields.items()}
 
 
+def fingerprint_tags(*, path: Path, size: int, sha256: str, docs: int,
+                     classes: int) -> dict[str, str]:
+    """The training file's fingerprint on a trial's run: `data.path`, `data.bytes`, ..."""
+    return data_tags({"path": path.resolve(), "bytes": size, "sha256": sha256, "docs": docs,
+                      "classes": classes})
+
+
 def role_filter(role: Role, *, parent_run_id: str | None = None,
                 trial_number: int | None = None, folds: int | None = None) -> str:
     """An MLflow search filter for runs of one role (under one parent, of one trial and

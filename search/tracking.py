@@ -219,41 +219,16 @@ class Tracker:
         client would wait out MLflow's own HTTP retries.
         """
         if self.tracking_uri.startswith(("http://", "https://")):
-            url = self.tracking_uri.rstrip("/") + "/health"
-            try:
-                with urllib.request.urlopen(url, timeout=HEALTH_TIMEOUT_S) as response:
-                    response.read()
-            except (OSError, ValueError) as error:
-                raise TrackingError(f"MLflow at {redact(self.tracking_uri)}: not reachable "
-                                    f"({_one_line(error)})") from error
+            _check_health(self.tracking_uri)
         self.requests.required("reach the tracking store",
                                lambda: self.client.search_experiments(max_results=1))
 
     def experiment_id(self, study_name: str) -> str:
         if study_name not in self._experiments:
             self._experiments[study_name] = self.requests.required(
-                f"open experiment {study_name!r}", lambda: self._find_or_create(study_name))
+                f"open experiment {study_name!r}",
+                lambda: _experiment(self.client, study_name, self.tracking_uri))
         return self._experiments[study_name]
-
-    def _find_or_create(self, study_name: str) -> str:
-        experiment = self.client.get_experiment_by_name(study_name)
-        if experiment is not None:
-            return experiment.experiment_id
-        try:
-            return self.client.create_experiment(
-                study_name, artifact_location=_artifact_root(self.tracking_uri),
-                tags={records.Tag.STUDY: study_name})
-        except MlflowException:
-            # Another worker created it between our lookup and create.
-            experiment = self.client.get_experiment_by_name(study_name)
-            if experiment is None:
-                raise
-            return experiment.experiment_id
-
-    def _earliest_parent(self, experiment_id: str) -> str | None:
-        found = self.client.search_runs([experiment_id], records.role_filter(Role.STUDY),
-                                        order_by=_OLDEST_FIRST, max_results=1)
-        return found[0].info.run_id if found else None
 
     @contextmanager
     def study_run(self, study_name: str, *, tags: Mapping[str, str],
@@ -262,22 +237,8 @@ class Tracker:
         continues, else created. It ends FINISHED however the session ends, so the UI never
         shows a study as running when no process works on it."""
         experiment_id = self.experiment_id(study_name)
-
-        def find_or_create() -> str:
-            run_id = self._earliest_parent(experiment_id)
-            if run_id is None:
-                mine = self.client.create_run(
-                    experiment_id, run_name=f"study:{study_name}",
-                    tags=records.run_tags(Role.STUDY, study=study_name) | dict(tags))
-                # Workers on other machines may have raced us: all settle on the earliest.
-                run_id = self._earliest_parent(experiment_id) or mine.info.run_id
-                if run_id != mine.info.run_id:
-                    self.client.delete_run(mine.info.run_id)
-            if self.client.get_run(run_id).info.status != RunState.RUNNING.status:
-                self.client.update_run(run_id, status=RunState.RUNNING.status)
-            return run_id
-
-        run_id = self.requests.required("open the study's parent run", find_or_create)
+        run_id = self.requests.required("open the study's parent run", lambda: _parent_run(
+            self.client, experiment_id, study_name, tags))
         run = self.run(run_id)
         run.log_params(params)
         try:
@@ -292,8 +253,8 @@ class Tracker:
 
         def find() -> str | None:
             experiment = self.client.get_experiment_by_name(study_name)
-            return None if experiment is None else self._earliest_parent(
-                experiment.experiment_id)
+            return None if experiment is None else _earliest_parent(
+                self.client, experiment.experiment_id)
 
         try:
             return self.requests.required("find the study's parent run", find)
@@ -367,6 +328,56 @@ class Tracker:
         return Path(self.requests.required(
             f"download {artifact_path} of run {run_id}",
             lambda: self.client.download_artifacts(run_id, artifact_path, str(destination))))
+
+
+def _check_health(tracking_uri: str) -> None:
+    """Ask a server for its health with a short timeout: going through the client would
+    wait out MLflow's own HTTP retries."""
+    url = tracking_uri.rstrip("/") + "/health"
+    try:
+        with urllib.request.urlopen(url, timeout=HEALTH_TIMEOUT_S) as response:
+            response.read()
+    except (OSError, ValueError) as error:
+        raise TrackingError(f"MLflow at {redact(tracking_uri)}: not reachable "
+                            f"({_one_line(error)})") from error
+
+
+def _experiment(client: MlflowClient, study_name: str, tracking_uri: str) -> str:
+    """The study's experiment id, the experiment created when it has none."""
+    experiment = client.get_experiment_by_name(study_name)
+    if experiment is not None:
+        return experiment.experiment_id
+    try:
+        return client.create_experiment(study_name, artifact_location=_artifact_root(
+            tracking_uri), tags={records.Tag.STUDY: study_name})
+    except MlflowException:
+        # Another worker created it between our lookup and create.
+        experiment = client.get_experiment_by_name(study_name)
+        if experiment is None:
+            raise
+        return experiment.experiment_id
+
+
+def _earliest_parent(client: MlflowClient, experiment_id: str) -> str | None:
+    found = client.search_runs([experiment_id], records.role_filter(Role.STUDY),
+                               order_by=_OLDEST_FIRST, max_results=1)
+    return found[0].info.run_id if found else None
+
+
+def _parent_run(client: MlflowClient, experiment_id: str, study_name: str,
+                tags: Mapping[str, str]) -> str:
+    """The study's parent run, created when it has none, marked RUNNING."""
+    run_id = _earliest_parent(client, experiment_id)
+    if run_id is None:
+        mine = client.create_run(experiment_id, run_name=f"study:{study_name}",
+                                 tags=records.run_tags(Role.STUDY, study=study_name) | dict(tags))
+        # Workers on other machines may have raced us: all settle on the earliest.
+        run_id = _earliest_parent(client, experiment_id) or mine.info.run_id
+        if run_id != mine.info.run_id:
+            client.delete_run(mine.info.run_id)
+    if client.get_run(run_id).info.status != RunState.RUNNING.status:
+        client.update_run(run_id, status=RunState.RUNNING.status)
+    return run_id
 
 
 def _artifact_root(tracking_uri: str) -> str | None:
