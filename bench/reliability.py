@@ -199,22 +199,25 @@ def count(row: Row, *, study_name: str, storage: str, tracking_uri: str, scratch
     from optuna.trial import TrialState
 
     from han.checkpoint import load_checkpoint
+    from search.records import Role, RunState, Tag, TrialRecord
+    from search.tracking import CHECKPOINT_ARTIFACT
 
     trials = optuna.load_study(study_name=study_name, storage=storage).trials
+    kept = {t.number: TrialRecord.of(t) for t in trials}
     states = Counter(t.state for t in trials)
     row.complete, row.pruned = states[TrialState.COMPLETE], states[TrialState.PRUNED]
     row.failed = states[TrialState.FAIL]
-    row.retried = sum(1 for t in trials if "retry_of" in t.user_attrs)
+    row.retried = sum(1 for record in kept.values() if record.retry_of is not None)
     unfinished = states[TrialState.RUNNING] + states[TrialState.WAITING]
     if unfinished:
         row.notes.append(f"{unfinished} trials left running/waiting")
-    retried_numbers = {t.user_attrs["retry_of"] for t in trials if "retry_of" in t.user_attrs}
+    retried_numbers = {r.retry_of for r in kept.values() if r.retry_of is not None}
     row.lost = unfinished
     if expected_trials is not None and len(trials) < expected_trials:
         row.lost += expected_trials - len(trials)
         row.notes.append(f"{len(trials)} of {expected_trials} trials on record")
     numbers = [t.number for t in trials]
-    run_ids = [t.user_attrs.get("mlflow_run_id") for t in trials]
+    run_ids = [kept[t.number].run_id for t in trials]
     row.duplicated = (len(numbers) - len(set(numbers))) + (
         len([r for r in run_ids if r]) - len({r for r in run_ids if r}))
     missing_run = sum(1 for r in run_ids if not r)
@@ -228,25 +231,25 @@ def count(row: Row, *, study_name: str, storage: str, tracking_uri: str, scratch
         row.runs = "0"
         return
     runs = client.search_runs([experiment.experiment_id], max_results=5000)
-    children = [r for r in runs if r.data.tags.get("han.role") == "trial"]
-    parents = [r for r in runs if r.data.tags.get("han.role") == "study"]
+    children = [r for r in runs if r.data.tags.get(Tag.ROLE) == Role.TRIAL]
+    parents = [r for r in runs if r.data.tags.get(Tag.ROLE) == Role.STUDY]
     row.runs = f"{len(children)} (+{len(parents)} parent)"
-    tagged = Counter(r.data.tags.get("trial_number") for r in children)
+    tagged = Counter(r.data.tags.get(Tag.TRIAL_NUMBER) for r in children)
     row.duplicated += sum(n - 1 for n in tagged.values() if n > 1) + max(0, len(parents) - 1)
-    parent_ids = {r.data.tags.get("mlflow.parentRunId") for r in children}
+    parent_ids = {r.data.tags.get(Tag.PARENT) for r in children}
     if len(parent_ids) > 1:
         row.notes.append(f"children under {len(parent_ids)} parents")
     # A trial failed for its silent worker and never retried is lost work (one stopped on
     # request or failed by an error is not).
-    reasons = {r.info.run_id: r.data.tags.get("reason", "") for r in children}
+    reasons = {r.info.run_id: r.data.tags.get(Tag.REASON, "") for r in children}
     dropped = [t for t in trials if t.state == TrialState.FAIL
                and t.number not in retried_numbers
-               and "heartbeat" in reasons.get(t.user_attrs.get("mlflow_run_id", ""), "")]
+               and "heartbeat" in reasons.get(kept[t.number].run_id or "", "")]
     if dropped:
         row.lost += len(dropped)
         row.notes.append(f"{len(dropped)} dead workers' trials not retried")
-    stuck = [r for r in children if r.info.status == "RUNNING"]
-    known = {t.user_attrs.get("mlflow_run_id"): t for t in trials}
+    stuck = [r for r in children if r.info.status == RunState.RUNNING.status]
+    known = {kept[t.number].run_id: t for t in trials}
     # A run left RUNNING whose trial is over: the worker died before ending it.
     stuck_over = [r for r in stuck if r.info.run_id in known
                   and known[r.info.run_id].state != TrialState.RUNNING]
@@ -258,8 +261,8 @@ def count(row: Row, *, study_name: str, storage: str, tracking_uri: str, scratch
         destination = scratch / "downloads" / f"{study_name}-{trial.number}"
         destination.mkdir(parents=True, exist_ok=True)
         try:
-            local = client.download_artifacts(trial.user_attrs["mlflow_run_id"],
-                                              "checkpoint/best.pt", str(destination))
+            local = client.download_artifacts(kept[trial.number].run_id,
+                                              CHECKPOINT_ARTIFACT, str(destination))
             load_checkpoint(local)
             readable += 1
         except Exception as error:  # any failure means "not readable"; say which
@@ -401,12 +404,15 @@ class Bench:
         import optuna
         from mlflow import MlflowClient
 
+        from search.records import Tag, TrialRecord
+
         client = MlflowClient(tracking_uri=self.tracking_uri)
         for trial in optuna.load_study(study_name=name, storage=storage).trials:
-            if "retry_of" in trial.user_attrs and "mlflow_run_id" in trial.user_attrs:
-                tags = client.get_run(trial.user_attrs["mlflow_run_id"]).data.tags
-                row.notes.append(f"retry #{trial.number} of #{trial.user_attrs['retry_of']} "
-                                 f"resumed from epoch {tags.get('resumed_from_epoch', '?')}")
+            record = TrialRecord.of(trial)
+            if record.retry_of is not None and record.run_id is not None:
+                tags = client.get_run(record.run_id).data.tags
+                row.notes.append(f"retry #{trial.number} of #{record.retry_of} resumed from "
+                                 f"epoch {tags.get(Tag.RESUMED_FROM_EPOCH, '?')}")
 
     # -- sigterm and ctrl-c ----------------------------------------------------------
 

@@ -1,8 +1,9 @@
-"""Writing a file so that no reader ever sees half of it: the one atomic write of the project."""
+"""Files on disk: the one atomic write of the project, and scratch folders."""
 
 from __future__ import annotations
 
 import os
+import tempfile
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,3 +27,9 @@ def written_atomically(target: str | os.PathLike[str]) -> Iterator[Path]:
         os.replace(temporary, target)
     finally:
         temporary.unlink(missing_ok=True)
+
+
+def temporary_directory(prefix: str) -> tempfile.TemporaryDirectory[str]:
+    """A scratch folder removed on exit, under $TMPDIR as it is now (the `tempfile` module
+    reads it once per process)."""
+    return tempfile.TemporaryDirectory(prefix=prefix, dir=os.environ.get("TMPDIR"))

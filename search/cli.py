@@ -1,10 +1,10 @@
-"""The `han-search` command line: thin commands over the plain functions in search.runner."""
+"""The `han-search` command line: each command parses its options, calls one function of
+search/ and prints the result."""
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 import signal
 import sys
 import time
@@ -22,13 +22,19 @@ from han.checkpoint import CheckpointError
 from han.config import COMPETITION_FORMAT, DataConfig, FileFormat, HANConfig, TokenMode, TrainConfig
 from han.io import DataError, load_corpus
 from han.train import EpochMetrics
-from search import runner
+from search import export, lifecycle
+from search import storage as stores
+from search import summary as summaries
+from search.errors import SearchError
 from search.formatting import duration, short
+from search.lifecycle import RunOptions
+from search.records import TrialRecord
 from search.refit import export_refit
 from search.study_report import write_report
 from search.studyfile import StudyFileError, builtin_study_path, load_study_file
+from search.studyspec import StudySpec
+from search.summary import RunSummary
 from search.tracking import DEFAULT_TRACKING_URI, TrackingError, redact
-from search.workers import plan_workers, run_workers
 
 app = typer.Typer(
     help="Tune a Hierarchical Attention Network with Optuna; every trial on record in MLflow.",
@@ -37,7 +43,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-USER_ERRORS = (DataError, StudyFileError, runner.SearchError, TrackingError, CheckpointError)
+USER_ERRORS = (DataError, StudyFileError, SearchError, TrackingError, CheckpointError)
 
 StudyName = Annotated[str | None, typer.Option(
     "--study", help="Study name; default: the name in the study file (demo).")]
@@ -66,14 +72,9 @@ Tokens = Annotated[TokenMode | None, typer.Option(
 
 @app.callback()
 def _configure_process() -> None:
-    # MLflow's HTTP client retries 7 times with exponential backoff, minutes per request
-    # when a server is down; the tracker retries with its own backoff, so a trial is held
-    # up seconds, not minutes. An explicit setting in the environment wins.
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    # Optuna logs every trial at INFO, MLflow and Alembic their database set-up; the
-    # progress lines say what matters more briefly.
+    # MLflow's own HTTP retries are set by search.tracking.RetryPolicy. Optuna logs every
+    # trial at INFO, MLflow and Alembic their database set-up; the progress lines say what
+    # matters more briefly.
     # Failed trials are reported by the progress lines, without Optuna's traceback.
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     for name in ("mlflow", "alembic"):
@@ -131,10 +132,11 @@ class ConsoleProgress:
         if trial.state == TrialState.COMPLETE and trial.value is not None:
             better = min if study.direction == optuna.study.StudyDirection.MINIMIZE else max
             self.best = trial.value if self.best is None else better(self.best, trial.value)
+        reason = TrialRecord.of(trial).reason or ""
         outcome = {
             TrialState.COMPLETE: f"complete, dev F1 {trial.value or 0:.4f}",
-            TrialState.PRUNED: f"pruned {trial.user_attrs.get('reason', '')}",
-            TrialState.FAIL: f"failed ({trial.user_attrs.get('reason', '')})",
+            TrialState.PRUNED: f"pruned {reason}",
+            TrialState.FAIL: f"failed ({reason})",
         }.get(trial.state, trial.state.name.lower())
         seconds = trial.duration.total_seconds() if trial.duration else 0.0
         best = f", best {self.best:.4f}" if self.best is not None else ""
@@ -168,7 +170,7 @@ def stop_on_signals() -> Iterator[Callable[[], bool]]:
 def file_format(**options: str | None) -> FileFormat:
     """The competition's format with the given options changed; a bad value exits 2."""
     with user_errors():
-        return runner.override_format(COMPETITION_FORMAT, **options)
+        return lifecycle.override_format(COMPETITION_FORMAT, **options)
 
 
 @app.command()
@@ -227,7 +229,7 @@ def run(
     text_col: TextCol = None,
     label_col: LabelCol = None,
     tokens: Tokens = None,
-    storage: Storage = runner.DEFAULT_STORAGE,
+    storage: Storage = stores.DEFAULT_STORAGE,
     tracking_uri: TrackingUri = DEFAULT_TRACKING_URI,
     device: Device = "auto",
     seed: Annotated[int | None, typer.Option(help="Seed of the sampler and training.")] =
@@ -240,73 +242,68 @@ def run(
         "workers.")] = None,
     heartbeat: Annotated[int, typer.Option(
         min=1, help="Seconds between a running trial's heartbeats; a trial silent for three "
-        "is failed and retried.")] = runner.DEFAULT_HEARTBEAT_S,
+        "is failed and retried.")] = stores.DEFAULT_HEARTBEAT_S,
     work_dir: Annotated[Path, typer.Option(help="Scratch folder for trial checkpoints.")] =
-        runner.DEFAULT_WORK_DIR,
+        lifecycle.DEFAULT_WORK_DIR,
     worker_index: Annotated[int, typer.Option(hidden=True)] = 0,
 ) -> None:
     """Run trials of a study; running it again continues the same study."""
     started = time.perf_counter()
     if threads is not None:
         torch.set_num_threads(threads)
+    file_format = dict(sep=sep, text_col=text_col, label_col=label_col, tokens=tokens)
     with user_errors():
-        spec = runner.with_overrides(load_study_file(config or builtin_study_path()), name=study,
-                                     sep=sep, text_col=text_col, label_col=label_col,
-                                     tokens=tokens)
+        spec = lifecycle.with_overrides(load_study_file(config or builtin_study_path()),
+                                        name=study, **file_format)
         typer.echo(f"study {spec.name!r} from {spec.source}; storage {redact(storage)}; "
                    f"MLflow {redact(tracking_uri)}")
-        options = dict(storage=storage, tracking_uri=tracking_uri, device=device, seed=seed,
-                       train=train, test=test, embeddings=embeddings, heartbeat_s=heartbeat)
+        options = RunOptions(storage=storage, tracking_uri=tracking_uri, device=device,
+                             seed=seed, train=train, test=test, embeddings=embeddings,
+                             heartbeat_s=heartbeat, sampler_seed_offset=worker_index)
         if workers > 1:
-            # Create the study, its reference trial and parent run once, before the
-            # workers race for them.
-            prepared = runner.prepare_study(spec, **options)
-            # The enqueued reference trial waits to be run: it counts as this run's.
-            before = len(prepared.study.get_trials(
-                deepcopy=False, states=tuple(s for s in TrialState if s != TrialState.WAITING)))
-            plans = plan_workers(workers=workers, trials=trials or spec.trials,
-                                 device=device, threads=threads)
-            passed_on = _worker_args(spec.source, study=study, timeout=timeout, seed=seed,
-                                     train=train, test=test, embeddings=embeddings,
-                                     heartbeat=heartbeat, work_dir=work_dir, sep=sep,
-                                     text_col=text_col, label_col=label_col, tokens=tokens)
-            # URLs travel in the environment: they may hold passwords, which `ps` would show.
-            code = run_workers(plans, passed_on, env={"HAN_SEARCH_STORAGE": storage,
-                                                      "MLFLOW_TRACKING_URI": tracking_uri})
-            loaded = runner.load_study(spec.name, storage)
-            summary = runner.summarize(loaded, storage=storage, tracking_uri=tracking_uri,
-                                       parent_run_id=prepared.parent_run_id)
-            summary.seconds = time.perf_counter() - started
-            summary.trials_this_run = len(loaded.get_trials(deepcopy=False)) - before
-            _print_summary(summary)
-            if code:
-                raise typer.Exit(code=code)
-            return
-        progress = ConsoleProgress(epochs=spec.fixed.get("epochs", TrainConfig.epochs),
-                                   started=started)
-        with stop_on_signals() as should_stop:
-            summary = runner.run_study(spec, trials=trials, timeout=timeout,
-                                       work_dir=work_dir, progress=progress,
-                                       should_stop=should_stop,
-                                       sampler_seed_offset=worker_index, **options)
+            summary, code = lifecycle.run_with_workers(
+                spec, options, workers=workers, trials=trials, threads=threads,
+                worker_args=_worker_args(spec.source, options, study=study, timeout=timeout,
+                                         work_dir=work_dir, **file_format))
+        else:
+            summary, code = _run_here(spec, options, trials=trials, timeout=timeout,
+                                      work_dir=work_dir, started=started), 0
     _print_summary(summary)
+    if code:
+        raise typer.Exit(code=code)
 
 
-def _worker_args(source: Path, *, study: str | None, timeout: float | None, **options: Any
-                 ) -> list[str]:
+def _run_here(spec: StudySpec, options: RunOptions, *, trials: int | None,
+              timeout: float | None, work_dir: Path, started: float) -> RunSummary:
+    """The trials in this process, one line per epoch and trial, stopped by SIGINT/SIGTERM."""
+    progress = ConsoleProgress(epochs=spec.fixed.get("epochs", TrainConfig.epochs),
+                               started=started)
+    with stop_on_signals() as should_stop:
+        return lifecycle.run_study(spec, options, trials=trials, timeout=timeout,
+                                   work_dir=work_dir, progress=progress,
+                                   should_stop=should_stop)
+
+
+# The options a worker gets on its command line. The stores' URLs travel in its environment
+# (they may hold passwords, which `ps` would show); its device and seed offset come from its
+# plan (search.workers).
+_WORKER_FLAGS = {"seed": "--seed", "train": "--train", "test": "--test",
+                 "embeddings": "--embeddings", "heartbeat_s": "--heartbeat"}
+
+
+def _worker_args(source: Path, options: RunOptions, *, study: str | None,
+                 timeout: float | None, work_dir: Path | None = None,
+                 **file_format: str | None) -> list[str]:
     """The command line of one worker: the parent's options, spelled out."""
-    args = ["--config", str(source)]
-    if study:
-        args += ["--study", study]
-    if timeout:
-        args += ["--timeout", str(timeout)]
-    for name, value in options.items():
-        if value is not None:
-            args += [f"--{name.replace('_', '-')}", str(value)]
-    return args
+    passed: dict[str, Any] = {"--config": source, "--study": study or None,
+                              "--timeout": timeout or None, "--work-dir": work_dir}
+    passed |= {flag: getattr(options, name) for name, flag in _WORKER_FLAGS.items()}
+    passed |= {f"--{name.replace('_', '-')}": value for name, value in file_format.items()}
+    return [part for flag, value in passed.items() if value is not None
+            for part in (flag, str(value))]
 
 
-def _print_summary(summary: runner.RunSummary) -> None:
+def _print_summary(summary: RunSummary) -> None:
     states = ", ".join(f"{count} {state}" for state, count in sorted(summary.states.items()))
     pruned = summary.states.get("pruned", 0)
     finished = sum(summary.states.values())
@@ -372,7 +369,7 @@ def embeddings(
 @app.command("export-best")
 def export_best(
     study: Annotated[str, typer.Option(help="Study name.")] = "demo",
-    storage: Storage = runner.DEFAULT_STORAGE,
+    storage: Storage = stores.DEFAULT_STORAGE,
     tracking_uri: TrackingUri = DEFAULT_TRACKING_URI,
     test: Annotated[Path | None, typer.Option(
         help="Test file; default: the one the study ran with.")] = None,
@@ -399,7 +396,7 @@ def export_best(
                    f"{refitted.refit_run_id})")
         return
     with user_errors():
-        result = runner.export_best(study_name=study, storage=storage,
+        result = export.export_best(study_name=study, storage=storage,
                                     tracking_uri=tracking_uri, test=test, out=out,
                                     device=device)
     for note in result.notes:
@@ -409,10 +406,10 @@ def export_best(
 
 
 @app.command()
-def studies(storage: Storage = runner.DEFAULT_STORAGE) -> None:
+def studies(storage: Storage = stores.DEFAULT_STORAGE) -> None:
     """One line per study: trials by state, best value and best trial."""
     with user_errors():
-        rows = runner.list_studies(storage)
+        rows = summaries.list_studies(storage)
     if not rows:
         typer.echo(f"no studies in {redact(storage)}")
         return
@@ -427,15 +424,15 @@ def studies(storage: Storage = runner.DEFAULT_STORAGE) -> None:
 @app.command()
 def show(
     study: Annotated[str, typer.Option(help="Study name.")] = "demo",
-    storage: Storage = runner.DEFAULT_STORAGE,
+    storage: Storage = stores.DEFAULT_STORAGE,
     top: Annotated[int, typer.Option(min=1, help="How many of the best trials to list.")] =
         10,
 ) -> None:
     """Best params and the top trials of a study, with the MLflow run of each."""
     with user_errors():
-        loaded = runner.load_study(study, storage)
-        summary = runner.summarize(loaded, storage=storage, tracking_uri="")
-        rows = runner.top_trials(loaded, limit=top)
+        loaded = stores.open_study(study, storage)
+        summary = summaries.summarize(loaded, storage=storage, tracking_uri="")
+        rows = summaries.top_trials(loaded, limit=top)
     typer.echo(f"study {study}: " + ", ".join(
         f"{n} {s}" for s, n in sorted(summary.states.items())))
     if summary.best_value is None:
@@ -456,7 +453,7 @@ def report(
     study: Annotated[str, typer.Option(help="Study name.")] = "demo",
     out: Annotated[Path, typer.Option(
         help="Folder for STUDY-report.html (created if missing).")] = Path("."),
-    storage: Storage = runner.DEFAULT_STORAGE,
+    storage: Storage = stores.DEFAULT_STORAGE,
     tracking_uri: TrackingUri = DEFAULT_TRACKING_URI,
 ) -> None:
     """Write a self-contained HTML report of a study and log it on its MLflow parent run."""

@@ -8,6 +8,7 @@ refit, the report, the CLI) agrees on what it holds.
 from __future__ import annotations
 
 import enum
+import platform
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -17,6 +18,7 @@ import optuna
 from optuna.trial import FrozenTrial
 
 from han.config import COMPETITION_FORMAT, FileFormat
+from han.train import TrainingInterrupted
 
 # -- Optuna study attributes ----------------------------------------------------------------
 
@@ -140,6 +142,7 @@ def set_local_checkpoint(trial: optuna.Trial, path: Path) -> None:
     trial.set_user_attr(_LOCAL_CHECKPOINT, str(path.resolve()))
 
 
+
 # -- MLflow tags ----------------------------------------------------------------------------
 
 class Role(enum.StrEnum):
@@ -164,6 +167,16 @@ class RunState(enum.StrEnum):
     def status(self) -> str:
         return {RunState.RUNNING: "RUNNING", RunState.COMPLETE: "FINISHED",
                 RunState.FAILED: "FAILED"}.get(self, "KILLED")
+
+    @classmethod
+    def ended_by(cls, error: BaseException) -> tuple[RunState, str]:
+        """How a run ends when `error` leaves it, and the reason: pruned (a pruned trial,
+        diverged training turned into one), interrupted (a stop was asked for), or failed."""
+        if isinstance(error, optuna.TrialPruned):
+            return cls.PRUNED, str(error)
+        if isinstance(error, TrainingInterrupted | KeyboardInterrupt):
+            return cls.INTERRUPTED, str(error) or type(error).__name__
+        return cls.FAILED, f"{type(error).__name__}: {error}"
 
 
 class Tag:
@@ -190,6 +203,45 @@ class Tag:
     DATA_PREFIX = "data."
     # The study's best so far on its parent run: `best.value`, `best.trial`, `best.<param>`.
     BEST_PREFIX = "best."
+    # Where a trial ran: `device`, `python`, `host`, `gpu`, `version.<package>`.
+    DEVICE = "device"
+    PYTHON = "python"
+    HOST = "host"
+    GPU = "gpu"
+    VERSION_PREFIX = "version."
+
+
+class Key:
+    """MLflow param and metric keys han-search writes besides the trial's settings and its
+    per-epoch metrics (those are the field names of han.config and han.train.EpochMetrics)."""
+
+    # Params of the study's parent run.
+    STUDY_FILE = Tag.STUDY_FILE
+    SAMPLER = "sampler"
+    PRUNER = "pruner"
+    DIRECTION = "direction"
+    # Params of a refit run.
+    TRIAL_NUMBER = Tag.TRIAL_NUMBER
+    FOLDS = Tag.FOLDS
+    SPLIT_SEED = "split_seed"
+    TRIAL_RUN_ID = "trial_run_id"
+    # Training settings read back from a trial run's params.
+    SEED = "seed"
+    PRETRAINED_EMBEDDINGS = "pretrained_embeddings"
+    # Metrics.
+    BEST_DEV_F1 = "best_dev_macro_f1"
+    TRIALS_COMPLETE = "trials_complete"
+    OOF_F1 = "oof_macro_f1"
+    BEST_TRIAL_DEV_F1 = "best_trial_dev_macro_f1"
+    MEAN_FOLD_DEV_F1 = "mean_fold_dev_macro_f1"
+
+    @staticmethod
+    def fold_dev_f1(fold: int) -> str:
+        return f"fold_{fold}_best_dev_macro_f1"
+
+    @staticmethod
+    def fold_weight(fold: int) -> str:
+        return f"fold_{fold}_weight"
 
 
 # MLflow rejects longer values.
@@ -202,12 +254,58 @@ def data_tags(fields: Mapping[str, Any]) -> dict[str, str]:
     return {f"{Tag.DATA_PREFIX}{key}": str(value) for key, value in fields.items()}
 
 
-def role_filter(role: Role, *, parent_run_id: str | None = None) -> str:
-    """An MLflow search filter for runs of one role (under one parent)."""
-    text = f"tags.`{Tag.ROLE}` = '{role}'"
-    if parent_run_id is not None:
-        text += f" and tags.`{Tag.PARENT}` = '{parent_run_id}'"
-    return text
+def fingerprint_tags(*, path: Path, size: int, sha256: str, docs: int,
+                     classes: int) -> dict[str, str]:
+    """The training file's fingerprint on a trial's run: `data.path`, `data.bytes`, ..."""
+    return data_tags({"path": path.resolve(), "bytes": size, "sha256": sha256, "docs": docs,
+                      "classes": classes})
+
+
+def role_filter(role: Role, *, parent_run_id: str | None = None,
+                trial_number: int | None = None, folds: int | None = None) -> str:
+    """An MLflow search filter for runs of one role (under one parent, of one trial and
+    fold count)."""
+    tags = {Tag.ROLE: role, Tag.PARENT: parent_run_id, Tag.TRIAL_NUMBER: trial_number,
+            Tag.FOLDS: folds}
+    return " and ".join(f"tags.`{key}` = '{value}'" for key, value in tags.items()
+                        if value is not None)
+
+
+def run_tags(role: Role, *, study: str, parent_run_id: str | None = None,
+             trial_number: int | None = None, fold: int | None = None,
+             folds: int | None = None) -> dict[str, str]:
+    """The tags a new run of `role` starts with; every run but the study's starts running."""
+    tags = {Tag.ROLE: role, Tag.STUDY: study, Tag.PARENT: parent_run_id,
+            Tag.TRIAL_NUMBER: trial_number, Tag.FOLD: fold, Tag.FOLDS: folds,
+            Tag.STATE: None if role is Role.STUDY else RunState.RUNNING}
+    return {key: str(value) for key, value in tags.items() if value is not None}
+
+
+def end_tags(state: RunState, reason: str | None = None) -> dict[str, str]:
+    """The `state` tag of an ending run and, when there is one, its `reason`."""
+    tags = {Tag.STATE: str(state)}
+    if reason:
+        tags[Tag.REASON] = reason[:MAX_TAG_LENGTH]
+    return tags
+
+
+def best_tags(trial: FrozenTrial) -> dict[str, str]:
+    """The study's best trial on its parent run (tags: MLflow params are write-once)."""
+    return {f"{Tag.BEST_PREFIX}{key}": str(value) for key, value in trial.params.items()} | {
+        f"{Tag.BEST_PREFIX}trial": str(trial.number),
+        f"{Tag.BEST_PREFIX}value": str(trial.value)}
+
+
+def environment_tags(device: str, versions: Mapping[str, str],
+                     gpu: str | None = None) -> dict[str, str]:
+    """Where a trial ran: device, Python, host, package versions and GPU."""
+    tags = {Tag.DEVICE: device, Tag.PYTHON: platform.python_version(),
+            Tag.HOST: platform.node()}
+    tags |= {f"{Tag.VERSION_PREFIX}{package}": version
+             for package, version in versions.items()}
+    if gpu is not None:
+        tags[Tag.GPU] = gpu
+    return tags
 
 
 def _path(value: Any) -> Path | None:

@@ -18,53 +18,41 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from contextlib import AbstractContextManager
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import optuna
 from mlflow.entities import Run
+from optuna.trial import FrozenTrial
 from sklearn.metrics import f1_score
 
 from han.batching import DataCache, EncodedSplit, prepare
 from han.checkpoint import load_checkpoint
 from han.config import DataConfig, HANConfig, TrainConfig
 from han.device import resolve_device
-from han.io import Corpus, load_corpus
+from han.files import temporary_directory
+from han.io import Corpus
 from han.model import config_for
 from han.predict import Prediction, predict, predict_probabilities
 from han.train import EpochMetrics, train
+from search import records
+from search.errors import SearchError
+from search.export import best_trial_run, label_counts, resolve_test_path, write_submission
 from search.objective import SearchContext, build_configs
-from search.runner import (
-    EMBEDDINGS_TAG,
-    TRAIN_PATH_ATTR,
-    SearchError,
-    best_trial_run,
-    load_study,
-    resolve_test_path,
-    study_file_format,
-    write_submission,
-)
+from search.records import Key, Role, RunState, StudyRecord, Tag
+from search.storage import open_study
 from search.studyfile import load_study_file as load_spec
 from search.studyspec import StudySpec
-from search.tracking import (
-    CHECKPOINT_ARTIFACT,
-    PARENT_TAG,
-    ROLE_TAG,
-    STUDY_TAG,
-    Tracker,
-    TrackingError,
-    temporary_directory,
-)
+from search.tracking import CHECKPOINT_ARTIFACT, RunHandle, Tracker, TrackingError
 
-REFIT_ROLE = "refit"
-FOLD_ROLE = "fold"
 OOF_ARTIFACT = "oof/oof.npz"
-# Settings that legitimately differ between the trial's run and a fold: the split, the
-# vocabulary built on other training documents, and the machine.
 # A fold below this share of the best trial's dev F1 is reported as a sign of instability.
 UNSTABLE_SHARE = 0.5
+# Settings that legitimately differ between the trial's run and a fold: the split, the
+# vocabulary built on other training documents, and the machine.
 _PER_FOLD_SETTINGS = {"folds", "dev_fold", "vocab_size", "num_classes", "device",
                       "pretrained_embeddings"}
 
@@ -111,7 +99,28 @@ class TrialSetup:
     data_config: DataConfig
     train_config: TrainConfig
     embeddings: Path | None
-    cache: DataCache = field(default_factory=DataCache)  # one word2vec parse for all folds
+    # The training and test files and the word2vec file, parsed once for every fold.
+    cache: DataCache
+
+
+@dataclass(frozen=True, kw_only=True)
+class Refit:
+    """A refit, checked and ready: the best trial, its runs, its settings, the test file."""
+
+    study_name: str
+    best: FrozenTrial
+    folds: int
+    tracker: Tracker
+    experiment_id: str
+    trial_run_id: str
+    parent_run_id: str
+    setup: TrialSetup
+    test_path: Path
+    device: str
+
+    @property
+    def value(self) -> float:
+        return float(self.best.value or 0.0)
 
 
 def export_refit(*, study_name: str, storage: str, tracking_uri: str, folds: int,
@@ -121,99 +130,119 @@ def export_refit(*, study_name: str, storage: str, tracking_uri: str, folds: int
 
     Every input is checked before any training, so a bad argument costs nothing.
     """
+    refit = prepare_refit(study_name=study_name, storage=storage, tracking_uri=tracking_uri,
+                          folds=folds, test=test, device=device)
+    with refit_run(refit) as run, temporary_directory("han-refit-") as scratch:
+        results = fold_results(refit, run.id, Path(scratch), echo or (lambda _message: None))
+        oof_f1 = out_of_fold_f1(results, refit.setup.corpus)
+        weights = fold_weights([r.best_dev_f1 for r in results])
+        ensemble = ensemble_prediction([r.checkpoint for r in results], refit.test_path,
+                                       device=refit.device, weights=weights,
+                                       cache=refit.setup.cache)
+        write_submission(out, ensemble)
+        fold_f1s = tuple(r.best_dev_f1 for r in results)
+        run.log_metrics({
+            Key.OOF_F1: oof_f1, Key.BEST_TRIAL_DEV_F1: refit.value,
+            Key.MEAN_FOLD_DEV_F1: float(np.mean(fold_f1s)),
+            **{Key.fold_dev_f1(r.fold): r.best_dev_f1 for r in results},
+            **{Key.fold_weight(r.fold): float(w)
+               for r, w in zip(results, weights, strict=True)}}, step=0)
+        run.log_artifact(out, artifact_path="predictions")
+    return RefitResult(
+        out=out, rows=len(ensemble.labels), trial=refit.best.number, value=refit.value,
+        folds=folds, refit_run_id=run.id, oof_macro_f1=oof_f1, fold_f1s=fold_f1s,
+        trained=tuple(r.fold for r in results if r.trained),
+        reused=tuple(r.fold for r in results if not r.trained),
+        label_counts=label_counts(ensemble.labels),
+        notes=ensemble.notes + unstable_folds(results, trial_value=refit.value))
+
+
+def prepare_refit(*, study_name: str, storage: str, tracking_uri: str, folds: int,
+                  test: Path | None, device: str) -> Refit:
+    """Check every input of a refit: the fold count, the study, its best trial and runs,
+    the test file, the study file's settings."""
     if folds < 2:
         raise SearchError(f"--folds must be at least 2, got {folds}")
-    say = echo or (lambda _message: None)
-    study = load_study(study_name, storage)
+    study = open_study(study_name, storage)
     best, trial_run_id = best_trial_run(study)
-    test_path = resolve_test_path(study, test)
+    cache = DataCache()
+    test_path = resolve_test_path(study, test, cache=cache)
     tracker = Tracker(tracking_uri=tracking_uri)
     trial_run = tracker.get_run(trial_run_id)
-    parent_run_id = trial_run.data.tags.get(PARENT_TAG)
+    parent_run_id = trial_run.data.tags.get(Tag.PARENT)
     if parent_run_id is None:
         raise SearchError(f"run {trial_run_id} of trial {best.number} has no parent run")
     device_name = str(resolve_device(device))
     setup = trial_setup(study=study, trial=best, trial_run=trial_run,
                         parent_run=tracker.get_run(parent_run_id), tracker=tracker,
-                        device=device_name)
+                        device=device_name, cache=cache)
     if folds > setup.corpus.num_docs:
         raise SearchError(f"--folds {folds}: the training file has only "
                           f"{setup.corpus.num_docs} documents")
-
-    experiment_id = trial_run.info.experiment_id
-    refit_run_id = find_or_start_refit_run(
-        tracker, experiment_id=experiment_id, parent_run_id=parent_run_id,
-        study_name=study_name, trial=best.number, folds=folds,
-        params={"trial_number": best.number, "folds": folds,
-                "split_seed": setup.data_config.split_seed, "trial_run_id": trial_run_id})
-    try:
-        with temporary_directory("han-refit-") as scratch:
-            finished = finished_folds(tracker, experiment_id=experiment_id,
-                                      refit_run_id=refit_run_id, scratch=Path(scratch))
-            results = []
-            for fold in range(folds):
-                started = time.perf_counter()
-                result = finished.get(fold) or train_fold(
-                    setup, fold=fold, folds=folds, tracker=tracker,
-                    experiment_id=experiment_id, refit_run_id=refit_run_id,
-                    study_name=study_name, trial=best.number, scratch=Path(scratch))
-                how = "trained" if result.trained else f"reused from run {result.run_id}"
-                say(f"fold-{fold} ({fold + 1}/{folds}): dev macro-F1 {result.best_dev_f1:.4f} "
-                    f"({how}, {time.perf_counter() - started:.1f}s)")
-                results.append(result)
-            oof_f1 = out_of_fold_f1(results, setup.corpus)
-            weights = fold_weights([r.best_dev_f1 for r in results])
-            ensemble = ensemble_prediction([r.checkpoint for r in results], test_path,
-                                           device=device_name, weights=weights)
-    except BaseException as error:
-        tracker.finish(refit_run_id, status="FAILED", state="failed",
-                       reason=f"{type(error).__name__}: {error}")
-        raise
-    labels = ensemble.labels
-    write_submission(out, ensemble)
-    fold_f1s = tuple(r.best_dev_f1 for r in results)
-    tracker.log_metrics(refit_run_id, {
-        "oof_macro_f1": oof_f1, "best_trial_dev_macro_f1": float(best.value or 0.0),
-        "mean_fold_dev_macro_f1": float(np.mean(fold_f1s)),
-        **{f"fold_{r.fold}_best_dev_macro_f1": r.best_dev_f1 for r in results},
-        **{f"fold_{r.fold}_weight": float(w) for r, w in zip(results, weights, strict=True)}},
-        step=0)
-    tracker.log_artifact(refit_run_id, out, artifact_path="predictions")
-    tracker.finish(refit_run_id, status="FINISHED", state="complete")
-    counts = np.bincount(labels)
-    return RefitResult(
-        out=out, rows=len(labels), trial=best.number, value=float(best.value or 0.0),
-        folds=folds, refit_run_id=refit_run_id, oof_macro_f1=oof_f1, fold_f1s=fold_f1s,
-        trained=tuple(r.fold for r in results if r.trained),
-        reused=tuple(r.fold for r in results if not r.trained),
-        label_counts={i: int(c) for i, c in enumerate(counts) if c},
-        notes=ensemble.notes + unstable_folds(results, trial_value=float(best.value or 0.0)))
+    return Refit(study_name=study_name, best=best, folds=folds, tracker=tracker,
+                 experiment_id=trial_run.info.experiment_id, trial_run_id=trial_run_id,
+                 parent_run_id=parent_run_id, setup=setup, test_path=test_path,
+                 device=device_name)
 
 
-def trial_setup(*, study: optuna.Study, trial: optuna.trial.FrozenTrial, trial_run: Run,
-                parent_run: Run, tracker: Tracker, device: str) -> TrialSetup:
+def refit_run(refit: Refit) -> AbstractContextManager[RunHandle]:
+    """The refit run of (trial, folds): found again and reopened, so a second call resumes."""
+    trial = refit.best.number
+    return refit.tracker.child_run(
+        experiment_id=refit.experiment_id, name=f"refit-trial-{trial}",
+        tags=records.run_tags(Role.REFIT, study=refit.study_name,
+                              parent_run_id=refit.parent_run_id, trial_number=trial,
+                              folds=refit.folds),
+        params={Key.TRIAL_NUMBER: trial, Key.FOLDS: refit.folds,
+                Key.SPLIT_SEED: refit.setup.data_config.split_seed,
+                Key.TRIAL_RUN_ID: refit.trial_run_id},
+        resume=records.role_filter(Role.REFIT, parent_run_id=refit.parent_run_id,
+                                   trial_number=trial, folds=refit.folds))
+
+
+def fold_results(refit: Refit, refit_run_id: str, scratch: Path,
+                 say: Echo) -> list[FoldResult]:
+    """Every fold's result: reused from a finished fold run, else trained now."""
+    finished = finished_folds(refit.tracker, experiment_id=refit.experiment_id,
+                              refit_run_id=refit_run_id, scratch=scratch)
+    results = []
+    for fold in range(refit.folds):
+        started = time.perf_counter()
+        result = finished.get(fold) or train_fold(refit, fold=fold,
+                                                  refit_run_id=refit_run_id, scratch=scratch)
+        how = "trained" if result.trained else f"reused from run {result.run_id}"
+        say(f"fold-{fold} ({fold + 1}/{refit.folds}): dev macro-F1 {result.best_dev_f1:.4f} "
+            f"({how}, {time.perf_counter() - started:.1f}s)")
+        results.append(result)
+    return results
+
+
+def trial_setup(*, study: optuna.Study, trial: FrozenTrial, trial_run: Run,
+                parent_run: Run, tracker: Tracker, device: str,
+                cache: DataCache) -> TrialSetup:
     """Rebuild the trial's settings from its Optuna params and the study file's fixed ones.
 
     The same `build_configs` the objective used gives typed values (MLflow params are
     strings); the trial's run params are then compared with them, so a study file edited
     since the search is refused instead of silently refitting another configuration.
     """
-    study_file = parent_run.data.params.get("study_file")
+    study_file = parent_run.data.params.get(Key.STUDY_FILE)
     if study_file is None or not Path(study_file).is_file():
         where = study_file or "not logged on the parent run"
         raise SearchError(f"the study file of {study.study_name!r} ({where}) is not there; "
                           "the refit needs its fixed settings")
     spec = load_spec(study_file)
-    if TRAIN_PATH_ATTR not in study.user_attrs:
+    record = StudyRecord.of(study)
+    if record.train_path is None:
         raise SearchError(f"study {study.study_name!r} does not record its training file")
-    corpus = load_corpus(Path(study.user_attrs[TRAIN_PATH_ATTR]), labelled=True,
-                         file_format=study_file_format(study), label_order=spec.label_names)
+    corpus = cache.load_corpus(record.train_path, labelled=True,
+                               file_format=record.file_format, label_order=spec.label_names)
     logged = trial_run.data.params
     # A --seed given to `run` overrides the training seed; only the run's params keep it.
-    seed = int(logged["seed"]) if "seed" in logged else None
+    seed = int(logged[Key.SEED]) if Key.SEED in logged else None
     ctx = SearchContext(spec=spec, corpus=corpus, tracker=tracker,
                         parent_run_id=parent_run.info.run_id, work_dir=Path("."),
-                        device=device, seed=seed)
+                        device=device, seed=seed, cache=cache)
     model_kwargs, data_config, train_config = build_configs(dict(trial.params), ctx)
     rebuilt = {**model_kwargs, **asdict(data_config), **asdict(train_config)}
     changed = sorted(key for key, value in rebuilt.items()
@@ -222,35 +251,22 @@ def trial_setup(*, study: optuna.Study, trial: optuna.trial.FrozenTrial, trial_r
     if changed:
         listed = ", ".join(f"{key} {logged[key]} -> {rebuilt[key]}" for key in changed)
         raise SearchError(f"{study_file} changed since trial {trial.number} ran ({listed})")
-    embeddings = None
-    if logged.get("pretrained_embeddings") == "True":
-        recorded = trial_run.data.tags.get(EMBEDDINGS_TAG)
-        embeddings = Path(recorded) if recorded else spec.embeddings_path
-        if embeddings is None or not embeddings.is_file():
-            raise SearchError(f"trial {trial.number} used word2vec embeddings "
-                              f"({embeddings or 'file not recorded'}) that are not there; "
-                              "the refit needs the same vectors")
     return TrialSetup(spec=spec, corpus=corpus, model_kwargs=model_kwargs,
                       data_config=data_config, train_config=train_config,
-                      embeddings=embeddings)
+                      embeddings=_trial_embeddings(trial, trial_run, spec), cache=cache)
 
 
-def find_or_start_refit_run(tracker: Tracker, *, experiment_id: str, parent_run_id: str,
-                            study_name: str, trial: int, folds: int,
-                            params: dict[str, Any]) -> str:
-    """The refit run of (trial, folds): found again so a second call resumes it."""
-    found = tracker.find_runs(experiment_id, (
-        f"tags.`{ROLE_TAG}` = '{REFIT_ROLE}' and tags.`{PARENT_TAG}` = '{parent_run_id}' "
-        f"and tags.trial_number = '{trial}' and tags.folds = '{folds}'"))
-    if found:
-        run_id = found[0].info.run_id
-        tracker.reopen(run_id)
-        return run_id
-    return tracker.start_run(
-        experiment_id=experiment_id, run_name=f"refit-trial-{trial}",
-        tags={PARENT_TAG: parent_run_id, ROLE_TAG: REFIT_ROLE, STUDY_TAG: study_name,
-              "trial_number": str(trial), "folds": str(folds), "state": "running"},
-        params=params)
+def _trial_embeddings(trial: FrozenTrial, trial_run: Run, spec: StudySpec) -> Path | None:
+    """The word2vec file the trial's run recorded (else the study file's), when it had one."""
+    if trial_run.data.params.get(Key.PRETRAINED_EMBEDDINGS) != "True":
+        return None
+    recorded = trial_run.data.tags.get(Tag.EMBEDDINGS)
+    embeddings = Path(recorded) if recorded else spec.embeddings_path
+    if embeddings is None or not embeddings.is_file():
+        raise SearchError(f"trial {trial.number} used word2vec embeddings "
+                          f"({embeddings or 'file not recorded'}) that are not there; "
+                          "the refit needs the same vectors")
+    return embeddings
 
 
 def finished_folds(tracker: Tracker, *, experiment_id: str, refit_run_id: str,
@@ -261,22 +277,21 @@ def finished_folds(tracker: Tracker, *, experiment_id: str, refit_run_id: str,
     again in a new run (its partial training state lived in a scratch folder that is gone).
     """
     done: dict[int, FoldResult] = {}
-    runs = tracker.find_runs(experiment_id, (
-        f"tags.`{PARENT_TAG}` = '{refit_run_id}' and tags.`{ROLE_TAG}` = '{FOLD_ROLE}'"))
+    runs = tracker.find_runs(experiment_id, records.role_filter(
+        Role.FOLD, parent_run_id=refit_run_id))
     for run in runs:
-        fold = int(run.data.tags["fold"])
-        if run.info.status == "RUNNING":
-            tracker.finish(run.info.run_id, status="KILLED", state="interrupted",
-                           reason="the refit stopped during this fold; trained again")
+        fold = int(run.data.tags[Tag.FOLD])
+        if run.info.status == RunState.RUNNING.status:
+            tracker.run(run.info.run_id).end(
+                RunState.INTERRUPTED, "the refit stopped during this fold; trained again")
             continue
-        if run.info.status != "FINISHED" or fold in done:
+        if run.info.status != RunState.COMPLETE.status or fold in done:
             continue
         destination = scratch / f"reused-{fold}"
         destination.mkdir(parents=True, exist_ok=True)
         try:
-            checkpoint = tracker.download_checkpoint(run.info.run_id, destination)
-            oof = np.load(tracker.download_artifact(run.info.run_id, OOF_ARTIFACT,
-                                                    destination))
+            checkpoint = tracker.download(run.info.run_id, CHECKPOINT_ARTIFACT, destination)
+            oof = np.load(tracker.download(run.info.run_id, OOF_ARTIFACT, destination))
         except (TrackingError, OSError, ValueError):
             continue  # artifacts missing: train the fold again
         done[fold] = FoldResult(
@@ -286,27 +301,26 @@ def finished_folds(tracker: Tracker, *, experiment_id: str, refit_run_id: str,
     return done
 
 
-def train_fold(setup: TrialSetup, *, fold: int, folds: int, tracker: Tracker,
-               experiment_id: str, refit_run_id: str, study_name: str, trial: int,
-               scratch: Path) -> FoldResult:
+def train_fold(refit: Refit, *, fold: int, refit_run_id: str, scratch: Path) -> FoldResult:
     """Train on every fold but `fold`, early-stopping on it; log the run and its artifacts."""
-    data_config = DataConfig(**(asdict(setup.data_config) | {"folds": folds,
+    setup = refit.setup
+    data_config = DataConfig(**(asdict(setup.data_config) | {"folds": refit.folds,
                                                              "dev_fold": fold}))
     split = prepare(setup.corpus, data_config, embeddings=setup.embeddings,
                     embed_dim=setup.model_kwargs.get("embed_dim", HANConfig.embed_dim),
                     label_names=setup.spec.label_names, cache=setup.cache)
     model_config = config_for(split, **setup.model_kwargs)
     train_config = setup.train_config
-    run_id = tracker.start_run(
-        experiment_id=experiment_id, run_name=f"fold-{fold}",
-        tags={PARENT_TAG: refit_run_id, ROLE_TAG: FOLD_ROLE, STUDY_TAG: study_name,
-              "trial_number": str(trial), "fold": str(fold), "state": "running"},
-        params=asdict(model_config) | asdict(data_config) | asdict(train_config))
+    with refit.tracker.child_run(
+            experiment_id=refit.experiment_id, name=f"fold-{fold}",
+            tags=records.run_tags(Role.FOLD, study=refit.study_name,
+                                  parent_run_id=refit_run_id, trial_number=refit.best.number,
+                                  fold=fold),
+            params=asdict(model_config) | asdict(data_config) | asdict(train_config)) as run:
 
-    def on_epoch(metrics: EpochMetrics) -> None:
-        tracker.log_metrics(run_id, metrics.as_dict(), step=metrics.epoch)
+        def on_epoch(metrics: EpochMetrics) -> None:
+            run.log_metrics(metrics.as_dict(), step=metrics.epoch)
 
-    try:
         result = train(split, model_config=model_config, data_config=data_config,
                        train_config=train_config, checkpoint_dir=scratch / f"fold-{fold}",
                        on_epoch=on_epoch)
@@ -315,19 +329,12 @@ def train_fold(setup: TrialSetup, *, fold: int, folds: int, tracker: Tracker,
         np.savez(oof_path, docs=split.dev_docs, labels=result.dev_labels,
                  predictions=result.dev_predictions, probabilities=probabilities,
                  best_dev_f1=result.best_dev_f1)
-        tracker.log_artifact(run_id, result.checkpoint_path,
-                             artifact_path=str(Path(CHECKPOINT_ARTIFACT).parent))
-        tracker.log_artifact(run_id, oof_path, artifact_path=str(Path(OOF_ARTIFACT).parent))
-        tracker.set_tags(run_id, {"best_epoch": result.best_epoch,
-                                  "stop_reason": result.stop_reason})
-        tracker.log_metrics(run_id, {"best_dev_macro_f1": result.best_dev_f1},
-                            step=result.best_epoch)
-    except BaseException as error:
-        tracker.finish(run_id, status="FAILED", state="failed",
-                       reason=f"{type(error).__name__}: {error}")
-        raise
-    tracker.finish(run_id, status="FINISHED", state="complete")
-    return FoldResult(fold=fold, run_id=run_id, best_dev_f1=result.best_dev_f1,
+        run.log_artifact(result.checkpoint_path,
+                         artifact_path=str(Path(CHECKPOINT_ARTIFACT).parent))
+        run.log_artifact(oof_path, artifact_path=str(Path(OOF_ARTIFACT).parent))
+        run.set_tags({Tag.BEST_EPOCH: result.best_epoch, Tag.STOP_REASON: result.stop_reason})
+        run.log_metrics({Key.BEST_DEV_F1: result.best_dev_f1}, step=result.best_epoch)
+    return FoldResult(fold=fold, run_id=run.id, best_dev_f1=result.best_dev_f1,
                       checkpoint=result.checkpoint_path, docs=split.dev_docs,
                       predictions=result.dev_predictions, probabilities=probabilities,
                       trained=True)
@@ -387,14 +394,13 @@ def unstable_folds(results: list[FoldResult], *, trial_value: float) -> tuple[st
 
 
 def ensemble_prediction(checkpoints: list[Path], test_path: Path, *, device: str,
-                        weights: np.ndarray) -> Prediction:
+                        weights: np.ndarray, cache: DataCache) -> Prediction:
     """The fold models' class probabilities on the test file, averaged with `weights`, in
     file order.
 
     Each checkpoint carries its own vocabulary (built on its training folds), so each model
     encodes the test file itself.
     """
-    cache = DataCache()  # the test file is parsed once for all the fold models
     predictions = [predict(checkpoint, test_path, device=device, cache=cache)
                    for checkpoint in checkpoints]
     mean = np.average([prediction.probabilities for prediction in predictions], axis=0,

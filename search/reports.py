@@ -15,7 +15,7 @@ import numpy as np
 import optuna
 from sklearn.metrics import classification_report
 
-from search.tracking import Tracker
+from search.tracking import RunHandle
 
 
 def class_names(num_classes: int, names: Sequence[str] | None) -> list[str]:
@@ -82,7 +82,7 @@ def study_plot(plot: Callable[[optuna.Study], Any], study: optuna.Study, *,
     return figure
 
 
-def log_study_plots(tracker: Tracker, run_id: str, study: optuna.Study) -> None:
+def log_study_plots(run: RunHandle, study: optuna.Study) -> None:
     """Optimization history, parameter importances and intermediate values, as PNGs."""
     from optuna.visualization import matplotlib as optuna_plots
 
@@ -94,5 +94,5 @@ def log_study_plots(tracker: Tracker, run_id: str, study: optuna.Study) -> None:
         figure = study_plot(plot, study)
         if figure is None:
             continue
-        tracker.log_figure(run_id, figure, f"study/{name}")
+        run.log_figure(figure, f"study/{name}")
         plt.close(figure)

@@ -28,10 +28,13 @@ from optuna.trial import FrozenTrial, TrialState
 from optuna.visualization import matplotlib as optuna_plots
 from sklearn.metrics import precision_recall_fscore_support
 
+from han.files import written_atomically
 from han.train import macro_scores
-from search import reports, runner
+from search import reports
+from search.errors import SearchError
 from search.formatting import duration, short
 from search.records import StudyRecord, TrialRecord
+from search.storage import check_sqlite_target, open_study
 from search.tracking import Tracker, TrackingError, redact
 
 REPORT_ARTIFACT_DIR = "report"
@@ -95,15 +98,15 @@ def write_report(*, study_name: str, storage: str, tracking_uri: str,
     why it was not logged.
     """
     started = time.perf_counter()
-    study = runner.load_study(study_name, storage)
+    study = open_study(study_name, storage)
     page = render_report(study, class_names=StudyRecord.of(study).class_names, storage=storage)
     out = out_dir / report_name(study_name)
     try:
-        with runner.written_atomically(out) as temporary:
+        with written_atomically(out) as temporary:
             temporary.write_text(page, encoding="utf-8")
     except OSError as error:  # --out is a file, a read-only folder, a full disk...
         where = f"{error.filename}: " if error.filename else ""
-        raise runner.SearchError(f"cannot write {out} ({where}{error.strerror or error})"
+        raise SearchError(f"cannot write {out} ({where}{error.strerror or error})"
                                  ) from error
     seconds = time.perf_counter() - started
     return ReportResult(out=out, size_bytes=out.stat().st_size,
@@ -117,8 +120,8 @@ def log_report(page: Path, *, study_name: str, tracking_uri: str) -> Logged:
     """Upload the page under report/ on the study's existing parent run; creates no run."""
     try:
         # Opening a SQLite URI creates the database: a missing one stays missing.
-        runner.check_sqlite_target(tracking_uri, what="MLflow store", must_exist=True)
-    except runner.SearchError as missing:
+        check_sqlite_target(tracking_uri, what="MLflow store", must_exist=True)
+    except SearchError as missing:
         return Logged(note=f"{missing}; the report was not logged")
     tracker = Tracker(tracking_uri=tracking_uri)
     try:
@@ -131,7 +134,7 @@ def log_report(page: Path, *, study_name: str, tracking_uri: str) -> Logged:
             return Logged(warning=_not_logged(tracker))
         return Logged(note=f"study {study_name!r} has no MLflow parent run in "
                       f"{redact(tracking_uri)}; the report was not logged")
-    if not tracker.log_artifact(run_id, page, artifact_path=REPORT_ARTIFACT_DIR):
+    if not tracker.run(run_id).log_artifact(page, artifact_path=REPORT_ARTIFACT_DIR):
         return Logged(parent_run_id=run_id, warning=_not_logged(tracker))
     return Logged(parent_run_id=run_id, artifact=f"{REPORT_ARTIFACT_DIR}/{page.name}")
 

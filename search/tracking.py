@@ -1,8 +1,10 @@
-"""MLflow, reached only through explicit run ids.
+"""MLflow runs as context managers over explicit run ids, every request under one retry policy.
 
 Nothing here touches MLflow's process-global active run, so trials in threads, processes or
-on other machines never log into each other's runs. Every write is retried with backoff;
-when the server stays away, the trial goes on and a warning says what was not logged.
+on other machines never log into each other's runs. Requests that later steps depend on
+(opening an experiment or a refit run, reading a run, downloading) raise TrackingError when
+MLflow stays away; writes (metrics, tags, artifacts) are best effort: the trial goes on and
+a warning says what was not logged.
 """
 
 from __future__ import annotations
@@ -10,35 +12,32 @@ from __future__ import annotations
 import logging
 import math
 import os
-import tempfile
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+import optuna
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, Run, RunTag
 from mlflow.exceptions import MlflowException
 
 from han.errors import first_line
+from search import records
+from search.records import MAX_PARAM_LENGTH, Role, RunState
 
 log = logging.getLogger("han_search.tracking")
 T = TypeVar("T")
 
-ROLE_TAG = "han.role"
-STUDY_TAG = "han.study"
-STATE_TAG = "state"
-PARENT_TAG = "mlflow.parentRunId"
-RUN_NAME_TAG = "mlflow.runName"
 CHECKPOINT_ARTIFACT = "checkpoint/best.pt"
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 HEALTH_TIMEOUT_S = 10
-# After a write failed for good, later writes get one try each for this long.
-OUTAGE_GRACE_S = 60.0
-# MLflow rejects longer param values.
-_MAX_PARAM_LENGTH = 6000
+_OLDEST_FIRST = ["attributes.start_time ASC", "attributes.run_id ASC"]
+OnEnd = Callable[[RunState, str], None]
 
 
 class TrackingError(RuntimeError):
@@ -56,265 +55,338 @@ def redact(url: str) -> str:
     return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
 
 
+@dataclass(frozen=True, kw_only=True)
+class RetryPolicy:
+    """How hard a request to MLflow is tried, ours and MLflow's own HTTP client's alike.
+
+    A request gets `attempts` tries, `backoff_s` apart and doubling. After one failed for
+    good, later requests get a single try each for `outage_s`: while the server is down,
+    each epoch's logging costs one failed request, not a full round of backoff. MLflow's
+    HTTP client would retry 7 times with exponential backoff (minutes per request when a
+    server is down); `http_retries` and `http_timeout_s` hold it to seconds.
+    """
+
+    attempts: int = 5
+    backoff_s: float = 0.5
+    outage_s: float = 60.0
+    http_retries: int = 2
+    http_timeout_s: int = 30
+
+    def apply_http_settings(self) -> None:
+        """Set MLflow's HTTP settings for this process; an explicit setting in the
+        environment wins."""
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", str(self.http_retries))
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(self.http_timeout_s))
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+
+class Requests:
+    """Requests to one MLflow store under a RetryPolicy: required ones return their value or
+    raise TrackingError; best-effort writes warn, are listed in `not_logged` and say False."""
+
+    def __init__(self, tracking_uri: str, policy: RetryPolicy) -> None:
+        self.tracking_uri = tracking_uri
+        self.client = MlflowClient(tracking_uri=tracking_uri)
+        self.policy = policy
+        self.not_logged: list[str] = []
+        self._failed_at = -math.inf
+
+    def required(self, what: str, action: Callable[[], T]) -> T:
+        down = time.monotonic() - self._failed_at < self.policy.outage_s
+        attempts = 1 if down else self.policy.attempts
+        attempt = 1
+        while True:
+            try:
+                result = action()
+            except (MlflowException, OSError, ConnectionError) as error:
+                transient = _transient(error)
+                if not transient or attempt >= attempts:
+                    if transient:
+                        self._failed_at = time.monotonic()
+                    raise TrackingError(f"MLflow at {redact(self.tracking_uri)}: could not "
+                                        f"{what} ({first_line(error, limit=160)})") from error
+                time.sleep(self.policy.backoff_s * 2 ** (attempt - 1))
+                attempt += 1
+                continue
+            self._failed_at = -math.inf
+            return result
+
+    def write(self, what: str, action: Callable[[], object]) -> bool:
+        try:
+            self.required(what, action)
+        except TrackingError as error:
+            self.skipped(what, error)
+            return False
+        return True
+
+    def skipped(self, what: str, error: TrackingError) -> None:
+        log.warning("%s; not logged", error)
+        self.not_logged.append(what)
+
+
+def param_batch(params: Mapping[str, Any]) -> list[Param]:
+    """Params as MLflow takes them: strings, cut to the longest value it accepts."""
+    return [Param(key, str(value)[:MAX_PARAM_LENGTH]) for key, value in params.items()]
+
+
+class RunHandle:
+    """One MLflow run by its id; every write is best effort. A run MLflow could not start
+    (`run_id` None) takes the writes as no-ops."""
+
+    def __init__(self, requests: Requests, run_id: str | None) -> None:
+        self.requests = requests
+        self.run_id = run_id
+
+    @property
+    def id(self) -> str:
+        """The id of a run that was started (a required run always is)."""
+        if self.run_id is None:
+            raise TrackingError(f"MLflow at {redact(self.requests.tracking_uri)}: the run "
+                                "was never started")
+        return self.run_id
+
+    def _write(self, what: str, action: Callable[[MlflowClient, str], object]) -> bool:
+        run_id, client = self.run_id, self.requests.client
+        if run_id is None:
+            return False
+        return self.requests.write(what, lambda: action(client, run_id))
+
+    def log_metrics(self, metrics: Mapping[str, float], *, step: int) -> None:
+        now = int(time.time() * 1000)
+        batch = [Metric(key, float(value), now, step) for key, value in metrics.items()]
+        self._write(f"log metrics of step {step}",
+                    lambda client, run_id: client.log_batch(run_id, metrics=batch))
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        batch = [RunTag(key, str(value)) for key, value in tags.items()]
+        self._write("set tags", lambda client, run_id: client.log_batch(run_id, tags=batch))
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        if params:
+            self._write("log params", lambda client, run_id: client.log_batch(
+                run_id, params=param_batch(params)))
+
+    def log_artifact(self, path: Path, *, artifact_path: str | None = None) -> bool:
+        """Upload a file; False when it could not be (no run, or MLflow unreachable)."""
+        return self._write(f"upload {path.name}", lambda client, run_id: client.log_artifact(
+            run_id, str(path), artifact_path))
+
+    def log_text(self, text: str, artifact_file: str) -> None:
+        self._write(f"upload {artifact_file}",
+                    lambda client, run_id: client.log_text(run_id, text, artifact_file))
+
+    def log_figure(self, figure: Any, artifact_file: str) -> None:
+        self._write(f"upload {artifact_file}",
+                    lambda client, run_id: client.log_figure(run_id, figure, artifact_file))
+
+    def end(self, state: RunState, reason: str | None = None) -> None:
+        """End the run with the status of `state`, tagged with the state and reason."""
+        self.set_tags(records.end_tags(state, reason))
+        self._write(f"end run {self.run_id}", lambda client, run_id: client.set_terminated(
+            run_id, status=state.status))
+
+    @contextmanager
+    def ending(self, on_end: OnEnd | None = None) -> Iterator[RunHandle]:
+        """End the run when the block is left: complete, or as the exception says
+        (RunState.ended_by); `on_end` hears how a run that did not complete ended."""
+        try:
+            yield self
+        except BaseException as error:
+            state, reason = RunState.ended_by(error)
+            if on_end is not None:
+                on_end(state, reason)
+            self.end(state, reason)
+            raise
+        self.end(RunState.COMPLETE)
+
+
+class Tracker:
+    """One experiment per study: a parent run per study, a child run per trial, refit runs."""
+
+    def __init__(self, *, tracking_uri: str = DEFAULT_TRACKING_URI,
+                 policy: RetryPolicy | None = None) -> None:
+        self.policy = policy or RetryPolicy()
+        self.policy.apply_http_settings()
+        self.requests = Requests(tracking_uri, self.policy)
+        self.client = self.requests.client
+        self.tracking_uri = tracking_uri
+        self.not_logged = self.requests.not_logged
+        self._experiments: dict[str, str] = {}
+
+    def check_reachable(self) -> None:
+        """Fail before any training when the tracking store cannot be reached.
+
+        A server is asked for its health with a short timeout first: going through the
+        client would wait out MLflow's own HTTP retries.
+        """
+        if self.tracking_uri.startswith(("http://", "https://")):
+            _check_health(self.tracking_uri)
+        self.requests.required("reach the tracking store",
+                               lambda: self.client.search_experiments(max_results=1))
+
+    def experiment_id(self, study_name: str) -> str:
+        if study_name not in self._experiments:
+            self._experiments[study_name] = self.requests.required(
+                f"open experiment {study_name!r}",
+                lambda: _experiment(self.client, study_name, self.tracking_uri))
+        return self._experiments[study_name]
+
+    @contextmanager
+    def study_run(self, study_name: str, *, tags: Mapping[str, str],
+                  params: Mapping[str, Any]) -> Iterator[RunHandle]:
+        """The study's parent run for one session: found again and reopened when the study
+        continues, else created. It ends FINISHED however the session ends, so the UI never
+        shows a study as running when no process works on it."""
+        experiment_id = self.experiment_id(study_name)
+        run_id = self.requests.required("open the study's parent run", lambda: _parent_run(
+            self.client, experiment_id, study_name, tags))
+        run = self.run(run_id)
+        run.log_params(params)
+        try:
+            yield run
+        finally:
+            self.requests.write("end the study's parent run", lambda: self.client.set_terminated(
+                run_id, status=RunState.COMPLETE.status))
+
+    def find_parent_run(self, study_name: str) -> str | None:
+        """The study's parent run, or None when it has none (or MLflow could not say: see
+        `not_logged`). Creates nothing and leaves the run's status alone."""
+
+        def find() -> str | None:
+            experiment = self.client.get_experiment_by_name(study_name)
+            return None if experiment is None else _earliest_parent(
+                self.client, experiment.experiment_id)
+
+        try:
+            return self.requests.required("find the study's parent run", find)
+        except TrackingError as error:
+            self.requests.skipped("find the study's parent run", error)
+            return None
+
+    def run(self, run_id: str | None) -> RunHandle:
+        """A handle on an existing run (None: a run MLflow never had; writes do nothing)."""
+        return RunHandle(self.requests, run_id)
+
+    @contextmanager
+    def child_run(self, *, experiment_id: str, name: str, tags: Mapping[str, str],
+                  params: Mapping[str, Any] | None = None, resume: str | None = None,
+                  required: bool = True, on_end: OnEnd | None = None) -> Iterator[RunHandle]:
+        """A run for the length of the block, ended as RunHandle.ending says.
+
+        With `resume` (an MLflow filter), the oldest run it matches is reopened instead of a
+        new one. A required run that cannot be started raises TrackingError; a best-effort
+        one (a trial's: training goes on without MLflow) logs nothing.
+        """
+
+        def open_run() -> str:
+            found = [] if resume is None else self.client.search_runs(
+                [experiment_id], resume, order_by=_OLDEST_FIRST, max_results=1)
+            if found:
+                self.client.update_run(found[0].info.run_id, status=RunState.RUNNING.status)
+                return found[0].info.run_id
+            run_id = self.client.create_run(experiment_id, run_name=name,
+                                            tags=dict(tags)).info.run_id
+            if params:
+                self.client.log_batch(run_id, params=param_batch(params))
+            return run_id
+
+        try:
+            run = self.run(self.requests.required(f"start run {name}", open_run))
+        except TrackingError as error:
+            if required:
+                raise
+            self.requests.skipped(f"start run {name}", error)
+            run = self.run(None)
+        with run.ending(on_end):
+            yield run
+
+    @contextmanager
+    def trial_run(self, trial: optuna.Trial, *, study_name: str, parent_run_id: str,
+                  params: Mapping[str, Any], tags: Mapping[str, str]) -> Iterator[RunHandle]:
+        """The trial's child run; its id, and the reason it did not complete, go on the
+        Optuna trial too."""
+        with self.child_run(
+                experiment_id=self.experiment_id(study_name), name=f"trial-{trial.number}",
+                tags=records.run_tags(Role.TRIAL, study=study_name,
+                                      parent_run_id=parent_run_id,
+                                      trial_number=trial.number) | dict(tags),
+                params=params, required=False,
+                on_end=lambda _state, reason: records.set_reason(trial, reason)) as run:
+            if run.run_id is not None:
+                records.set_run_id(trial, run.run_id)
+            yield run
+
+    def find_runs(self, experiment_id: str, filter_string: str) -> list[Run]:
+        """Runs matching an MLflow filter, oldest first; resuming relies on it, so required."""
+        return list(self.requests.required("search runs", lambda: self.client.search_runs(
+            [experiment_id], filter_string=filter_string, order_by=_OLDEST_FIRST,
+            max_results=1000)))
+
+    def get_run(self, run_id: str) -> Run:
+        return self.requests.required(f"read run {run_id}", lambda: self.client.get_run(run_id))
+
+    def download(self, run_id: str, artifact_path: str, destination: Path) -> Path:
+        return Path(self.requests.required(
+            f"download {artifact_path} of run {run_id}",
+            lambda: self.client.download_artifacts(run_id, artifact_path, str(destination))))
+
+
+def _check_health(tracking_uri: str) -> None:
+    """Ask a server for its health with a short timeout: going through the client would
+    wait out MLflow's own HTTP retries."""
+    url = tracking_uri.rstrip("/") + "/health"
+    try:
+        with urllib.request.urlopen(url, timeout=HEALTH_TIMEOUT_S) as response:
+            response.read()
+    except (OSError, ValueError) as error:
+        raise TrackingError(f"MLflow at {redact(tracking_uri)}: not reachable "
+                            f"({first_line(error, limit=160)})") from error
+
+
+def _experiment(client: MlflowClient, study_name: str, tracking_uri: str) -> str:
+    """The study's experiment id, the experiment created when it has none."""
+    experiment = client.get_experiment_by_name(study_name)
+    if experiment is not None:
+        return experiment.experiment_id
+    try:
+        return client.create_experiment(study_name, artifact_location=_artifact_root(
+            tracking_uri), tags={records.Tag.STUDY: study_name})
+    except MlflowException:
+        # Another worker created it between our lookup and create.
+        experiment = client.get_experiment_by_name(study_name)
+        if experiment is None:
+            raise
+        return experiment.experiment_id
+
+
+def _earliest_parent(client: MlflowClient, experiment_id: str) -> str | None:
+    found = client.search_runs([experiment_id], records.role_filter(Role.STUDY),
+                               order_by=_OLDEST_FIRST, max_results=1)
+    return found[0].info.run_id if found else None
+
+
+def _parent_run(client: MlflowClient, experiment_id: str, study_name: str,
+                tags: Mapping[str, str]) -> str:
+    """The study's parent run, created when it has none, marked RUNNING."""
+    run_id = _earliest_parent(client, experiment_id)
+    if run_id is None:
+        mine = client.create_run(experiment_id, run_name=f"study:{study_name}",
+                                 tags=records.run_tags(Role.STUDY, study=study_name) | dict(tags))
+        # Workers on other machines may have raced us: all settle on the earliest.
+        run_id = _earliest_parent(client, experiment_id) or mine.info.run_id
+        if run_id != mine.info.run_id:
+            client.delete_run(mine.info.run_id)
+    if client.get_run(run_id).info.status != RunState.RUNNING.status:
+        client.update_run(run_id, status=RunState.RUNNING.status)
+    return run_id
+
+
 def _artifact_root(tracking_uri: str) -> str | None:
     """Artifacts of a SQLite-backed store go beside the database file, not into the cwd."""
     if tracking_uri.startswith("sqlite:///"):
         database = Path(tracking_uri.removeprefix("sqlite:///")).resolve()
         return (database.parent / "mlruns").as_uri()
     return None
-
-
-class Tracker:
-    """One experiment per study; a parent run per study and a child run per trial."""
-
-    def __init__(self, *, tracking_uri: str = DEFAULT_TRACKING_URI, retries: int = 4,
-                 backoff_s: float = 0.5) -> None:
-        self.tracking_uri = tracking_uri
-        self.client = MlflowClient(tracking_uri=tracking_uri)
-        self.retries = retries
-        self.backoff_s = backoff_s
-        self.not_logged: list[str] = []
-        self._experiments: dict[str, str] = {}
-        self._failed_at = -math.inf
-
-    # -- plumbing ---------------------------------------------------------------------
-
-    def _call(self, what: str, action: Callable[[], T], *, required: bool = False) -> T | None:
-        """Run one MLflow request, retrying; a required one raises, others warn and skip.
-
-        After a request has failed for good, the next ones get a single try for a while:
-        while the server is down, each epoch's logging costs one failed request, not a
-        full round of backoff.
-        """
-        delay = self.backoff_s
-        down = time.monotonic() - self._failed_at < OUTAGE_GRACE_S
-        retries = 0 if down else self.retries
-        for attempt in range(retries + 1):
-            try:
-                result = action()
-                self._failed_at = -math.inf
-                return result
-            except (MlflowException, OSError, ConnectionError) as error:
-                if attempt == retries or not _transient(error):
-                    if _transient(error):
-                        self._failed_at = time.monotonic()
-                    message = (f"MLflow at {redact(self.tracking_uri)}: could not {what} "
-                               f"({first_line(error, limit=160)})")
-                    if required:
-                        raise TrackingError(message) from error
-                    log.warning("%s; not logged", message)
-                    self.not_logged.append(what)
-                    return None
-                time.sleep(delay)
-                delay *= 2
-        return None  # unreachable
-
-    def check_reachable(self) -> None:
-        """Fail before any training when the tracking store cannot be reached.
-
-        A server is asked for its health with a short timeout first: going through the
-        client would wait out MLflow's own HTTP retries, minutes for a closed port.
-        """
-        if self.tracking_uri.startswith(("http://", "https://")):
-            url = self.tracking_uri.rstrip("/") + "/health"
-            try:
-                with urllib.request.urlopen(url, timeout=HEALTH_TIMEOUT_S) as response:
-                    response.read()
-            except (OSError, ValueError) as error:
-                raise TrackingError(f"MLflow at {redact(self.tracking_uri)}: not reachable "
-                                    f"({first_line(error, limit=160)})") from error
-        self._call("reach the tracking store", lambda: self.client.search_experiments(
-            max_results=1), required=True)
-
-    # -- runs -------------------------------------------------------------------------
-
-    def experiment_id(self, study_name: str) -> str:
-        if study_name in self._experiments:
-            return self._experiments[study_name]
-
-        def find_or_create() -> str:
-            experiment = self.client.get_experiment_by_name(study_name)
-            if experiment is not None:
-                return experiment.experiment_id
-            try:
-                return self.client.create_experiment(
-                    study_name, artifact_location=_artifact_root(self.tracking_uri),
-                    tags={STUDY_TAG: study_name})
-            except MlflowException:
-                # Another worker created it between our lookup and create.
-                experiment = self.client.get_experiment_by_name(study_name)
-                if experiment is None:
-                    raise
-                return experiment.experiment_id
-
-        result = self._call(f"open experiment {study_name!r}", find_or_create, required=True)
-        assert result is not None
-        self._experiments[study_name] = result
-        return result
-
-    def _earliest_parent(self, experiment_id: str) -> str | None:
-        found = self.client.search_runs(
-            [experiment_id], filter_string=f"tags.`{ROLE_TAG}` = 'study'",
-            order_by=["attributes.start_time ASC", "attributes.run_id ASC"], max_results=1)
-        return found[0].info.run_id if found else None
-
-    def parent_run(self, study_name: str, *, tags: Mapping[str, str] | None = None) -> str:
-        """The study's parent run: found again when the study continues, else created."""
-        experiment_id = self.experiment_id(study_name)
-
-        def find_or_create() -> str:
-            run_id = self._earliest_parent(experiment_id)
-            if run_id is None:
-                mine = self.client.create_run(
-                    experiment_id, run_name=f"study:{study_name}",
-                    tags={ROLE_TAG: "study", STUDY_TAG: study_name, **(tags or {})})
-                # Workers on other machines may have raced us: all settle on the earliest.
-                run_id = self._earliest_parent(experiment_id) or mine.info.run_id
-                if run_id != mine.info.run_id:
-                    self.client.delete_run(mine.info.run_id)
-            if self.client.get_run(run_id).info.status != "RUNNING":
-                self.client.update_run(run_id, status="RUNNING")
-            return run_id
-
-        result = self._call("open the study's parent run", find_or_create, required=True)
-        assert result is not None
-        return result
-
-    def find_parent_run(self, study_name: str) -> str | None:
-        """The study's parent run, or None when it has none (or MLflow could not say: see
-        `not_logged`). Creates nothing, not even the experiment, and leaves the run's
-        status alone."""
-
-        def find() -> str | None:
-            experiment = self.client.get_experiment_by_name(study_name)
-            return None if experiment is None else self._earliest_parent(
-                experiment.experiment_id)
-
-        return self._call("find the study's parent run", find)
-
-    def start_trial(self, *, study_name: str, parent_run_id: str, trial_number: int,
-                    params: Mapping[str, Any], tags: Mapping[str, str]) -> str | None:
-        experiment_id = self.experiment_id(study_name)
-
-        def create() -> str:
-            run = self.client.create_run(
-                experiment_id, run_name=f"trial-{trial_number}",
-                tags={PARENT_TAG: parent_run_id, ROLE_TAG: "trial", STUDY_TAG: study_name,
-                      "trial_number": str(trial_number), STATE_TAG: "running", **tags})
-            self.client.log_batch(run.info.run_id, params=[
-                Param(key, str(value)[:_MAX_PARAM_LENGTH]) for key, value in params.items()])
-            return run.info.run_id
-
-        return self._call(f"start the run of trial {trial_number}", create)
-
-    def log_metrics(self, run_id: str | None, metrics: Mapping[str, float], *,
-                    step: int) -> None:
-        if run_id is None:
-            return
-        now = int(time.time() * 1000)
-        batch = [Metric(key, float(value), now, step) for key, value in metrics.items()]
-        self._call(f"log metrics of step {step}",
-                   lambda: self.client.log_batch(run_id, metrics=batch))
-
-    def set_tags(self, run_id: str | None, tags: Mapping[str, Any]) -> None:
-        if run_id is None:
-            return
-        batch = [RunTag(key, str(value)) for key, value in tags.items()]
-        self._call("set tags", lambda: self.client.log_batch(run_id, tags=batch))
-
-    def log_params(self, run_id: str | None, params: Mapping[str, Any]) -> None:
-        if run_id is None or not params:
-            return
-        batch = [Param(key, str(value)[:_MAX_PARAM_LENGTH]) for key, value in params.items()]
-        self._call("log params", lambda: self.client.log_batch(run_id, params=batch))
-
-    def log_artifact(self, run_id: str | None, path: Path, *,
-                     artifact_path: str | None = None) -> bool:
-        """Upload a file; False when it could not be (no run, or MLflow unreachable)."""
-        if run_id is None:
-            return False
-        done = self._call(f"upload {path.name}",
-                          lambda: self.client.log_artifact(run_id, str(path), artifact_path)
-                          or True)
-        return bool(done)
-
-    def log_text(self, run_id: str | None, text: str, artifact_file: str) -> None:
-        if run_id is None:
-            return
-        self._call(f"upload {artifact_file}",
-                   lambda: self.client.log_text(run_id, text, artifact_file))
-
-    def log_figure(self, run_id: str | None, figure: Any, artifact_file: str) -> None:
-        if run_id is None:
-            return
-        self._call(f"upload {artifact_file}",
-                   lambda: self.client.log_figure(run_id, figure, artifact_file))
-
-    def finish(self, run_id: str | None, *, status: str, state: str,
-               reason: str | None = None) -> None:
-        """End a run as FINISHED, KILLED or FAILED, with the trial's state as a tag."""
-        if run_id is None:
-            return
-        tags = {STATE_TAG: state} | ({"reason": reason[:5000]} if reason else {})
-        self.set_tags(run_id, tags)
-        self._call(f"end run {run_id}",
-                   lambda: self.client.set_terminated(run_id, status=status))
-
-    def end_parent(self, run_id: str) -> None:
-        self._call("end the study's parent run",
-                   lambda: self.client.set_terminated(run_id, status="FINISHED"))
-
-    def start_run(self, *, experiment_id: str, run_name: str, tags: Mapping[str, str],
-                  params: Mapping[str, Any] | None = None) -> str:
-        """A run that later steps depend on (a refit and its folds): failing is an error."""
-
-        def create() -> str:
-            run = self.client.create_run(experiment_id, run_name=run_name, tags=dict(tags))
-            if params:
-                self.client.log_batch(run.info.run_id, params=[
-                    Param(key, str(value)[:_MAX_PARAM_LENGTH])
-                    for key, value in params.items()])
-            return run.info.run_id
-
-        result = self._call(f"start run {run_name}", create, required=True)
-        assert result is not None
-        return result
-
-    def find_runs(self, experiment_id: str, filter_string: str) -> list[Run]:
-        """Runs matching an MLflow filter, oldest first; resuming relies on it, so required."""
-        result = self._call("search runs", lambda: self.client.search_runs(
-            [experiment_id], filter_string=filter_string,
-            order_by=["attributes.start_time ASC", "attributes.run_id ASC"],
-            max_results=1000), required=True)
-        return list(result or [])
-
-    def get_run(self, run_id: str) -> Run:
-        result = self._call(f"read run {run_id}", lambda: self.client.get_run(run_id),
-                            required=True)
-        assert result is not None
-        return result
-
-    def reopen(self, run_id: str) -> None:
-        """Mark a run RUNNING again while work is added to it (a resumed refit)."""
-        self._call(f"reopen run {run_id}",
-                   lambda: self.client.update_run(run_id, status="RUNNING"))
-
-    def download_artifact(self, run_id: str, artifact_path: str, destination: Path) -> Path:
-        local = self._call(
-            f"download {artifact_path} of run {run_id}",
-            lambda: self.client.download_artifacts(run_id, artifact_path, str(destination)),
-            required=True)
-        assert local is not None
-        return Path(local)
-
-    def download_checkpoint(self, run_id: str, destination: Path) -> Path:
-        local = self._call(
-            f"download the checkpoint of run {run_id}",
-            lambda: self.client.download_artifacts(run_id, CHECKPOINT_ARTIFACT,
-                                                   str(destination)),
-            required=True)
-        assert local is not None
-        return Path(local)
 
 
 # Requests that would fail the same way again; everything else (connection refused, server
@@ -325,7 +397,3 @@ _PERMANENT_ERRORS = {"INVALID_PARAMETER_VALUE", "RESOURCE_ALREADY_EXISTS", "BAD_
 
 def _transient(error: BaseException) -> bool:
     return getattr(error, "error_code", None) not in _PERMANENT_ERRORS
-
-
-def temporary_directory(prefix: str) -> tempfile.TemporaryDirectory[str]:
-    return tempfile.TemporaryDirectory(prefix=prefix, dir=os.environ.get("TMPDIR"))

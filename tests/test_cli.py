@@ -15,6 +15,7 @@ from typer.testing import CliRunner, Result
 
 from search import cli
 from search.cli import app
+from search.lifecycle import RunOptions
 from tests.conftest import chinese_news, easy_corpus, write_tsv
 from tests.test_search import (
     STRONG,
@@ -360,9 +361,9 @@ def test_run_with_a_storage_that_cannot_be_opened_creates_no_database(
 
 
 def test_workers_get_the_parents_options_including_the_file_format() -> None:
-    args = cli._worker_args(Path("study.toml"), study="s", timeout=None, train=Path("a.csv"),
-                            test=None, sep="\t", text_col="content", label_col=None,
-                            tokens="chars", heartbeat=10)
+    options = RunOptions(train=Path("a.csv"), test=None, heartbeat_s=10)
+    args = cli._worker_args(Path("study.toml"), options, study="s", timeout=None, sep="\t",
+                            text_col="content", label_col=None, tokens="chars")
     flags = args[::2]
     assert dict(zip(flags, args[1::2], strict=True)) == {
         "--config": "study.toml", "--study": "s", "--train": "a.csv", "--sep": "\t",

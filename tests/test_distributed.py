@@ -191,10 +191,10 @@ def pg_storage() -> Iterator[str]:
 
 
 def test_bare_postgresql_url_opens_with_psycopg2(pg_storage: str) -> None:
-    from search import runner
+    from search.storage import open_storage
 
     bare = pg_storage.replace(f"{PG_SCHEME}://", "postgresql://", 1)
-    storage = runner.open_storage(bare)
+    storage = open_storage(bare)
     assert isinstance(storage, optuna.storages.RDBStorage)
 
 

@@ -20,7 +20,8 @@ from mlflow import MlflowClient
 from mlflow.entities import Run
 from sklearn.metrics import f1_score
 
-from search import runner
+from search.export import export_best
+from search.lifecycle import RunOptions, run_study
 from search.refit import FoldResult, fold_weights, unstable_folds
 from search.studyfile import load_study_file
 from tests.conftest import easy_corpus
@@ -68,12 +69,12 @@ def refitted(tmp_path_factory: pytest.TempPathFactory) -> Refitted:
                            test="test.tsv", trials=1, reference=STRONG)
     storage = f"sqlite:///{root}/optuna.db"
     tracking_uri = f"sqlite:///{root}/mlflow.db"
-    summary = runner.run_study(load_study_file(spec_path), storage=storage,
-                               tracking_uri=tracking_uri, device="cpu",
-                               work_dir=root / "work")
+    summary = run_study(load_study_file(spec_path),
+                        RunOptions(storage=storage, tracking_uri=tracking_uri, device="cpu"),
+                        work_dir=root / "work")
     assert summary.best_value is not None
     single_out = root / "single.csv"
-    runner.export_best(study_name="refit", storage=storage, tracking_uri=tracking_uri,
+    export_best(study_name="refit", storage=storage, tracking_uri=tracking_uri,
                        out=single_out, device="cpu")
     out = root / "submission.csv"
     args = ("export-best", "--study", "refit", "--storage", storage, "--tracking-uri",
@@ -219,9 +220,10 @@ def test_refit_of_a_trial_with_embeddings_given_on_the_command_line(tmp_path: Pa
                            test="test.tsv", trials=1, reference=STRONG)
     storage = f"sqlite:///{tmp_path}/optuna.db"
     tracking_uri = f"sqlite:///{tmp_path}/mlflow.db"
-    runner.run_study(load_study_file(spec_path), storage=storage, tracking_uri=tracking_uri,
-                     device="cpu", work_dir=tmp_path / "work",
-                     embeddings=tmp_path / "w2v.txt")
+    run_study(load_study_file(spec_path),
+              RunOptions(storage=storage, tracking_uri=tracking_uri, device="cpu",
+                         embeddings=tmp_path / "w2v.txt"),
+              work_dir=tmp_path / "work")
     result = invoke("export-best", "--study", "w2v", "--storage", storage, "--tracking-uri",
                     tracking_uri, "--out", tmp_path / "refit.csv", "--device", "cpu",
                     "--folds", "2")

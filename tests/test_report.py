@@ -26,8 +26,7 @@ from optuna.trial import FrozenTrial, TrialState
 from sklearn.metrics import confusion_matrix, f1_score
 from typer.testing import Result
 
-from search import runner
-from search.objective import DEV_CONFUSION_ATTR, MAX_EPOCHS_ATTR, RUN_ID_ATTR
+from search.lifecycle import RunOptions, run_study
 from search.study_report import PALETTE, pruning_savings, render_report
 from search.studyfile import load_study_file
 from tests.conftest import easy_corpus
@@ -76,8 +75,9 @@ def reported(tmp_path_factory: pytest.TempPathFactory) -> Reported:
                       reference=STRONG, labels=CLASS_NAMES, startup_trials=2)
     storage = f"sqlite:///{root}/optuna.db"
     tracking_uri = f"sqlite:///{root}/mlflow.db"
-    runner.run_study(load_study_file(spec), storage=storage, tracking_uri=tracking_uri,
-                     device="cpu", work_dir=root / "work")
+    run_study(load_study_file(spec),
+              RunOptions(storage=storage, tracking_uri=tracking_uri, device="cpu"),
+              work_dir=root / "work")
     result = invoke("report", "--study", STUDY, "--out", root / "pages", "--storage", storage,
                     "--tracking-uri", tracking_uri)
     return Reported(root=root, storage=storage, tracking_uri=tracking_uri,
@@ -304,7 +304,7 @@ def test_an_out_folder_that_is_a_file_is_one_error_line(reported: Reported,
 def _trial(number: int, state: TrialState, *, epochs: int, seconds: float | None,
            max_epochs: int | None = None, value: float | None = None) -> FrozenTrial:
     start = datetime(2026, 1, 1, 12, 0, 0) + timedelta(minutes=number)
-    user_attrs: dict[str, Any] = {} if max_epochs is None else {MAX_EPOCHS_ATTR: max_epochs}
+    user_attrs: dict[str, Any] = {} if max_epochs is None else {"max_epochs": max_epochs}
     return FrozenTrial(number=number, state=state, value=value, datetime_start=start,
                        datetime_complete=None if seconds is None
                        else start + timedelta(seconds=seconds),
@@ -339,7 +339,7 @@ def _mixed_study(*, class_names: list[str]) -> optuna.Study:
     value = float(f1_score(true, predicted, average="macro"))
     matrix = confusion_matrix(true, predicted, labels=list(range(len(class_names))))
     for index, (lr, state, trial_value, epochs, attrs) in enumerate((
-            (1e-2, TrialState.COMPLETE, value, 3, {DEV_CONFUSION_ATTR: matrix.tolist()}),
+            (1e-2, TrialState.COMPLETE, value, 3, {"dev_confusion": matrix.tolist()}),
             (1e-3, TrialState.COMPLETE, value / 2, 3, {}),
             (1e-4, TrialState.PRUNED, None, 1, {"reason": "at epoch 1 <i>slow</i>"}),
             (5e-2, TrialState.FAIL, None, 2, {"reason": "RuntimeError: <boom>"}),
@@ -347,7 +347,7 @@ def _mixed_study(*, class_names: list[str]) -> optuna.Study:
             (3e-2, TrialState.WAITING, None, 0, {}))):
         study.add_trial(optuna.trial.create_trial(
             state=state, value=trial_value, params={"lr": lr}, distributions=distribution,
-            user_attrs={MAX_EPOCHS_ATTR: 3, RUN_ID_ATTR: f"run-{lr}", **attrs},
+            user_attrs={"max_epochs": 3, "mlflow_run_id": f"run-{lr}", **attrs},
             intermediate_values={e: 0.1 * e + 0.05 * index for e in range(1, epochs + 1)}))
     return study
 

@@ -23,8 +23,12 @@ from optuna.trial import FrozenTrial, TrialState
 
 from han.io import DataError
 from han.predict import predict
-from search import runner
+from search import export
+from search.errors import SearchError
+from search.lifecycle import RunOptions, run_study
+from search.storage import open_storage
 from search.studyfile import load_study_file
+from search.summary import RunSummary
 from tests.conftest import easy_corpus, write_tsv
 from tests.helpers import toml_value
 
@@ -118,8 +122,8 @@ class Searched:
     spec_path: Path
     storage: str
     tracking_uri: str
-    first: runner.RunSummary
-    second: runner.RunSummary
+    first: RunSummary
+    second: RunSummary
     first_trials: list[FrozenTrial]
     first_parent: Run
     progress: Recorder
@@ -156,12 +160,12 @@ def searched(tmp_path_factory: pytest.TempPathFactory) -> Searched:
     tracking_uri = f"sqlite:///{root}/mlflow.db"
     spec = load_study_file(spec_path)
     progress = Recorder()
-    common = dict(storage=storage, tracking_uri=tracking_uri, device="cpu",
-                  work_dir=root / "work")
-    first = runner.run_study(spec, progress=progress, **common)
+    options = RunOptions(storage=storage, tracking_uri=tracking_uri, device="cpu")
+    common = dict(work_dir=root / "work")
+    first = run_study(spec, options, progress=progress, **common)
     first_trials = optuna.load_study(study_name="tiny", storage=storage).trials
     first_parent = MlflowClient(tracking_uri=tracking_uri).get_run(first.parent_run_id)
-    second = runner.run_study(spec, trials=SECOND_TRIALS, **common)
+    second = run_study(spec, options, trials=SECOND_TRIALS, **common)
     return Searched(root=root, train=train, test=test, test_labels=test_labels,
                     spec_path=spec_path, storage=storage, tracking_uri=tracking_uri,
                     first=first, second=second, first_trials=first_trials,
@@ -180,7 +184,7 @@ def test_first_session_prunes_and_completes_trials(searched: Searched) -> None:
     assert set(states) <= {TrialState.COMPLETE, TrialState.PRUNED}
     # Trial 0 is the [reference] configuration, flagged and reported as the reference.
     assert trials[0].params == STRONG
-    assert trials[0].user_attrs[runner.REFERENCE_ATTR] is True
+    assert trials[0].user_attrs["reference"] is True
     assert searched.first.reference_value == trials[0].value
     assert searched.first.trials_this_run == FIRST_TRIALS
     assert sum(searched.first.states.values()) == FIRST_TRIALS
@@ -195,8 +199,8 @@ def test_first_session_prunes_and_completes_trials(searched: Searched) -> None:
             assert trial.user_attrs["reason"].startswith("at epoch ")
     # The study remembers its files, for export-best.
     study = searched.study()
-    assert study.user_attrs[runner.TRAIN_PATH_ATTR] == str(searched.train.resolve())
-    assert study.user_attrs[runner.TEST_PATH_ATTR] == str(searched.test.resolve())
+    assert study.user_attrs["train_path"] == str(searched.train.resolve())
+    assert study.user_attrs["test_path"] == str(searched.test.resolve())
 
 
 def test_progress_gets_every_trial_and_epoch(searched: Searched) -> None:
@@ -344,7 +348,7 @@ def test_continuing_adds_trials_under_the_same_parent_run(searched: Searched) ->
     assert searched.second.parent_run_id == searched.first.parent_run_id
     assert len(searched.runs("study")) == 1
     # The reference is enqueued for a new study only, never again.
-    assert [t.number for t in trials if t.user_attrs.get(runner.REFERENCE_ATTR)] == [0]
+    assert [t.number for t in trials if t.user_attrs.get("reference")] == [0]
     # The first session's trials are untouched.
     for before, after in zip(searched.first_trials, trials, strict=False):
         assert (before.state, before.params, before.value) == (after.state, after.params,
@@ -366,7 +370,7 @@ def test_continuing_does_not_replay_the_first_sessions_draws(searched: Searched)
 def test_export_best_writes_one_label_per_test_document_in_file_order(
         searched: Searched, tmp_path: Path) -> None:
     out = tmp_path / "nested" / "submission.csv"
-    result = runner.export_best(study_name="tiny", storage=searched.storage,
+    result = export.export_best(study_name="tiny", storage=searched.storage,
                                 tracking_uri=searched.tracking_uri, out=out, device="cpu")
     study = searched.study()
     best = study.best_trial
@@ -396,7 +400,7 @@ def test_export_best_takes_a_test_file_argument(searched: Searched, tmp_path: Pa
     other = tmp_path / "other.tsv"
     labels = unlabelled_test_file(other, docs=12, seed=5)
     out = tmp_path / "other.csv"
-    result = runner.export_best(study_name="tiny", storage=searched.storage,
+    result = export.export_best(study_name="tiny", storage=searched.storage,
                                 tracking_uri=searched.tracking_uri, test=other, out=out,
                                 device="cpu")
     assert result.rows == 12
@@ -415,8 +419,8 @@ def study_without_complete_trial(storage: str, name: str) -> None:
 
 
 @pytest.mark.parametrize(("case", "error", "message"), [
-    ("no complete trial", runner.SearchError, "has no complete trial"),
-    ("no such study", runner.SearchError, "no study named 'nope'"),
+    ("no complete trial", SearchError, "has no complete trial"),
+    ("no such study", SearchError, "no study named 'nope'"),
     ("missing test file", DataError, "no such file"),
 ])
 def test_export_best_errors_leave_no_file(searched: Searched, tmp_path: Path, case: str,
@@ -431,7 +435,7 @@ def test_export_best_errors_leave_no_file(searched: Searched, tmp_path: Path, ca
         kwargs["test"] = tmp_path / "missing.tsv"
     out = tmp_path / "submission.csv"
     with pytest.raises(error, match=message) as raised:
-        runner.export_best(storage=searched.storage, tracking_uri=searched.tracking_uri,
+        export.export_best(storage=searched.storage, tracking_uri=searched.tracking_uri,
                            out=out, device="cpu", **kwargs)
     assert "\n" not in str(raised.value)
     assert list(tmp_path.iterdir()) == []
@@ -445,13 +449,14 @@ def test_parent_run_follows_a_new_best(searched: Searched) -> None:
     path = study_toml(searched.root / "moving.toml", name="moving", train="train.tsv",
                       trials=1, reference=WEAK)
     spec = load_study_file(path)
-    common = dict(storage=searched.storage, tracking_uri=searched.tracking_uri, device="cpu",
-                  work_dir=searched.root / "work")
-    first = runner.run_study(spec, **common)
+    options = RunOptions(storage=searched.storage, tracking_uri=searched.tracking_uri,
+                         device="cpu")
+    common = dict(work_dir=searched.root / "work")
+    first = run_study(spec, options, **common)
     assert first.best_trial == 0
     # The next session starts with a configuration known to beat the weak reference.
     optuna.load_study(study_name="moving", storage=searched.storage).enqueue_trial(STRONG)
-    second = runner.run_study(spec, trials=1, **common)
+    second = run_study(spec, options, trials=1, **common)
     assert second.best_trial == 1
     parent = searched.client.get_run(second.parent_run_id)
     assert parent.data.metrics["best_dev_macro_f1"] == pytest.approx(second.best_value)
@@ -467,7 +472,7 @@ def test_parent_run_follows_a_new_best(searched: Searched) -> None:
 def test_open_storage_with_heartbeats_warns_nothing(tmp_path: Path) -> None:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        storage = runner.open_storage(f"sqlite:///{tmp_path}/optuna.db", heartbeat_s=10)
+        storage = open_storage(f"sqlite:///{tmp_path}/optuna.db", heartbeat_s=10)
     assert isinstance(storage, optuna.storages.RDBStorage)
     assert [str(w.message) for w in caught
             if issubclass(w.category, FutureWarning | DeprecationWarning)] == []

@@ -1,0 +1,102 @@
+"""Exporting a study: its best trial -> checkpoint -> predictions of the test file -> the
+submission file, written atomically."""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from han.batching import DataCache
+from han.files import written_atomically
+from han.predict import Prediction, predict
+from search.errors import SearchError
+from search.records import StudyRecord, TrialRecord
+from search.storage import DEFAULT_STORAGE, open_study
+from search.tracking import CHECKPOINT_ARTIFACT, DEFAULT_TRACKING_URI, Tracker
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    out: Path
+    rows: int
+    trial: int
+    value: float
+    run_id: str | None
+    label_counts: dict[int, int]
+    notes: tuple[str, ...]
+
+
+def best_trial(study: optuna.Study) -> FrozenTrial:
+    """The best complete trial, or a one-line error."""
+    if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        raise SearchError(f"study {study.study_name!r} has no complete trial yet; "
+                          "run more trials")
+    return study.best_trial
+
+
+def best_trial_run(study: optuna.Study) -> tuple[FrozenTrial, str]:
+    """The best complete trial and its MLflow run id, or a one-line error."""
+    best = best_trial(study)
+    run_id = TrialRecord.of(best).run_id
+    if run_id is None:
+        raise SearchError(f"trial {best.number} of study {study.study_name!r} has no "
+                          "MLflow run")
+    return best, run_id
+
+
+def resolve_test_path(study: optuna.Study, test: Path | None, *, cache: DataCache) -> Path:
+    """The given test file, else the study's; read now (into `cache`, for the prediction
+    that follows) so a bad one fails before any work."""
+    record = StudyRecord.of(study)
+    test_path = test or record.test_path
+    if test_path is None:
+        raise SearchError("no test file: pass --test FILE")
+    cache.load_corpus(test_path, labelled=False, file_format=record.file_format)
+    return test_path
+
+
+def write_submission(out: Path, prediction: Prediction) -> None:
+    """The prediction's label column in file order, written atomically."""
+    with written_atomically(out) as temporary:
+        prediction.submission().to_csv(temporary, index=False)
+
+
+def label_counts(labels: np.ndarray) -> dict[int, int]:
+    """How many predictions each class got (classes never predicted left out)."""
+    return {i: int(c) for i, c in enumerate(np.bincount(labels)) if c}
+
+
+def best_checkpoint(study: optuna.Study, tracker: Tracker,
+                    scratch: Path) -> tuple[FrozenTrial, str | None, Path]:
+    """The best trial, its MLflow run and its checkpoint: downloaded from the run, or, when
+    MLflow was down as the trial ended, the copy kept on this disk (the trial records where)."""
+    best = best_trial(study)
+    record = TrialRecord.of(best)
+    if record.local_checkpoint is not None and record.local_checkpoint.is_file():
+        return best, record.run_id, record.local_checkpoint
+    best, run_id = best_trial_run(study)
+    return best, run_id, tracker.download(run_id, CHECKPOINT_ARTIFACT, scratch)
+
+
+def export_best(*, study_name: str, storage: str = DEFAULT_STORAGE,
+                tracking_uri: str = DEFAULT_TRACKING_URI, test: Path | None = None,
+                out: Path = Path("submission.csv"), device: str = "auto") -> ExportResult:
+    """Predict the test file with the best complete trial's checkpoint; write `label` CSV."""
+    study = open_study(study_name, storage)
+    best_trial(study)
+    cache = DataCache()
+    test_path = resolve_test_path(study, test, cache=cache)
+    tracker = Tracker(tracking_uri=tracking_uri)
+    with tempfile.TemporaryDirectory(prefix="han-export-") as scratch:
+        best, run_id, checkpoint = best_checkpoint(study, tracker, Path(scratch))
+        prediction = predict(checkpoint, test_path, device=device, cache=cache)
+    write_submission(out, prediction)
+    tracker.run(run_id).log_artifact(out, artifact_path="predictions")
+    return ExportResult(out=out, rows=len(prediction.labels), trial=best.number,
+                        value=float(best.value or 0.0), run_id=run_id,
+                        label_counts=label_counts(prediction.labels), notes=prediction.notes)

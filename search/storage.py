@@ -1,0 +1,102 @@
+"""Optuna storages: opening them (SQLite and PostgreSQL), heartbeats, and retrying the
+trials of workers that died."""
+
+from __future__ import annotations
+
+import importlib.util
+import warnings
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from search import records
+from search.errors import SearchError
+from search.records import RunState, TrialRecord
+from search.tracking import Tracker, redact
+
+DEFAULT_STORAGE = "sqlite:///han-search.db"
+DEFAULT_HEARTBEAT_S = 10
+# A trial whose worker died is retried at most this many times.
+MAX_RETRIES = 2
+
+
+def check_sqlite_target(url: str, *, what: str, must_exist: bool = False) -> None:
+    """Refuse a SQLite URL whose file cannot be created (or, to read, does not exist) before
+    anything else is written."""
+    if not url.startswith("sqlite:///"):
+        return
+    database = Path(url.removeprefix("sqlite:///"))
+    if must_exist and not database.is_file():
+        raise SearchError(f"{what} {url}: no such database file")
+    if not database.parent.is_dir():
+        raise SearchError(f"{what} {url}: folder {database.parent} does not exist")
+
+
+def sqlite_file_missing(url: str) -> bool:
+    """A SQLite URL whose database file does not exist (opening it would create it)."""
+    return url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).is_file()
+
+
+def _with_available_postgres_driver(url: str) -> str:
+    """SQLAlchemy 2.1 reads a bare postgresql:// as psycopg 3; the `postgres` extra installs
+    psycopg2, so use it when psycopg 3 is absent."""
+    if not url.startswith("postgresql://"):
+        return url
+    if importlib.util.find_spec("psycopg") is None and importlib.util.find_spec("psycopg2"):
+        return "postgresql+psycopg2://" + url.removeprefix("postgresql://")
+    return url
+
+
+def open_storage(url: str, *, heartbeat_s: int | None = None,
+                 tracker: Tracker | None = None) -> optuna.storages.BaseStorage:
+    """An RDB storage; SQLite waits for locks instead of failing at once.
+
+    With `heartbeat_s`, running trials send heartbeats; one silent for three intervals (its
+    worker died) is failed by the next worker to start a trial, its MLflow run is ended
+    FAILED, and the trial is retried with the same parameters.
+    """
+    url = _with_available_postgres_driver(url)
+    engine_kwargs: dict[str, Any] = {}
+    if url.startswith("sqlite:"):
+        engine_kwargs = {"connect_args": {"timeout": 60}}
+    heartbeat: dict[str, Any] = {}
+    if heartbeat_s:
+
+        def on_stale(study: optuna.Study, trial: FrozenTrial) -> None:
+            if tracker is not None:
+                tracker.run(TrialRecord.of(trial).run_id).end(
+                    RunState.FAILED, "worker stopped sending heartbeats")
+            retry_stale_trial(study, trial)
+
+        heartbeat = {"heartbeat_interval": heartbeat_s, "grace_period": 3 * heartbeat_s,
+                     "heartbeat_stale_trial_callback": on_stale}
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **heartbeat)
+    except Exception as error:  # SQLAlchemy raises many types for a bad URL or server
+        text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise SearchError(f"storage {redact(url)}: cannot open ({text[:200]})") from error
+
+
+def retry_stale_trial(study: optuna.Study, trial: FrozenTrial) -> None:
+    """Enqueue the trial again with the same parameters, pointing at the original."""
+    if TrialRecord.of(trial).retries >= MAX_RETRIES:
+        return
+    study.add_trial(optuna.create_trial(
+        state=TrialState.WAITING, params=trial.params, distributions=trial.distributions,
+        user_attrs=records.retry_attrs(trial)))
+
+
+def open_study(name: str, storage: str) -> optuna.Study:
+    """An existing study (was runner.load_study); an unknown name or missing SQLite file is
+    a one-line SearchError that creates nothing."""
+    check_sqlite_target(storage, what="storage", must_exist=True)
+    optuna_storage = open_storage(storage)
+    names = optuna.get_all_study_names(optuna_storage)
+    if name not in names:
+        known = ", ".join(sorted(names)) or "none"
+        raise SearchError(f"no study named {name!r} in {redact(storage)} (studies: {known})")
+    return optuna.load_study(study_name=name, storage=optuna_storage)

@@ -1,0 +1,93 @@
+"""What a study holds so far, read from its Optuna storage: its summary, the list of studies,
+its top trials."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from search.records import TrialRecord
+from search.storage import DEFAULT_STORAGE, open_storage, sqlite_file_missing
+from search.tracking import redact
+
+
+@dataclass
+class RunSummary:
+    study_name: str
+    storage: str
+    tracking_uri: str
+    parent_run_id: str
+    states: Counter[str] = field(default_factory=Counter)
+    trials_this_run: int = 0
+    best_value: float | None = None
+    best_trial: int | None = None
+    best_params: dict[str, Any] = field(default_factory=dict)
+    reference_value: float | None = None
+    seconds: float = 0.0
+    not_logged: list[str] = field(default_factory=list)
+
+
+def summarize(study: optuna.Study, *, storage: str, tracking_uri: str,
+              parent_run_id: str = "") -> RunSummary:
+    trials = study.get_trials(deepcopy=False)
+    summary = RunSummary(study_name=study.study_name, storage=redact(storage),
+                         tracking_uri=redact(tracking_uri), parent_run_id=parent_run_id,
+                         states=Counter(t.state.name.lower() for t in trials))
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    if complete:
+        best = study.best_trial
+        summary.best_value, summary.best_trial, summary.best_params = (
+            best.value, best.number, dict(best.params))
+    reference = [t for t in complete if TrialRecord.of(t).reference]
+    if reference:
+        summary.reference_value = reference[0].value
+    return summary
+
+
+@dataclass(frozen=True)
+class StudyRow:
+    name: str
+    states: dict[str, int]
+    best_value: float | None
+    best_trial: int | None
+
+
+def list_studies(storage: str = DEFAULT_STORAGE) -> list[StudyRow]:
+    if sqlite_file_missing(storage):
+        return []  # listing must not create the database it looks into
+    optuna_storage = open_storage(storage)
+    rows = []
+    for name in sorted(optuna.get_all_study_names(optuna_storage)):
+        summary = summarize(optuna.load_study(study_name=name, storage=optuna_storage),
+                            storage=storage, tracking_uri="")
+        rows.append(StudyRow(name=name, states=dict(summary.states),
+                             best_value=summary.best_value, best_trial=summary.best_trial))
+    return rows
+
+
+@dataclass(frozen=True)
+class TrialRow:
+    number: int
+    state: str
+    value: float | None
+    epochs: int
+    params: dict[str, Any]
+    run_id: str | None
+    reason: str | None
+
+
+def trial_row(trial: FrozenTrial) -> TrialRow:
+    record = TrialRecord.of(trial)
+    return TrialRow(number=trial.number, state=trial.state.name.lower(), value=trial.value,
+                    epochs=len(trial.intermediate_values), params=dict(trial.params),
+                    run_id=record.run_id, reason=record.reason)
+
+
+def top_trials(study: optuna.Study, *, limit: int = 10) -> list[TrialRow]:
+    trials = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
+    trials.sort(key=lambda t: t.value or 0.0, reverse=study.direction.name == "MAXIMIZE")
+    return [trial_row(t) for t in trials[:limit]]
