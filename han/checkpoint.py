@@ -23,7 +23,14 @@ FORMAT_VERSION = 1
 
 
 class CheckpointError(ValueError):
-    """The file is not a han-search checkpoint, or is damaged."""
+    """The file is not a han-search checkpoint, or is damaged: `path` and the `problem`
+    apart, so a caller that knows where the file came from (a trial's MLflow run) can name
+    that instead of a temporary download path."""
+
+    def __init__(self, path: str | os.PathLike[str], problem: str) -> None:
+        super().__init__(f"{path}: {problem}")
+        self.path = Path(path)
+        self.problem = problem
 
 
 @dataclass(frozen=True)
@@ -64,15 +71,26 @@ def save_checkpoint(path: Path, *, model: HAN, model_config: HANConfig, data_con
 def load_checkpoint(path: str | os.PathLike[str]) -> LoadedModel:
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"{path}: no such checkpoint file")
+        raise CheckpointError(path, "no such checkpoint file")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises several types for foreign or tampered files
-        raise CheckpointError(f"{path}: not a loadable han-search checkpoint "
+        raise CheckpointError(path, "not a loadable han-search checkpoint "
                               f"({first_line(error, limit=160)})") from error
     if not isinstance(payload, dict) or payload.get("format") != FORMAT_VERSION:
-        raise CheckpointError(f"{path}: not a han-search checkpoint (format "
+        raise CheckpointError(path, "not a han-search checkpoint (format "
                               f"{payload.get('format') if isinstance(payload, dict) else '?'})")
+    try:
+        return _loaded(payload)
+    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as error:
+        # A payload of the right format whose parts do not fit: keys missing, weights of
+        # another shape.
+        raise CheckpointError(path, "damaged han-search checkpoint "
+                              f"({type(error).__name__}: {first_line(error, limit=160)})"
+                              ) from error
+
+
+def _loaded(payload: dict[str, Any]) -> LoadedModel:
     model_config = HANConfig(**payload["model_config"])
     model = HAN(model_config)
     model.load_state_dict(payload["state_dict"])

@@ -20,6 +20,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from han.checkpoint import CheckpointError
 from han.config import COMPETITION_FORMAT, DataConfig, FileFormat, HANConfig, TokenMode, TrainConfig
+from han.files import UnwritablePath, check_writable
 from han.io import DataError, load_corpus
 from han.train import EpochMetrics
 from search import export, lifecycle
@@ -28,7 +29,7 @@ from search import summary as summaries
 from search.errors import SearchError
 from search.formatting import duration, short
 from search.lifecycle import RunOptions
-from search.records import TrialRecord
+from search.records import DatasetRecord, TrialRecord
 from search.refit import export_refit
 from search.study_report import write_report
 from search.studyfile import StudyFileError, builtin_study_path, load_study_file
@@ -43,10 +44,12 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-USER_ERRORS = (DataError, StudyFileError, SearchError, TrackingError, CheckpointError)
+USER_ERRORS = (DataError, StudyFileError, SearchError, TrackingError, CheckpointError,
+               UnwritablePath)
 
 StudyName = Annotated[str | None, typer.Option(
-    "--study", help="Study name; default: the name in the study file (demo).")]
+    "--study", help="Study name; default: the training file's name when --train is given "
+    "(news.csv: news), else the study file's (demo). A study keeps one dataset.")]
 Storage = Annotated[str, typer.Option(
     help="Optuna storage URL: sqlite:///FILE or postgresql://USER@HOST/DB.",
     envvar="HAN_SEARCH_STORAGE")]
@@ -253,18 +256,19 @@ def run(
         torch.set_num_threads(threads)
     file_format = dict(sep=sep, text_col=text_col, label_col=label_col, tokens=tokens)
     with user_errors():
-        spec = lifecycle.with_overrides(load_study_file(config or builtin_study_path()),
-                                        name=study, **file_format)
-        typer.echo(f"study {spec.name!r} from {spec.source}; storage {redact(storage)}; "
-                   f"MLflow {redact(tracking_uri)}")
         options = RunOptions(storage=storage, tracking_uri=tracking_uri, device=device,
                              seed=seed, train=train, test=test, embeddings=embeddings,
                              heartbeat_s=heartbeat, sampler_seed_offset=worker_index)
+        spec = lifecycle.with_overrides(load_study_file(config or builtin_study_path()),
+                                        options, name=study, **file_format)
+        typer.echo(f"study {spec.name!r} from {spec.source}; storage {redact(storage)}; "
+                   f"MLflow {redact(tracking_uri)}")
         if workers > 1:
+            # Workers get the study's name as decided here, not a default to derive again.
             summary, code = lifecycle.run_with_workers(
                 spec, options, workers=workers, trials=trials, threads=threads,
-                worker_args=_worker_args(spec.source, options, study=study, timeout=timeout,
-                                         work_dir=work_dir, **file_format))
+                worker_args=_worker_args(spec.source, options, study=spec.name,
+                                         timeout=timeout, work_dir=work_dir, **file_format))
         else:
             summary, code = _run_here(spec, options, trials=trials, timeout=timeout,
                                       work_dir=work_dir, started=started), 0
@@ -310,6 +314,7 @@ def _print_summary(summary: RunSummary) -> None:
     lines = [
         "",
         f"study          {summary.study_name}",
+        f"dataset        {_dataset(summary.dataset)}",
         f"this run       {summary.trials_this_run} trials in {duration(summary.seconds)}",
         f"all trials     {states}"
         + (f" ({100 * pruned / finished:.0f}% pruned)" if finished else ""),
@@ -353,6 +358,7 @@ def embeddings(
 
     read_as = file_format(sep=sep, text_col=text_col, tokens=tokens)
     with user_errors():
+        check_writable(out)
         corpora = [load_corpus(train, labelled=False, file_format=read_as)]
         if test is not None:
             corpora.append(load_corpus(test, labelled=False, file_format=read_as))
@@ -413,12 +419,17 @@ def studies(storage: Storage = stores.DEFAULT_STORAGE) -> None:
     if not rows:
         typer.echo(f"no studies in {redact(storage)}")
         return
-    typer.echo(f"{'study':<24} {'trials':<40} {'best':>8}  best trial")
+    typer.echo(f"{'study':<24} {'trials':<40} {'best':>8}  {'best trial':<10}  dataset")
     for row in rows:
         states = ", ".join(f"{n} {s}" for s, n in sorted(row.states.items()))
         best = f"{row.best_value:.4f}" if row.best_value is not None else "-"
         trial = str(row.best_trial) if row.best_trial is not None else "-"
-        typer.echo(f"{row.name:<24} {states:<40} {best:>8}  {trial}")
+        typer.echo(f"{row.name:<24} {states:<40} {best:>8}  {trial:<10}  "
+                   f"{_dataset(row.dataset)}")
+
+
+def _dataset(dataset: DatasetRecord | None) -> str:
+    return dataset.describe() if dataset is not None else "- (not recorded yet)"
 
 
 @app.command()
@@ -435,6 +446,7 @@ def show(
         rows = summaries.top_trials(loaded, limit=top)
     typer.echo(f"study {study}: " + ", ".join(
         f"{n} {s}" for s, n in sorted(summary.states.items())))
+    typer.echo(f"dataset {_dataset(summary.dataset)}")
     if summary.best_value is None:
         typer.echo("no complete trial yet")
         return

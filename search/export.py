@@ -12,7 +12,8 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from han.batching import DataCache
-from han.files import written_atomically
+from han.checkpoint import CheckpointError
+from han.files import check_writable, written_atomically
 from han.predict import Prediction, predict
 from search.errors import SearchError
 from search.records import StudyRecord, TrialRecord
@@ -83,10 +84,20 @@ def best_checkpoint(study: optuna.Study, tracker: Tracker,
     return best, run_id, tracker.download(run_id, CHECKPOINT_ARTIFACT, scratch)
 
 
+def corrupt_checkpoint(trial: FrozenTrial, run_id: str | None, error: CheckpointError, *,
+                       downloaded: bool) -> SearchError:
+    """A checkpoint that does not load, named by the trial and MLflow run it came from (a
+    downloaded copy's temporary path would tell the user nothing)."""
+    where = CHECKPOINT_ARTIFACT if downloaded else str(error.path)
+    return SearchError(f"trial {trial.number} (MLflow run {run_id or 'none'}): checkpoint "
+                       f"{where} is corrupt: {error.problem}")
+
+
 def export_best(*, study_name: str, storage: str = DEFAULT_STORAGE,
                 tracking_uri: str = DEFAULT_TRACKING_URI, test: Path | None = None,
                 out: Path = Path("submission.csv"), device: str = "auto") -> ExportResult:
     """Predict the test file with the best complete trial's checkpoint; write `label` CSV."""
+    check_writable(out)
     study = open_study(study_name, storage)
     best_trial(study)
     cache = DataCache()
@@ -94,7 +105,11 @@ def export_best(*, study_name: str, storage: str = DEFAULT_STORAGE,
     tracker = Tracker(tracking_uri=tracking_uri)
     with tempfile.TemporaryDirectory(prefix="han-export-") as scratch:
         best, run_id, checkpoint = best_checkpoint(study, tracker, Path(scratch))
-        prediction = predict(checkpoint, test_path, device=device, cache=cache)
+        try:
+            prediction = predict(checkpoint, test_path, device=device, cache=cache)
+        except CheckpointError as error:
+            downloaded = checkpoint != TrialRecord.of(best).local_checkpoint
+            raise corrupt_checkpoint(best, run_id, error, downloaded=downloaded) from None
     write_submission(out, prediction)
     tracker.run(run_id).log_artifact(out, artifact_path="predictions")
     return ExportResult(out=out, rows=len(prediction.labels), trial=best.number,

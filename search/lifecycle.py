@@ -3,7 +3,6 @@ study, its reference trial and MLflow parent run), then run its trials, alone or
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
 import time
 from collections.abc import Callable
@@ -19,13 +18,14 @@ from optuna.trial import FrozenTrial, TrialState
 from han.batching import DataCache
 from han.config import COMPETITION_FORMAT, FileFormat, HANConfig
 from han.device import resolve_device
+from han.files import check_writable, content_hash
 from han.io import Corpus
 from han.synthetic import SyntheticSpec, builtin_corpus
 from han.train import DeviceOutOfMemoryError, EpochMetrics
 from search import records
 from search.errors import SearchError
 from search.objective import SearchContext, objective
-from search.records import Key, StudyRecord, Tag
+from search.records import DatasetRecord, Key, StudyRecord, Tag
 from search.reports import log_study_plots
 from search.storage import (
     DEFAULT_HEARTBEAT_S,
@@ -33,9 +33,16 @@ from search.storage import (
     check_sqlite_target,
     open_storage,
 )
+from search.studyfile import name_for_file
 from search.studyspec import StudySpec
 from search.summary import RunSummary, summarize
-from search.tracking import DEFAULT_TRACKING_URI, RunHandle, Tracker, redact
+from search.tracking import (
+    DEFAULT_TRACKING_URI,
+    RunHandle,
+    Tracker,
+    check_artifact_folder,
+    redact,
+)
 from search.workers import plan_workers, run_workers
 
 DEFAULT_WORK_DIR = Path("han-search-work")
@@ -77,6 +84,34 @@ class DataFiles:
     builtin: bool
 
 
+def command_line_data(spec: StudySpec, options: RunOptions) -> bool:
+    """Whether the run trains on a file given on the command line rather than the study
+    file's data (its own train file, or the built-in corpus when it names none).
+
+    The study file's `[data] labels` and `[study] name` belong to its data: data from the
+    command line names its classes itself and gets a study of its own (see `study_name`).
+    """
+    if options.train is None:
+        return False
+    return spec.train_path is None or options.train.resolve() != spec.train_path.resolve()
+
+
+def study_name(spec: StudySpec, options: RunOptions, given: str | None = None) -> str:
+    """The study a run works on: `--study` when given, else one named after the training
+    file given on the command line (its stem), else the study file's name."""
+    if given:
+        return given
+    if options.train is not None and command_line_data(spec, options):
+        return name_for_file(options.train)
+    return spec.name
+
+
+def for_data(spec: StudySpec, options: RunOptions) -> StudySpec:
+    """The spec with the class names that apply to the run's data: the study file's `[data]
+    labels` for its own data, none for a command-line file (its classes name themselves)."""
+    return replace(spec, label_names=None) if command_line_data(spec, options) else spec
+
+
 def resolve_data(spec: StudySpec, options: RunOptions) -> DataFiles:
     """Command-line files win over the study file's; no train file means the built-in corpus."""
     train = options.train or spec.train_path
@@ -92,14 +127,37 @@ def resolve_data(spec: StudySpec, options: RunOptions) -> DataFiles:
                      embeddings=embeddings, builtin=True)
 
 
-def fingerprint(path: Path, corpus: Corpus) -> dict[str, str]:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return records.fingerprint_tags(path=path, size=path.stat().st_size,
-                                    sha256=digest.hexdigest()[:16], docs=corpus.num_docs,
-                                    classes=corpus.num_classes)
+def fingerprint(files: DataFiles, corpus: Corpus) -> DatasetRecord:
+    """The training data as a study records it (`DatasetRecord`)."""
+    return DatasetRecord(path=files.train.resolve(), sha256=content_hash(files.train),
+                         size=files.train.stat().st_size, docs=corpus.num_docs,
+                         classes=corpus.num_classes, file_format=corpus.file_format,
+                         builtin=files.builtin)
+
+
+def check_same_data(name: str, storage: optuna.storages.BaseStorage, dataset: DatasetRecord,
+                    class_names: tuple[str, ...] | None) -> None:
+    """Refuse, before anything is written, to add trials of other data to an existing study:
+    other bytes, another file format, or other class names. A study created before datasets
+    were recorded takes the data it is given (and records it)."""
+    if name not in optuna.get_all_study_names(storage):
+        return
+    study = optuna.load_study(study_name=name, storage=storage)
+    held = DatasetRecord.of(study)
+    if held is None:
+        return
+    if not held.same_data(dataset):
+        with_format = held.file_format != dataset.file_format
+        raise SearchError(
+            f"study {name!r} holds {held.describe(with_format=with_format)} but was given "
+            f"{dataset.describe(with_format=with_format)} ({dataset.path}): a study keeps one "
+            "dataset; pass --study NEW_NAME to start a new study on this data")
+    recorded = StudyRecord.of(study).class_names
+    if recorded is not None and class_names is not None and recorded != class_names:
+        raise SearchError(
+            f"study {name!r} holds {held.name} with classes {', '.join(recorded)} but the "
+            f"classes are now {', '.join(class_names)}: a study keeps one dataset; pass "
+            "--study NEW_NAME to start a new study with these classes")
 
 
 def environment_tags(device: str) -> dict[str, str]:
@@ -160,6 +218,7 @@ def load_data(spec: StudySpec, options: RunOptions,
     created: the training file, the test file, the word2vec file. `cache` keeps the training
     file and word2vec parses for the trials."""
     files = resolve_data(spec, options)
+    spec = for_data(spec, options)
     file_format = spec.file_format
     corpus = cache.load_corpus(files.train, labelled=True, file_format=file_format,
                                label_order=spec.label_names)
@@ -174,15 +233,21 @@ def load_data(spec: StudySpec, options: RunOptions,
     return files, corpus
 
 
-def open_stores(options: RunOptions) -> tuple[Tracker, optuna.storages.BaseStorage]:
+def open_stores(options: RunOptions, *before_tracking: Callable[[optuna.storages.BaseStorage],
+                                                                 None]
+                ) -> tuple[Tracker, optuna.storages.BaseStorage]:
     """Nothing is created until both stores are known to work: a remote tracking server is
-    asked first, SQLite targets only checked, then the Optuna storage opened."""
+    asked first, SQLite targets only checked, then the Optuna storage opened and handed to
+    `before_tracking` (checks of the study), and MLflow's store touched last."""
     check_sqlite_target(options.storage, what="storage")
     check_sqlite_target(options.tracking_uri, what="tracking URI")
+    check_artifact_folder(options.tracking_uri)
     tracker = Tracker(tracking_uri=options.tracking_uri)
     if not options.tracking_uri.startswith("sqlite:"):
         tracker.check_reachable()
     storage = open_storage(options.storage, heartbeat_s=options.heartbeat_s, tracker=tracker)
+    for check in before_tracking:
+        check(storage)
     tracker.check_reachable()
     return tracker, storage
 
@@ -194,18 +259,23 @@ def prepare_study(spec: StudySpec, options: RunOptions) -> PreparedStudy:
     """
     if options.seed is not None:
         spec = replace(spec, sampler=spec.sampler | {"seed": options.seed})
+    spec = for_data(spec, options)
     device = str(resolve_device(options.device))
     cache = DataCache()
     files, corpus = load_data(spec, options, cache)
-    tracker, storage = open_stores(options)
+    dataset = fingerprint(files, corpus)
+    class_names = corpus.label_values or spec.label_names
+    tracker, storage = open_stores(options, lambda storage: check_same_data(
+        spec.name, storage, dataset, class_names))
     study, created = _load_or_create_study(spec, storage, options.sampler_seed_offset)
     if created and spec.enqueue_reference:
         # skip_if_exists: two workers starting the same new study enqueue it once.
         study.enqueue_trial(spec.reference_params(), user_attrs=records.reference_attrs(),
                             skip_if_exists=True)
     StudyRecord(train_path=files.train, test_path=files.test, file_format=spec.file_format,
-                class_names=corpus.label_values or spec.label_names).write(study)
-    run_tags = environment_tags(device) | fingerprint(files.train, corpus) | {
+                class_names=class_names).write(study)
+    dataset.write(study)
+    run_tags = environment_tags(device) | dataset.tags() | {
         Tag.STORAGE: redact(options.storage), Tag.STUDY_FILE: str(spec.source)
     } | records.data_tags(asdict(spec.file_format))
     if files.embeddings is not None:
@@ -221,6 +291,7 @@ def run_study(spec: StudySpec, options: RunOptions, *, trials: int | None = None
               should_stop: Callable[[], bool] | None = None) -> RunSummary:
     """Run `trials` more trials of the study (the study file's count when None)."""
     started = time.perf_counter()
+    check_writable(work_dir, folder=True)
     prepared = prepare_study(spec, options)
     total = trials if trials is not None else spec.trials
     counter = {"index": 0}
@@ -304,8 +375,9 @@ def override_format(base: FileFormat, **options: str | None) -> FileFormat:
         raise SearchError(str(error)) from None
 
 
-def with_overrides(spec: StudySpec, *, name: str | None = None,
+def with_overrides(spec: StudySpec, options: RunOptions, *, name: str | None = None,
                    **file_format: str | None) -> StudySpec:
-    """The study with the command line's name and file-format options (None: the file's)."""
+    """The study with the command line's file-format options (None: the file's) and its name:
+    `name` (--study) when given, else as `study_name` derives it from the data."""
     spec = replace(spec, file_format=override_format(spec.file_format, **file_format))
-    return replace(spec, name=name) if name else spec
+    return replace(spec, name=study_name(spec, options, name))

@@ -60,6 +60,73 @@ class StudyRecord:
             study.set_user_attr(_CLASS_NAMES, list(self.class_names))
 
 
+# The training data the study was created with (DatasetRecord as a dict).
+_DATASET = "dataset"
+# How much of the content hash is shown (`studies`, `show`, messages) and kept in tags.
+SHORT_HASH = 12
+_TAG_HASH = 16
+
+
+@dataclass(frozen=True, kw_only=True)
+class DatasetRecord:
+    """A study's training data: what makes two datasets the same (the SHA-256 of the file's
+    bytes and the format it is read with, never the path) and what describes it.
+
+    `path` is where the data was last read: the same bytes under another path are the same
+    dataset, and the record follows the file to where it is now. `builtin`: the generated
+    corpus of a study file that names no training file.
+    """
+
+    path: Path
+    sha256: str
+    size: int
+    docs: int
+    classes: int
+    file_format: FileFormat = COMPETITION_FORMAT
+    builtin: bool = False
+
+    @property
+    def short_hash(self) -> str:
+        return self.sha256[:SHORT_HASH]
+
+    @property
+    def name(self) -> str:
+        """The data's name for people: its file name, or "built-in corpus"."""
+        return "built-in corpus" if self.builtin else self.path.name
+
+    def same_data(self, other: DatasetRecord) -> bool:
+        return self.sha256 == other.sha256 and self.file_format == other.file_format
+
+    def describe(self, *, with_format: bool = False) -> str:
+        """One phrase: `train.tsv (240 docs, 4 classes, sha256 0123456789ab)`."""
+        read_as = ""
+        if with_format:
+            read_as = ", read with " + " ".join(
+                f"{key} {value!r}" for key, value in asdict(self.file_format).items())
+        return (f"{self.name} ({self.docs} docs, {self.classes} classes, sha256 "
+                f"{self.short_hash}{read_as})")
+
+    def tags(self) -> dict[str, str]:
+        """The fingerprint on a trial's MLflow run: `data.path`, `data.sha256` (a prefix)..."""
+        return fingerprint_tags(path=self.path, size=self.size, sha256=self.sha256[:_TAG_HASH],
+                                docs=self.docs, classes=self.classes)
+
+    @classmethod
+    def of(cls, study: optuna.Study | optuna.study.StudySummary) -> DatasetRecord | None:
+        """The study's dataset; None for a study created before datasets were recorded."""
+        value = study.user_attrs.get(_DATASET)
+        if not isinstance(value, dict):
+            return None
+        return cls(path=Path(value["path"]), sha256=str(value["sha256"]),
+                   size=int(value["size"]), docs=int(value["docs"]),
+                   classes=int(value["classes"]),
+                   file_format=FileFormat(**value.get("file_format", {})),
+                   builtin=bool(value.get("builtin", False)))
+
+    def write(self, study: optuna.Study) -> None:
+        study.set_user_attr(_DATASET, asdict(self) | {"path": str(self.path.resolve())})
+
+
 # -- Optuna trial attributes ----------------------------------------------------------------
 
 _RUN_ID = "mlflow_run_id"

@@ -19,7 +19,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,7 @@ from han.batching import DataCache, EncodedSplit, prepare
 from han.checkpoint import load_checkpoint
 from han.config import DataConfig, HANConfig, TrainConfig
 from han.device import resolve_device
-from han.files import temporary_directory
+from han.files import check_writable, content_hash, temporary_directory
 from han.io import Corpus
 from han.model import config_for
 from han.predict import Prediction, predict, predict_probabilities
@@ -42,7 +42,7 @@ from search import records
 from search.errors import SearchError
 from search.export import best_trial_run, label_counts, resolve_test_path, write_submission
 from search.objective import SearchContext, build_configs
-from search.records import Key, Role, RunState, StudyRecord, Tag
+from search.records import DatasetRecord, Key, Role, RunState, StudyRecord, Tag
 from search.storage import open_study
 from search.studyfile import load_study_file as load_spec
 from search.studyspec import StudySpec
@@ -130,6 +130,7 @@ def export_refit(*, study_name: str, storage: str, tracking_uri: str, folds: int
 
     Every input is checked before any training, so a bad argument costs nothing.
     """
+    check_writable(out)
     refit = prepare_refit(study_name=study_name, storage=storage, tracking_uri=tracking_uri,
                           folds=folds, test=test, device=device)
     with refit_run(refit) as run, temporary_directory("han-refit-") as scratch:
@@ -231,12 +232,11 @@ def trial_setup(*, study: optuna.Study, trial: FrozenTrial, trial_run: Run,
         where = study_file or "not logged on the parent run"
         raise SearchError(f"the study file of {study.study_name!r} ({where}) is not there; "
                           "the refit needs its fixed settings")
-    spec = load_spec(study_file)
     record = StudyRecord.of(study)
-    if record.train_path is None:
-        raise SearchError(f"study {study.study_name!r} does not record its training file")
-    corpus = cache.load_corpus(record.train_path, labelled=True,
-                               file_format=record.file_format, label_order=spec.label_names)
+    # The class names the study trained with, not the study file's: its [data] labels name
+    # only its own data, and the study may have run on a file given on the command line.
+    spec = replace(load_spec(study_file), label_names=record.class_names)
+    corpus = study_training_data(study, record, cache)
     logged = trial_run.data.params
     # A --seed given to `run` overrides the training seed; only the run's params keep it.
     seed = int(logged[Key.SEED]) if Key.SEED in logged else None
@@ -254,6 +254,21 @@ def trial_setup(*, study: optuna.Study, trial: FrozenTrial, trial_run: Run,
     return TrialSetup(spec=spec, corpus=corpus, model_kwargs=model_kwargs,
                       data_config=data_config, train_config=train_config,
                       embeddings=_trial_embeddings(trial, trial_run, spec), cache=cache)
+
+
+def study_training_data(study: optuna.Study, record: StudyRecord, cache: DataCache) -> Corpus:
+    """The study's training file, read as the study read it, refused when its content is no
+    longer the dataset the study recorded."""
+    if record.train_path is None:
+        raise SearchError(f"study {study.study_name!r} does not record its training file")
+    corpus = cache.load_corpus(record.train_path, labelled=True,
+                               file_format=record.file_format, label_order=record.class_names)
+    held = DatasetRecord.of(study)
+    if held is not None and content_hash(record.train_path) != held.sha256:
+        raise SearchError(f"{record.train_path} changed since study {study.study_name!r} "
+                          f"recorded it as {held.describe()}; restore that file to refit, "
+                          "or start a new study on the new data (run --study NEW_NAME)")
+    return corpus
 
 
 def _trial_embeddings(trial: FrozenTrial, trial_run: Run, spec: StudySpec) -> Path | None:
@@ -291,9 +306,10 @@ def finished_folds(tracker: Tracker, *, experiment_id: str, refit_run_id: str,
         destination.mkdir(parents=True, exist_ok=True)
         try:
             checkpoint = tracker.download(run.info.run_id, CHECKPOINT_ARTIFACT, destination)
+            load_checkpoint(checkpoint)  # a corrupt one would fail the ensemble, at the end
             oof = np.load(tracker.download(run.info.run_id, OOF_ARTIFACT, destination))
-        except (TrackingError, OSError, ValueError):
-            continue  # artifacts missing: train the fold again
+        except (TrackingError, OSError, ValueError):  # CheckpointError is a ValueError
+            continue  # artifacts missing or damaged: train the fold again
         done[fold] = FoldResult(
             fold=fold, run_id=run.info.run_id, best_dev_f1=float(oof["best_dev_f1"]),
             checkpoint=checkpoint, docs=oof["docs"], predictions=oof["predictions"],

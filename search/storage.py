@@ -11,6 +11,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from han.files import UnwritablePath, check_writable
 from search import records
 from search.errors import SearchError
 from search.records import RunState, TrialRecord
@@ -32,6 +33,12 @@ def check_sqlite_target(url: str, *, what: str, must_exist: bool = False) -> Non
         raise SearchError(f"{what} {url}: no such database file")
     if not database.parent.is_dir():
         raise SearchError(f"{what} {url}: folder {database.parent} does not exist")
+    if must_exist:
+        return  # read only: a database in a read-only folder is fine
+    try:
+        check_writable(database)
+    except UnwritablePath as error:
+        raise SearchError(f"{what} {url}: {error}") from None
 
 
 def sqlite_file_missing(url: str) -> bool:

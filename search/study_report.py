@@ -28,7 +28,7 @@ from optuna.trial import FrozenTrial, TrialState
 from optuna.visualization import matplotlib as optuna_plots
 from sklearn.metrics import precision_recall_fscore_support
 
-from han.files import written_atomically
+from han.files import check_writable, written_atomically
 from han.train import macro_scores
 from search import reports
 from search.errors import SearchError
@@ -93,14 +93,15 @@ def write_report(*, study_name: str, storage: str, tracking_uri: str,
                  out_dir: Path) -> ReportResult:
     """Write OUT_DIR/STUDY-report.html atomically, then log it on the study's parent run.
 
-    An unknown study or storage, or an unwritable OUT_DIR, raises SearchError and leaves no
-    file. MLflow trouble never costs the page: it is written first, and the result says
-    why it was not logged.
+    An unwritable OUT_DIR raises UnwritablePath before anything is read, an unknown study or
+    storage SearchError; neither leaves a file. MLflow trouble never costs the page: it is
+    written first, and the result says why it was not logged.
     """
     started = time.perf_counter()
+    out = out_dir / report_name(study_name)
+    check_writable(out)
     study = open_study(study_name, storage)
     page = render_report(study, class_names=StudyRecord.of(study).class_names, storage=storage)
-    out = out_dir / report_name(study_name)
     try:
         with written_atomically(out) as temporary:
             temporary.write_text(page, encoding="utf-8")

@@ -52,7 +52,8 @@ from search.studyspec import (
     split_settings,
 )
 
-__all__ = ["StudyFile", "StudyFileError", "builtin_study_path", "load_study_file"]
+__all__ = ["StudyFile", "StudyFileError", "builtin_study_path", "load_study_file",
+           "name_for_file"]
 
 _NAME_RE = re.compile(r"[A-Za-z0-9_.-]+")
 _ADAPTERS = {name: TypeAdapter(hint, config=STRICT) for name, hint in SETTING_TYPES.items()}
@@ -274,6 +275,23 @@ class StudyFile(Table):
 
 
 StudyFile.unknown_hint = f" (tables: {', '.join(f'[{t}]' for t in StudyFile.model_fields)})"
+
+
+# Compression suffixes the loader reads through: `news.csv.gz` names the study `news`.
+_COMPRESSED = (".gz", ".zip")
+# The name of a study whose training file's name has no letter or digit left.
+_FALLBACK_NAME = "data"
+
+
+def name_for_file(path: Path) -> str:
+    """A study name for a training file: its stem (`data/news.csv.gz` -> `news`), every run
+    of characters a study name cannot hold replaced by '-'."""
+    name = path.name
+    for suffix in _COMPRESSED:
+        name = name.removesuffix(suffix)
+    stem = Path(name).stem or name
+    plain = re.sub(r"[^A-Za-z0-9_.-]+", "-", stem).strip("-.")
+    return plain or _FALLBACK_NAME
 
 
 def _shipped_studies() -> dict[str, Path]:

@@ -10,7 +10,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from search.records import TrialRecord
+from search.records import DatasetRecord, TrialRecord
 from search.storage import DEFAULT_STORAGE, open_storage, sqlite_file_missing
 from search.tracking import redact
 
@@ -29,6 +29,8 @@ class RunSummary:
     reference_value: float | None = None
     seconds: float = 0.0
     not_logged: list[str] = field(default_factory=list)
+    # The study's training data (None: a study from before datasets were recorded).
+    dataset: DatasetRecord | None = None
 
 
 def summarize(study: optuna.Study, *, storage: str, tracking_uri: str,
@@ -36,7 +38,8 @@ def summarize(study: optuna.Study, *, storage: str, tracking_uri: str,
     trials = study.get_trials(deepcopy=False)
     summary = RunSummary(study_name=study.study_name, storage=redact(storage),
                          tracking_uri=redact(tracking_uri), parent_run_id=parent_run_id,
-                         states=Counter(t.state.name.lower() for t in trials))
+                         states=Counter(t.state.name.lower() for t in trials),
+                         dataset=DatasetRecord.of(study))
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     if complete:
         best = study.best_trial
@@ -54,6 +57,7 @@ class StudyRow:
     states: dict[str, int]
     best_value: float | None
     best_trial: int | None
+    dataset: DatasetRecord | None = None
 
 
 def list_studies(storage: str = DEFAULT_STORAGE) -> list[StudyRow]:
@@ -65,7 +69,8 @@ def list_studies(storage: str = DEFAULT_STORAGE) -> list[StudyRow]:
         summary = summarize(optuna.load_study(study_name=name, storage=optuna_storage),
                             storage=storage, tracking_uri="")
         rows.append(StudyRow(name=name, states=dict(summary.states),
-                             best_value=summary.best_value, best_trial=summary.best_trial))
+                             best_value=summary.best_value, best_trial=summary.best_trial,
+                             dataset=summary.dataset))
     return rows
 
 

@@ -27,6 +27,7 @@ from mlflow.entities import Metric, Param, Run, RunTag
 from mlflow.exceptions import MlflowException
 
 from han.errors import first_line
+from han.files import check_writable
 from search import records
 from search.records import MAX_PARAM_LENGTH, Role, RunState
 
@@ -381,12 +382,25 @@ def _parent_run(client: MlflowClient, experiment_id: str, study_name: str,
     return run_id
 
 
-def _artifact_root(tracking_uri: str) -> str | None:
+def _artifact_folder(tracking_uri: str) -> Path | None:
     """Artifacts of a SQLite-backed store go beside the database file, not into the cwd."""
     if tracking_uri.startswith("sqlite:///"):
         database = Path(tracking_uri.removeprefix("sqlite:///")).resolve()
-        return (database.parent / "mlruns").as_uri()
+        return database.parent / "mlruns"
     return None
+
+
+def _artifact_root(tracking_uri: str) -> str | None:
+    folder = _artifact_folder(tracking_uri)
+    return None if folder is None else folder.as_uri()
+
+
+def check_artifact_folder(tracking_uri: str) -> None:
+    """Refuse, before any work, a SQLite-backed store whose artifact folder (`mlruns/` beside
+    the database) could not be written; other stores keep their artifacts elsewhere."""
+    folder = _artifact_folder(tracking_uri)
+    if folder is not None:
+        check_writable(folder, folder=True)
 
 
 # Requests that would fail the same way again; everything else (connection refused, server
