@@ -150,14 +150,19 @@ def check_same_data(name: str, storage: optuna.storages.BaseStorage, dataset: Da
         with_format = held.file_format != dataset.file_format
         raise SearchError(
             f"study {name!r} holds {held.describe(with_format=with_format)} but was given "
-            f"{dataset.describe(with_format=with_format)} ({dataset.path}): a study keeps one "
-            "dataset; pass --study NEW_NAME to start a new study on this data")
+            f"{dataset.describe(with_format=with_format)}: a study keeps one dataset; pass "
+            "--study NEW_NAME to start a new study on this data")
     recorded = StudyRecord.of(study).class_names
     if recorded is not None and class_names is not None and recorded != class_names:
         raise SearchError(
-            f"study {name!r} holds {held.name} with classes {', '.join(recorded)} but the "
-            f"classes are now {', '.join(class_names)}: a study keeps one dataset; pass "
+            f"study {name!r} holds {held.name} with classes {_listed(recorded)} but the "
+            f"classes are now {_listed(class_names)}: a study keeps one dataset; pass "
             "--study NEW_NAME to start a new study with these classes")
+
+
+def _listed(names: tuple[str, ...], shown: int = 6) -> str:
+    more = f", ... ({len(names)} in all)" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more
 
 
 def environment_tags(device: str) -> dict[str, str]:

@@ -31,7 +31,7 @@ def check_sqlite_target(url: str, *, what: str, must_exist: bool = False) -> Non
     database = Path(url.removeprefix("sqlite:///"))
     if must_exist and not database.is_file():
         raise SearchError(f"{what} {url}: no such database file")
-    if not database.parent.is_dir():
+    if not database.parent.exists():
         raise SearchError(f"{what} {url}: folder {database.parent} does not exist")
     if must_exist:
         return  # read only: a database in a read-only folder is fine

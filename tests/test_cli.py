@@ -329,7 +329,8 @@ def test_sample_files_run_and_export(sample_dir: Path, tmp_path: Path) -> None:
     config = study_toml(tmp_path / "sample.toml", name="sample")
     storage = f"sqlite:///{tmp_path}/optuna.db"
     tracking_uri = f"sqlite:///{tmp_path}/mlflow.db"
-    result = invoke("run", "--config", config, "--train", sample_dir / "train_head.tsv",
+    result = invoke("run", "--config", config, "--study", "sample", "--train",
+                    sample_dir / "train_head.tsv",
                     "--test", sample_dir / "test_a_head.tsv", "--trials", "1",
                     "--storage", storage, "--tracking-uri", tracking_uri, "--device", "cpu")
     assert result.exit_code == 0, result.output
