@@ -446,7 +446,8 @@ def show(
         rows = summaries.top_trials(loaded, limit=top)
     typer.echo(f"study {study}: " + ", ".join(
         f"{n} {s}" for s, n in sorted(summary.states.items())))
-    typer.echo(f"dataset {_dataset(summary.dataset)}")
+    if summary.dataset is not None:  # studies from before datasets were recorded have none
+        typer.echo(f"dataset {summary.dataset.describe()}")
     if summary.best_value is None:
         typer.echo("no complete trial yet")
         return
