@@ -264,7 +264,6 @@ def run(
         typer.echo(f"study {spec.name!r} from {spec.source}; storage {redact(storage)}; "
                    f"MLflow {redact(tracking_uri)}")
         if workers > 1:
-            # Workers get the study's name as decided here, not a default to derive again.
             summary, code = lifecycle.run_with_workers(
                 spec, options, workers=workers, trials=trials, threads=threads,
                 worker_args=_worker_args(spec.source, options, study=spec.name,
@@ -298,7 +297,8 @@ _WORKER_FLAGS = {"seed": "--seed", "train": "--train", "test": "--test",
 def _worker_args(source: Path, options: RunOptions, *, study: str | None,
                  timeout: float | None, work_dir: Path | None = None,
                  **file_format: str | None) -> list[str]:
-    """The command line of one worker: the parent's options, spelled out."""
+    """The command line of one worker: the parent's options, spelled out, with `study` the
+    name the parent decided (a worker derives none of its own)."""
     passed: dict[str, Any] = {"--config": source, "--study": study or None,
                               "--timeout": timeout or None, "--work-dir": work_dir}
     passed |= {flag: getattr(options, name) for name, flag in _WORKER_FLAGS.items()}

@@ -219,11 +219,10 @@ class PreparedStudy:
 
 def load_data(spec: StudySpec, options: RunOptions,
               cache: DataCache) -> tuple[DataFiles, Corpus]:
-    """Read every data file the study will need, so a bad one fails before anything is
-    created: the training file, the test file, the word2vec file. `cache` keeps the training
-    file and word2vec parses for the trials."""
+    """Read every data file the study will need (`spec` as `for_data` gives it), so a bad
+    one fails before anything is created: the training file, the test file, the word2vec
+    file. `cache` keeps the training file and word2vec parses for the trials."""
     files = resolve_data(spec, options)
-    spec = for_data(spec, options)
     file_format = spec.file_format
     corpus = cache.load_corpus(files.train, labelled=True, file_format=file_format,
                                label_order=spec.label_names)
