@@ -123,6 +123,30 @@ def make_batch(segments: Segments, doc_indices: np.ndarray,
                  seg_counts=counts, labels=None if labels is None else labels[doc_indices])
 
 
+def split_batch(batch: Batch, max_tokens: int | None) -> list[Batch]:
+    """The batch in chunks of consecutive documents whose padded tokens (segments x width)
+    stay within `max_tokens`, each trimmed to its own longest segment (padding changes no
+    result); a single document larger than that is a chunk of its own. None: no split."""
+    rows, width = batch.tokens.shape
+    if max_tokens is None or rows * width <= max_tokens:
+        return [batch]
+    ends = np.cumsum(batch.seg_counts)
+    starts = ends - batch.seg_counts
+    # Every document's segments are padded to the batch's width in the worst case.
+    per_chunk = max(1, max_tokens // (width * int(batch.seg_counts.max())))
+    chunks = []
+    for first in range(0, batch.size, per_chunk):
+        last = min(first + per_chunk, batch.size)
+        seg_rows = slice(int(starts[first]), int(ends[last - 1]))
+        lengths = batch.token_lengths[seg_rows]
+        chunks.append(Batch(
+            doc_indices=batch.doc_indices[first:last],
+            tokens=batch.tokens[seg_rows, : int(lengths.max())], token_lengths=lengths,
+            seg_counts=batch.seg_counts[first:last],
+            labels=None if batch.labels is None else batch.labels[first:last]))
+    return chunks
+
+
 def length_batches(
     segments: Segments, doc_indices: np.ndarray, *, batch_size: int,
     rng: np.random.Generator | None,

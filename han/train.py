@@ -14,9 +14,10 @@ import torch
 from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support
 from torch import nn
 
-from han.batching import Batch, EncodedSplit
+from han.batching import Batch, EncodedSplit, length_batches, make_batch, split_batch
 from han.checkpoint import save_checkpoint
 from han.config import DataConfig, HANConfig, TrainConfig
+from han.cost import EpochEstimate, Probe, padded_tokens
 from han.device import autocast, batch_tensors, resolve_device, use_bf16
 from han.files import written_atomically
 from han.model import HAN
@@ -39,7 +40,10 @@ class DeviceOutOfMemoryError(RuntimeError):
 
 
 class TrainingInterrupted(RuntimeError):
-    """`should_stop` asked to stop; raised at a batch boundary."""
+    """`should_stop` asked to stop; raised at a batch boundary. `train` sets `result`: the
+    run so far, its best epoch's checkpoint and predictions (best_epoch 0: none yet)."""
+
+    result: TrainResult | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -97,26 +101,37 @@ def macro_scores(true: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
 
 def train_step(model: HAN, optimizer: torch.optim.Optimizer, batch: Batch,
                device: torch.device, *, clip: float, bf16: bool, epoch: int = 1,
-               step: int = 0) -> tuple[float, torch.Tensor]:
+               step: int = 0, max_tokens: int | None = None) -> tuple[float, torch.Tensor]:
     """One optimisation step on a labelled batch: forward (under bf16 autocast when asked),
     cross-entropy in fp32, backward, gradient clipping to norm `clip`, update.
+
+    With `max_tokens`, a batch of more padded tokens (segments x width) goes forward and
+    backward in chunks of documents that each hold at most that many (one document may hold
+    more), the gradients summed with each chunk's share of the documents: the same step as
+    one pass, with the activations of one chunk alive at a time (a batch of 32 documents of
+    8 x 256 tokens holds 1.6 GB of them).
 
     Returns the loss and the logits. A non-finite loss raises NonFiniteLossError (naming
     `epoch` and `step`) before the weights change.
     """
-    tokens, token_lengths, seg_counts = batch_tensors(batch, device)
-    labels = torch.from_numpy(batch.labels).to(device)
-    with autocast(device, bf16=bf16):
-        logits = model(tokens, token_lengths, seg_counts)
-    loss = nn.functional.cross_entropy(logits.float(), labels)
-    loss_value = loss.item()
-    if not math.isfinite(loss_value):
-        raise NonFiniteLossError(epoch=epoch, step=step, loss=loss_value)
     optimizer.zero_grad(set_to_none=True)
-    loss.backward()
+    loss_value, logits = 0.0, []
+    for chunk in split_batch(batch, max_tokens):
+        tokens, token_lengths, seg_counts = batch_tensors(chunk, device)
+        labels = torch.from_numpy(chunk.labels).to(device)
+        with autocast(device, bf16=bf16):
+            chunk_logits = model(tokens, token_lengths, seg_counts)
+        loss = nn.functional.cross_entropy(chunk_logits.float(), labels)
+        value = loss.item()
+        if not math.isfinite(value):
+            raise NonFiniteLossError(epoch=epoch, step=step, loss=value)
+        share = chunk.size / batch.size
+        (loss * share).backward()
+        loss_value += value * share
+        logits.append(chunk_logits.detach())
     nn.utils.clip_grad_norm_(model.parameters(), clip)
     optimizer.step()
-    return loss_value, logits
+    return loss_value, torch.cat(logits)
 
 
 @dataclass(kw_only=True)
@@ -161,6 +176,16 @@ class _Run:
         self.best_dev_pred = state["best_dev_pred"].numpy()
         return len(self.history)
 
+    def record(self, metrics: EpochMetrics, dev_pred: np.ndarray) -> bool:
+        """Add an epoch to the history; True when it is the best so far."""
+        self.history.append(metrics)
+        if metrics.dev_macro_f1 > self.best_f1:
+            self.best_f1, self.best_epoch, self.stale = metrics.dev_macro_f1, metrics.epoch, 0
+            self.best_dev_pred = dev_pred
+            return True
+        self.stale += 1
+        return False
+
     def save(self, path: Path) -> None:
         """Everything needed to continue after this epoch, written atomically."""
         with written_atomically(path) as temporary:
@@ -188,41 +213,51 @@ def train(
     on_epoch: EpochCallback | None = None,
     should_stop: Callable[[], bool] | None = None,
     resume: bool = False,
+    on_estimate: Callable[[EpochEstimate], None] | None = None,
 ) -> TrainResult:
     """Train until early stopping, the epoch limit, or `on_epoch` returning True.
 
     After every epoch the best model so far is in `checkpoint_dir/best.pt` and the whole
     training state in `checkpoint_dir/last_state.pt`; with `resume=True` training continues
     from that state when it exists. Exceptions raised by `on_epoch` propagate (the search
-    uses that to prune).
+    uses that to prune). `on_estimate` gets the first epoch's estimated time after its first
+    few batches (han.cost.Probe); what it raises propagates too. When `should_stop` stops
+    training, the TrainingInterrupted raised carries the result so far (best epoch kept).
     """
     device = _training_device(train_config.device)
-    bf16 = use_bf16(device, train_config.precision)
+    step = _Step(data_config=data_config, train_config=train_config, device=device,
+                 bf16=use_bf16(device, train_config.precision), should_stop=should_stop)
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
     best_path = checkpoint_dir / BEST_CHECKPOINT
     state_path = checkpoint_dir / STATE_FILE
     run = _Run.start(data, model_config, train_config, device)
     resumed_from = run.restore(state_path, device) if resume and state_path.exists() else 0
 
+    def result(stop_reason: str) -> TrainResult:
+        return TrainResult(best_dev_f1=run.best_f1, best_epoch=run.best_epoch,
+                           history=tuple(run.history), checkpoint_path=best_path,
+                           stop_reason=stop_reason, resumed_from_epoch=resumed_from,
+                           dev_labels=data.labels[data.dev_docs],
+                           dev_predictions=run.best_dev_pred)
+
     stop_reason = "max_epochs"
     first_epoch = len(run.history) + 1
     if run.stale >= train_config.patience:
         first_epoch, stop_reason = train_config.epochs + 1, "early_stopping"
     for epoch in range(first_epoch, train_config.epochs + 1):
-        metrics, dev_pred = _epoch(run, data, epoch, data_config=data_config,
-                                   train_config=train_config, device=device, bf16=bf16,
-                                   should_stop=should_stop)
-        run.history.append(metrics)
-        if metrics.dev_macro_f1 > run.best_f1:
-            run.best_f1, run.best_epoch, run.stale = metrics.dev_macro_f1, epoch, 0
-            run.best_dev_pred = dev_pred
+        try:
+            metrics, dev_pred = _epoch(run, data, epoch, step,
+                                       on_estimate=on_estimate if epoch == first_epoch
+                                       else None)
+        except TrainingInterrupted as stopped:
+            stopped.result = result("interrupted")
+            raise
+        if run.record(metrics, dev_pred):
             save_checkpoint(best_path, model=run.model, model_config=model_config,
                             data_config=data_config, vocab=data.vocab,
                             label_names=data.label_names, file_format=data.file_format,
                             label_values=data.label_values,
                             extra={"epoch": epoch, "dev_macro_f1": run.best_f1})
-        else:
-            run.stale += 1
         run.save(state_path)
         if on_epoch is not None and on_epoch(metrics):
             stop_reason = "callback"
@@ -230,12 +265,23 @@ def train(
         if run.stale >= train_config.patience:
             stop_reason = "early_stopping"
             break
+    return result(stop_reason)
 
-    return TrainResult(best_dev_f1=run.best_f1, best_epoch=run.best_epoch,
-                       history=tuple(run.history), checkpoint_path=best_path,
-                       stop_reason=stop_reason, resumed_from_epoch=resumed_from,
-                       dev_labels=data.labels[data.dev_docs],
-                       dev_predictions=run.best_dev_pred)
+
+@dataclass(frozen=True, kw_only=True)
+class _Step:
+    """How every batch of one training run is taken."""
+
+    data_config: DataConfig
+    train_config: TrainConfig
+    device: torch.device
+    bf16: bool
+    should_stop: Callable[[], bool] | None
+
+    @property
+    def max_tokens(self) -> int | None:
+        # Chunks keep a CPU process's memory down; a GPU is starved by them.
+        return self.train_config.max_batch_tokens if self.device.type == "cpu" else None
 
 
 def _training_device(name: str) -> torch.device:
@@ -246,22 +292,21 @@ def _training_device(name: str) -> torch.device:
     return device
 
 
-def _epoch(run: _Run, data: EncodedSplit, epoch: int, *, data_config: DataConfig,
-           train_config: TrainConfig, device: torch.device, bf16: bool,
-           should_stop: Callable[[], bool] | None) -> tuple[EpochMetrics, np.ndarray]:
+def _epoch(run: _Run, data: EncodedSplit, epoch: int, step: _Step, *,
+           on_estimate: Callable[[EpochEstimate], None] | None
+           ) -> tuple[EpochMetrics, np.ndarray]:
     """One pass over the training documents, then the dev evaluation: the epoch's metrics
     and dev predictions (in `dev_docs` order)."""
     started = time.perf_counter()
-    total_loss, seen, train_true, train_pred = _train_batches(
-        run, data, epoch, data_config=data_config, train_config=train_config, device=device,
-        bf16=bf16, should_stop=should_stop)
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+    total_loss, seen, train_true, train_pred = _train_batches(run, data, epoch, step,
+                                                              on_estimate=on_estimate)
+    if step.device.type == "cuda":
+        torch.cuda.synchronize(step.device)
     train_seconds = time.perf_counter() - started
 
     dev_pred = predict_probabilities(run.model, data.segments, data.dev_docs,
-                                     batch_size=train_config.eval_batch_size,
-                                     device=device).argmax(1)
+                                     batch_size=step.train_config.eval_batch_size,
+                                     device=step.device).argmax(1)
     scores = macro_scores(data.labels[data.dev_docs], dev_pred)
     metrics = EpochMetrics(
         epoch=epoch,
@@ -277,34 +322,49 @@ def _epoch(run: _Run, data: EncodedSplit, epoch: int, *, data_config: DataConfig
     return metrics, dev_pred
 
 
-def _train_batches(run: _Run, data: EncodedSplit, epoch: int, *, data_config: DataConfig,
-                   train_config: TrainConfig, device: torch.device, bf16: bool,
-                   should_stop: Callable[[], bool] | None
+def _probe(data: EncodedSplit, plan: list[np.ndarray], eval_batch_size: int,
+           report: Callable[[EpochEstimate], None]) -> Probe:
+    """A probe of this epoch's batch plan and of the dev evaluation's."""
+    dev_plan = length_batches(data.segments, data.dev_docs, batch_size=eval_batch_size,
+                              rng=None)
+    return Probe(padded_tokens(data.segments, plan),
+                 int(padded_tokens(data.segments, dev_plan).sum()), report)
+
+
+def _train_batches(run: _Run, data: EncodedSplit, epoch: int, step: _Step, *,
+                   on_estimate: Callable[[EpochEstimate], None] | None
                    ) -> tuple[float, int, list[np.ndarray], list[np.ndarray]]:
     """Train on every training batch once: summed loss, documents, true and predicted
     classes batch by batch."""
+    config = step.train_config
     run.model.train()
     total_loss, seen = 0.0, 0
     train_true, train_pred = [], []
-    for step, batch in enumerate(data.batches(data.train_docs,
-                                              batch_size=train_config.batch_size,
-                                              rng=run.rng)):
-        if should_stop is not None and should_stop():
-            raise TrainingInterrupted(f"stopped at epoch {epoch}, batch {step}")
+    plan = length_batches(data.segments, data.train_docs, batch_size=config.batch_size,
+                          rng=run.rng)
+    probe = None if on_estimate is None else _probe(data, plan, config.eval_batch_size,
+                                                    on_estimate)
+    if probe is not None:
+        probe.begin()
+    for index, docs in enumerate(plan):
+        if step.should_stop is not None and step.should_stop():
+            raise TrainingInterrupted(f"stopped at epoch {epoch}, batch {index}")
+        batch = make_batch(data.segments, docs, data.labels)
         try:
-            loss_value, logits = train_step(run.model, run.optimizer, batch, device,
-                                            clip=train_config.clip, bf16=bf16, epoch=epoch,
-                                            step=step)
+            loss_value, logits = train_step(run.model, run.optimizer, batch, step.device,
+                                            clip=config.clip, bf16=step.bf16, epoch=epoch,
+                                            step=index, max_tokens=step.max_tokens)
         except torch.OutOfMemoryError as error:
             rows, width = batch.tokens.shape
             raise DeviceOutOfMemoryError(
-                f"{device} out of memory at batch size {batch.size} with {rows} "
-                f"segments of up to {width} tokens (seg_len {data_config.seg_len}, "
-                f"max_segments {data_config.max_segments})") from error
+                f"{step.device} out of memory at batch size {batch.size} with {rows} "
+                f"segments of up to {width} tokens (seg_len {step.data_config.seg_len}, "
+                f"max_segments {step.data_config.max_segments})") from error
         run.scheduler.step()
         total_loss += loss_value * batch.size
         seen += batch.size
         train_true.append(batch.labels)
         train_pred.append(logits.argmax(1).cpu().numpy())
+        if probe is not None:
+            probe.batch_done(index)
     return total_loss, seen, train_true, train_pred
-

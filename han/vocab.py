@@ -115,6 +115,11 @@ def _bincount(values: np.ndarray, minlength: int = 0) -> np.ndarray:
     return counts
 
 
+def distinct_ids(tokens: np.ndarray) -> int:
+    """How many different ids `tokens` holds."""
+    return int(np.count_nonzero(_bincount(tokens)))
+
+
 def _gather_tokens(corpus: Corpus, doc_indices: np.ndarray) -> np.ndarray:
     starts = corpus.offsets[doc_indices]
     lengths = corpus.lengths[doc_indices]

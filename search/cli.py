@@ -7,6 +7,7 @@ import json
 import logging
 import signal
 import sys
+import textwrap
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -22,14 +23,16 @@ from han.checkpoint import CheckpointError
 from han.config import COMPETITION_FORMAT, DataConfig, FileFormat, HANConfig, TokenMode, TrainConfig
 from han.files import UnwritablePath, check_writable
 from han.io import DataError, load_corpus
+from han.profile import PERCENTILES, DataProfile
 from han.train import EpochMetrics
 from search import export, lifecycle
 from search import storage as stores
 from search import summary as summaries
+from search.budget import MAX_TRIAL_SHARE, Budget, TrialEstimate
 from search.errors import SearchError
 from search.formatting import duration, short
 from search.lifecycle import RunOptions
-from search.records import DatasetRecord, TrialRecord
+from search.records import DatasetRecord, Outcome, TrialRecord
 from search.refit import export_refit
 from search.study_report import write_report
 from search.studyfile import StudyFileError, builtin_study_path, load_study_file
@@ -99,11 +102,13 @@ def user_errors() -> Iterator[None]:
 
 
 class ConsoleProgress:
-    """One line per epoch and per finished trial, with the study's best and an ETA."""
+    """The data block, then one line per trial start (with its estimated cost), epoch and
+    finished trial, with the study's best and an ETA within the budget."""
 
-    def __init__(self, *, epochs: int, started: float) -> None:
+    def __init__(self, *, epochs: int, started: float, budget: Budget | None = None) -> None:
         self.epochs = epochs
         self.started = started
+        self.budget = budget or Budget(None)
         self.total: int | None = None
         self.index = 0
         self.best: float | None = None
@@ -113,10 +118,12 @@ class ConsoleProgress:
         return f"[trial {self.index}{total} #{trial.number}]"
 
     def _eta(self) -> str:
-        if not self.total or self.index == 0:
-            return ""
-        per_trial = (time.perf_counter() - self.started) / self.index
-        return f" ETA {duration(per_trial * (self.total - self.index))}"
+        eta = self.budget.eta(elapsed=time.perf_counter() - self.started, done=self.index,
+                              total=self.total)
+        return "" if eta is None else f" ETA {duration(eta)}"
+
+    def data_described(self, profile: DataProfile) -> None:
+        typer.echo(data_block(profile))
 
     def next_trial(self, index: int, total: int | None) -> None:
         self.index, self.total = index, total
@@ -124,6 +131,9 @@ class ConsoleProgress:
     def trial_started(self, trial: optuna.Trial, params: dict[str, Any]) -> None:
         text = ", ".join(f"{k}={short(v)}" for k, v in params.items())
         typer.echo(f"{self._prefix(trial)} start {text}")
+
+    def trial_estimated(self, trial: optuna.Trial, estimate: TrialEstimate) -> None:
+        typer.echo(f"{self._prefix(trial)} {estimate.describe()}")
 
     def epoch_done(self, trial: optuna.Trial, metrics: EpochMetrics) -> None:
         best = f" study best {self.best:.4f}" if self.best is not None else ""
@@ -135,15 +145,40 @@ class ConsoleProgress:
         if trial.state == TrialState.COMPLETE and trial.value is not None:
             better = min if study.direction == optuna.study.StudyDirection.MINIMIZE else max
             self.best = trial.value if self.best is None else better(self.best, trial.value)
-        reason = TrialRecord.of(trial).reason or ""
+        record = TrialRecord.of(trial)
+        reason = record.reason or ""
         outcome = {
             TrialState.COMPLETE: f"complete, dev F1 {trial.value or 0:.4f}",
             TrialState.PRUNED: f"pruned {reason}",
             TrialState.FAIL: f"failed ({reason})",
         }.get(trial.state, trial.state.name.lower())
+        if record.outcome is Outcome.SKIPPED:
+            outcome = reason
+        elif record.outcome is Outcome.STOPPED:
+            value = f", dev F1 {trial.value:.4f}" if trial.value is not None else ""
+            outcome = f"{reason}{value}"
         seconds = trial.duration.total_seconds() if trial.duration else 0.0
         best = f", best {self.best:.4f}" if self.best is not None else ""
         typer.echo(f"{self._prefix(trial)} {outcome} in {duration(seconds)}{best}{self._eta()}")
+
+
+def data_block(profile: DataProfile) -> str:
+    """The data block printed at the start of a run."""
+    names = profile.class_names or tuple(str(i) for i in range(len(profile.class_counts)))
+    classes = ", ".join(f"{name} {count:,}" for name, count in
+                        zip(names, profile.class_counts, strict=False))
+    lengths = ", ".join(f"p{p} {n:,}" for p, n in zip(PERCENTILES, profile.length_percentiles,
+                                                      strict=True))
+    shapes = ", ".join(f"{c.label} {c.seg_len}x{c.max_segments} {c.kept:.1%}"
+                       + (f" ({c.docs_cut:.0%} of documents cut)" if c.docs_cut else "")
+                       for c in profile.coverage)
+    return "\n".join(textwrap.fill(line, width=100, subsequent_indent=" " * 11) for line in (
+        f"documents  {profile.documents:,} ({profile.tokens:,} tokens), "
+        f"{len(profile.class_counts)} classes: {classes}",
+        f"lengths    tokens per document: {lengths}",
+        f"vocabulary {profile.vocabulary:,} ids kept (min_count {profile.min_count}, "
+        f"training folds) of {profile.distinct:,} distinct",
+        f"segments   tokens kept: {shapes}"))
 
 
 @contextmanager
@@ -222,7 +257,9 @@ def run(
         min=1, help="Trials to run now (added to the study); default: the study file's.")] =
         None,
     timeout: Annotated[float | None, typer.Option(
-        min=1, help="Stop starting new trials after this many seconds.")] = None,
+        min=1, help="Seconds the run may take: a trial whose estimated cost exceeds what is "
+        f"left is skipped, no trial takes more than {MAX_TRIAL_SHARE:.0%} of it, and the "
+        "trial running at the timeout stops with its best epoch kept.")] = None,
     train: Annotated[Path | None, typer.Option(
         help="Labelled training file; default: the study's, else the built-in corpus.")] = None,
     test: Annotated[Path | None, typer.Option(help="Test file for export-best.")] = None,
@@ -279,12 +316,13 @@ def run(
 def _run_here(spec: StudySpec, options: RunOptions, *, trials: int | None,
               timeout: float | None, work_dir: Path, started: float) -> RunSummary:
     """The trials in this process, one line per epoch and trial, stopped by SIGINT/SIGTERM."""
+    budget = Budget(timeout, started=started, clock=time.perf_counter)
     progress = ConsoleProgress(epochs=spec.fixed.get("epochs", TrainConfig.epochs),
-                               started=started)
+                               started=started, budget=budget)
     with stop_on_signals() as should_stop:
-        return lifecycle.run_study(spec, options, trials=trials, timeout=timeout,
-                                   work_dir=work_dir, progress=progress,
-                                   should_stop=should_stop)
+        return lifecycle.run_study(spec, options, trials=trials, work_dir=work_dir,
+                                   progress=progress, should_stop=should_stop,
+                                   budget=budget)
 
 
 # The options a worker gets on its command line. The stores' URLs travel in its environment

@@ -16,25 +16,28 @@ import torch
 from optuna.trial import FrozenTrial, TrialState
 
 from han.batching import DataCache
-from han.config import COMPETITION_FORMAT, FileFormat, HANConfig
+from han.config import COMPETITION_FORMAT, DataConfig, FileFormat, HANConfig
 from han.device import resolve_device
 from han.files import check_writable, content_hash
 from han.io import Corpus
+from han.profile import DataProfile, describe
 from han.synthetic import SyntheticSpec, builtin_corpus
 from han.train import DeviceOutOfMemoryError, EpochMetrics
 from search import records
+from search.budget import Budget, StoppedBeforeAnEpoch, TrialEstimate
 from search.errors import SearchError
 from search.objective import SearchContext, objective
-from search.records import DatasetRecord, Key, StudyRecord, Tag
+from search.records import DatasetRecord, Key, StudyRecord, Tag, TrialRecord
 from search.reports import log_study_plots
 from search.storage import (
     DEFAULT_HEARTBEAT_S,
     DEFAULT_STORAGE,
     check_sqlite_target,
     open_storage,
+    retry_stale_trial,
 )
 from search.studyfile import name_for_file
-from search.studyspec import StudySpec
+from search.studyspec import StudySpec, split_settings
 from search.summary import RunSummary, summarize
 from search.tracking import (
     DEFAULT_TRACKING_URI,
@@ -70,8 +73,10 @@ class RunOptions:
 
 
 class Progress(Protocol):
+    def data_described(self, profile: DataProfile) -> None: ...
     def next_trial(self, index: int, total: int | None) -> None: ...
     def trial_started(self, trial: optuna.Trial, params: dict[str, Any]) -> None: ...
+    def trial_estimated(self, trial: optuna.Trial, estimate: TrialEstimate) -> None: ...
     def epoch_done(self, trial: optuna.Trial, metrics: EpochMetrics) -> None: ...
     def trial_done(self, study: optuna.Study, trial: FrozenTrial) -> None: ...
 
@@ -289,14 +294,29 @@ def prepare_study(spec: StudySpec, options: RunOptions) -> PreparedStudy:
                          cache=cache)
 
 
+def describe_data(prepared: PreparedStudy) -> DataProfile:
+    """The data block of a run: the training file, the reference configuration's split and
+    vocabulary (kept in the cache for the trials), and what the study's segment shapes
+    keep of the text."""
+    spec = prepared.spec
+    _, data_kwargs, _ = split_settings({**spec.fixed, **spec.reference_params()})
+    return describe(prepared.corpus, DataConfig(**data_kwargs), spec.segment_shapes(),
+                    class_names=spec.label_names, cache=prepared.cache)
+
+
 def run_study(spec: StudySpec, options: RunOptions, *, trials: int | None = None,
               timeout: float | None = None, work_dir: Path = DEFAULT_WORK_DIR,
               progress: Progress | None = None,
-              should_stop: Callable[[], bool] | None = None) -> RunSummary:
-    """Run `trials` more trials of the study (the study file's count when None)."""
+              should_stop: Callable[[], bool] | None = None,
+              budget: Budget | None = None) -> RunSummary:
+    """Run `trials` more trials of the study (the study file's count when None) within
+    `budget` (default: `timeout` seconds from now; see search.budget)."""
     started = time.perf_counter()
     check_writable(work_dir, folder=True)
+    budget = budget or Budget(timeout)
     prepared = prepare_study(spec, options)
+    if progress is not None:
+        progress.data_described(describe_data(prepared))
     total = trials if trials is not None else spec.trials
     counter = {"index": 0}
     with prepared.parent_run() as parent:
@@ -305,8 +325,9 @@ def run_study(spec: StudySpec, options: RunOptions, *, trials: int | None = None
             parent_run_id=parent.id, work_dir=work_dir, device=prepared.device,
             seed=options.seed, embeddings=prepared.files.embeddings,
             run_tags=prepared.run_tags, should_stop=should_stop, cache=prepared.cache,
-            on_start=progress.trial_started if progress else None,
-            on_epoch=progress.epoch_done if progress else None)
+            budget=budget, on_start=progress.trial_started if progress else None,
+            on_epoch=progress.epoch_done if progress else None,
+            on_estimate=progress.trial_estimated if progress else None)
 
         def run_trial(trial: optuna.Trial) -> float:
             counter["index"] += 1
@@ -317,14 +338,20 @@ def run_study(spec: StudySpec, options: RunOptions, *, trials: int | None = None
         def after_trial(study: optuna.Study, trial: FrozenTrial) -> None:
             if progress is not None:
                 progress.trial_done(study, trial)
+            if trial.state == TrialState.FAIL and TrialRecord.of(trial).outcome is not None:
+                # Stopped by the budget before an epoch ended: the next run trains it (the
+                # reference configuration stays on record that way).
+                retry_stale_trial(study, trial)
             if counter["index"] % PLOT_EVERY == 0:
                 _refresh_parent(parent, study)
 
         try:
             # Out of memory is a property of the trial's settings, not of the study: the
-            # trial fails with its shape in the reason and the study goes on.
-            prepared.study.optimize(run_trial, n_trials=total, timeout=timeout,
-                                    callbacks=[after_trial], catch=(DeviceOutOfMemoryError,))
+            # trial fails with its shape in the reason and the study goes on; so does a
+            # trial the budget stopped before its first epoch ended (the run then ends).
+            prepared.study.optimize(run_trial, n_trials=total, timeout=budget.left(),
+                                    callbacks=[after_trial],
+                                    catch=(DeviceOutOfMemoryError, StoppedBeforeAnEpoch))
         finally:
             _refresh_parent(parent, prepared.study)
     summary = summarize(prepared.study, storage=options.storage,

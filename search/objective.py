@@ -15,11 +15,13 @@ from sklearn.metrics import confusion_matrix
 
 from han.batching import DataCache, EncodedSplit, prepare
 from han.config import DataConfig, HANConfig, TrainConfig
+from han.cost import EpochEstimate
 from han.io import Corpus
 from han.model import config_for
-from han.train import EpochMetrics, NonFiniteLossError, TrainResult, train
+from han.train import EpochMetrics, NonFiniteLossError, TrainingInterrupted, TrainResult, train
 from search import records
-from search.records import Key, Tag, TrialRecord
+from search.budget import Budget, StoppedBeforeAnEpoch, TrialEstimate, TrialSkipped
+from search.records import Key, Outcome, RunState, Tag, TrialRecord
 from search.reports import confusion_figure, evaluation_report
 from search.studyspec import StudySpec, split_settings, suggest
 from search.tracking import CHECKPOINT_ARTIFACT, RunHandle, Tracker
@@ -44,6 +46,9 @@ class SearchContext:
     # Parsed and encoded data shared by the process's trials (one word2vec parse, one
     # vocabulary per fold split).
     cache: DataCache = field(default_factory=DataCache)
+    # --timeout: trials that cannot fit are skipped, the running one stops at it.
+    budget: Budget = field(default_factory=lambda: Budget(None))
+    on_estimate: Callable[[optuna.Trial, TrialEstimate], None] | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -89,6 +94,7 @@ def objective(trial: optuna.Trial, ctx: SearchContext) -> float:
     retry_of = TrialRecord.of(trial).retry_of
     origin = trial.number if retry_of is None else retry_of
     checkpoint_dir = ctx.work_dir / ctx.spec.name / f"trial-{origin}"
+    watch = BudgetWatch(trial, ctx, epochs=built.train_config.epochs)
     with ctx.tracker.trial_run(trial, study_name=ctx.spec.name,
                                parent_run_id=ctx.parent_run_id, params=built.params(),
                                tags=ctx.run_tags) as run, _removed_if_pruned(checkpoint_dir):
@@ -97,21 +103,80 @@ def objective(trial: optuna.Trial, ctx: SearchContext) -> float:
         try:
             result = train(built.split, model_config=built.model_config,
                            data_config=built.data_config, train_config=built.train_config,
-                           checkpoint_dir=checkpoint_dir, on_epoch=_reporter(trial, run, ctx),
-                           should_stop=ctx.should_stop, resume=retry_of is not None)
+                           checkpoint_dir=checkpoint_dir,
+                           on_epoch=_reporter(trial, run, ctx, watch),
+                           should_stop=watch.should_stop, resume=retry_of is not None,
+                           on_estimate=watch.estimated)
         except NonFiniteLossError as diverged:
             raise optuna.TrialPruned(f"diverged: {diverged}") from diverged
+        except TrainingInterrupted as stopped:
+            result = watch.kept(stopped)
         uploaded = _log_complete(trial, run, result, built.split)
+        if watch.stop_reason is not None:
+            run.finish_as(RunState.STOPPED, watch.stop_reason)
     if uploaded:
         shutil.rmtree(checkpoint_dir, ignore_errors=True)
     return result.best_dev_f1
 
 
-def _reporter(trial: optuna.Trial, run: RunHandle,
-              ctx: SearchContext) -> Callable[[EpochMetrics], None]:
-    """Each epoch: log its metrics, report the dev F1 to Optuna, prune when it says so."""
+class BudgetWatch:
+    """One trial under the run's budget: admits it on its estimate, stops it at --timeout
+    (at the next batch) or at the report past its share, and keeps its best epoch."""
 
-    def on_epoch(metrics: EpochMetrics) -> None:
+    def __init__(self, trial: optuna.Trial, ctx: SearchContext, *, epochs: int) -> None:
+        self.trial, self.ctx, self.epochs = trial, ctx, epochs
+        self.started = ctx.budget.clock()
+        self.stop_reason: str | None = None
+
+    def estimated(self, epoch: EpochEstimate) -> None:
+        """The estimate after the first batches: skip the trial when it cannot fit."""
+        try:
+            estimate = self.ctx.budget.admit(epoch, self.epochs)
+        except TrialSkipped as skipped:
+            records.set_outcome(self.trial, Outcome.SKIPPED, f"skipped: {skipped}")
+            raise TrialSkipped(f"skipped: {skipped}") from None
+        if self.ctx.on_estimate is not None:
+            self.ctx.on_estimate(self.trial, estimate)
+
+    def should_stop(self) -> bool:
+        """At a batch boundary: a signal (the user's stop) or --timeout reached."""
+        if self.ctx.should_stop is not None and self.ctx.should_stop():
+            return True
+        if self.ctx.budget.expired():
+            self.stop_reason = "stopped at --timeout"
+            return True
+        return False
+
+    def at_report(self, metrics: EpochMetrics) -> bool:
+        """After an epoch's report: True to stop here, before an epoch the budget cannot
+        hold (the last epoch ends the trial anyway)."""
+        if metrics.epoch >= self.epochs:
+            return False
+        self.stop_reason = self.ctx.budget.stop_at_report(self.started, metrics.epoch_seconds)
+        return self.stop_reason is not None
+
+    def kept(self, stopped: TrainingInterrupted) -> TrainResult:
+        """The result of a trial the budget stopped mid-epoch: its best epoch so far. A
+        user's stop, or a stop before any epoch ended, goes on as an interruption."""
+        result = stopped.result
+        if self.stop_reason is None:
+            raise stopped
+        reason = f"{self.stop_reason} ({stopped})"
+        if result is None or result.best_epoch == 0:
+            records.set_outcome(self.trial, Outcome.STOPPED, reason)
+            self.stop_reason = None
+            raise StoppedBeforeAnEpoch(f"{reason}, before its first epoch ended") from stopped
+        self.stop_reason = f"{reason}; best epoch {result.best_epoch} kept"
+        records.set_outcome(self.trial, Outcome.STOPPED, self.stop_reason)
+        return result
+
+
+def _reporter(trial: optuna.Trial, run: RunHandle, ctx: SearchContext,
+              watch: BudgetWatch) -> Callable[[EpochMetrics], bool]:
+    """Each epoch: log its metrics, report the dev F1 to Optuna, prune when it says so,
+    stop when the budget cannot hold another epoch."""
+
+    def on_epoch(metrics: EpochMetrics) -> bool:
         run.log_metrics(metrics.as_dict(), step=metrics.epoch)
         trial.report(metrics.dev_macro_f1, metrics.epoch)
         if ctx.on_epoch is not None:
@@ -119,6 +184,10 @@ def _reporter(trial: optuna.Trial, run: RunHandle,
         if trial.should_prune():
             raise optuna.TrialPruned(f"at epoch {metrics.epoch} "
                                      f"(dev F1 {metrics.dev_macro_f1:.4f})")
+        if watch.at_report(metrics):
+            records.set_outcome(trial, Outcome.STOPPED, watch.stop_reason or "")
+            return True
+        return False
 
     return on_epoch
 

@@ -19,6 +19,7 @@ from optuna.trial import FrozenTrial
 
 from han.config import COMPETITION_FORMAT, FileFormat
 from han.train import TrainingInterrupted
+from search.budget import TrialSkipped
 
 # -- Optuna study attributes ----------------------------------------------------------------
 
@@ -143,6 +144,20 @@ _LOCAL_CHECKPOINT = "local_checkpoint"
 # needs no MLflow download.
 _MAX_EPOCHS = "max_epochs"
 _DEV_CONFUSION = "dev_confusion"
+# How the budget (--timeout) ended a trial, when it did: Outcome.SKIPPED or STOPPED.
+_OUTCOME = "outcome"
+
+
+class Outcome(enum.StrEnum):
+    """What the budget did to a trial, on top of its Optuna state.
+
+    SKIPPED: not trained, its estimated cost exceeding the time left (Optuna PRUNED).
+    STOPPED: cut short by --timeout or its share of it; with a finished epoch it is
+    COMPLETE with its best epoch's dev F1 and checkpoint, else FAIL.
+    """
+
+    SKIPPED = "skipped"
+    STOPPED = "stopped"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -157,6 +172,7 @@ class TrialRecord:
     local_checkpoint: Path | None = None
     max_epochs: int | None = None
     dev_confusion: list[list[int]] | None = None
+    outcome: Outcome | None = None
 
     @classmethod
     def of(cls, trial: FrozenTrial | optuna.Trial) -> TrialRecord:
@@ -169,7 +185,12 @@ class TrialRecord:
                    retries=int(attrs.get(_RETRIES, 0)),
                    local_checkpoint=_path(attrs.get(_LOCAL_CHECKPOINT)),
                    max_epochs=None if max_epochs is None else int(max_epochs),
-                   dev_confusion=attrs.get(_DEV_CONFUSION))
+                   dev_confusion=attrs.get(_DEV_CONFUSION),
+                   outcome=Outcome(attrs[_OUTCOME]) if _OUTCOME in attrs else None)
+
+    def state_name(self, trial: FrozenTrial) -> str:
+        """The trial's state in words: the budget's outcome when it had one, else Optuna's."""
+        return str(self.outcome) if self.outcome is not None else trial.state.name.lower()
 
     @property
     def origin(self) -> int | None:
@@ -186,7 +207,9 @@ def retry_attrs(trial: FrozenTrial) -> dict[str, Any]:
     """User attributes of a retry of `trial`: its own, pointing at the original trial."""
     record = TrialRecord.of(trial)
     origin = trial.number if record.retry_of is None else record.retry_of
-    return {**trial.user_attrs, _RETRY_OF: origin, _RETRIES: record.retries + 1}
+    # How the original ended is not the retry's: it gets its own outcome and reason.
+    kept = {k: v for k, v in trial.user_attrs.items() if k not in (_OUTCOME, _REASON)}
+    return {**kept, _RETRY_OF: origin, _RETRIES: record.retries + 1}
 
 
 def set_run_id(trial: optuna.Trial, run_id: str) -> None:
@@ -203,6 +226,11 @@ def set_max_epochs(trial: optuna.Trial, epochs: int) -> None:
 
 def set_dev_confusion(trial: optuna.Trial, matrix: list[list[int]]) -> None:
     trial.set_user_attr(_DEV_CONFUSION, matrix)
+
+
+def set_outcome(trial: optuna.Trial, outcome: Outcome, reason: str) -> None:
+    trial.set_user_attr(_OUTCOME, str(outcome))
+    trial.set_user_attr(_REASON, reason)
 
 
 def set_local_checkpoint(trial: optuna.Trial, path: Path) -> None:
@@ -229,16 +257,21 @@ class RunState(enum.StrEnum):
     PRUNED = "pruned"
     FAILED = "failed"
     INTERRUPTED = "interrupted"
+    # Outcome.SKIPPED, and Outcome.STOPPED with its best epoch kept (its model is usable).
+    SKIPPED = "skipped"
+    STOPPED = "stopped"
 
     @property
     def status(self) -> str:
         return {RunState.RUNNING: "RUNNING", RunState.COMPLETE: "FINISHED",
-                RunState.FAILED: "FAILED"}.get(self, "KILLED")
+                RunState.STOPPED: "FINISHED", RunState.FAILED: "FAILED"}.get(self, "KILLED")
 
     @classmethod
     def ended_by(cls, error: BaseException) -> tuple[RunState, str]:
         """How a run ends when `error` leaves it, and the reason: pruned (a pruned trial,
         diverged training turned into one), interrupted (a stop was asked for), or failed."""
+        if isinstance(error, TrialSkipped):
+            return cls.SKIPPED, str(error)
         if isinstance(error, optuna.TrialPruned):
             return cls.PRUNED, str(error)
         if isinstance(error, TrainingInterrupted | KeyboardInterrupt):

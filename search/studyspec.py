@@ -299,6 +299,27 @@ class StudySpec:
         """
         return {p.name: self.reference.get(p.name, DEFAULTS[p.name]) for p in self.space}
 
+    def setting_range(self, name: str) -> tuple[Any, Any]:
+        """The smallest and largest value the study gives a setting: its space's bounds when
+        searched, else its fixed value or default (twice)."""
+        for param in self.space:
+            if param.name == name:
+                if isinstance(param, CategoricalParam):
+                    return min(param.choices), max(param.choices)
+                return param.low, param.high
+        value = self.fixed.get(name, DEFAULTS[name])
+        return value, value
+
+    def segment_shapes(self) -> list[tuple[str, int, int]]:
+        """(label, seg_len, max_segments) of the reference configuration and of the
+        smallest and largest segment shapes the space allows."""
+        reference = {**self.fixed, **self.reference_params()}
+        seg_len, max_segments = self.setting_range("seg_len"), self.setting_range("max_segments")
+        return [("reference", reference.get("seg_len", DEFAULTS["seg_len"]),
+                 reference.get("max_segments", DEFAULTS["max_segments"])),
+                ("smallest", seg_len[0], max_segments[0]),
+                ("largest", seg_len[1], max_segments[1])]
+
 
 def _build(registry: Mapping[str, type], table: Mapping[str, Any]) -> Any:
     return registry[table["name"]](**{k: v for k, v in table.items() if k != "name"})

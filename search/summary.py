@@ -38,7 +38,7 @@ def summarize(study: optuna.Study, *, storage: str, tracking_uri: str,
     trials = study.get_trials(deepcopy=False)
     summary = RunSummary(study_name=study.study_name, storage=redact(storage),
                          tracking_uri=redact(tracking_uri), parent_run_id=parent_run_id,
-                         states=Counter(t.state.name.lower() for t in trials),
+                         states=Counter(TrialRecord.of(t).state_name(t) for t in trials),
                          dataset=DatasetRecord.of(study))
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     if complete:
@@ -87,7 +87,7 @@ class TrialRow:
 
 def trial_row(trial: FrozenTrial) -> TrialRow:
     record = TrialRecord.of(trial)
-    return TrialRow(number=trial.number, state=trial.state.name.lower(), value=trial.value,
+    return TrialRow(number=trial.number, state=record.state_name(trial), value=trial.value,
                     epochs=len(trial.intermediate_values), params=dict(trial.params),
                     run_id=record.run_id, reason=record.reason)
 

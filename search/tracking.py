@@ -137,6 +137,8 @@ class RunHandle:
     def __init__(self, requests: Requests, run_id: str | None) -> None:
         self.requests = requests
         self.run_id = run_id
+        # How the run ends when its block is left without an error (see `finish_as`).
+        self.final: tuple[RunState, str | None] = (RunState.COMPLETE, None)
 
     @property
     def id(self) -> str:
@@ -186,10 +188,16 @@ class RunHandle:
         self._write(f"end run {self.run_id}", lambda client, run_id: client.set_terminated(
             run_id, status=state.status))
 
+    def finish_as(self, state: RunState, reason: str | None = None) -> None:
+        """End as `state` (not complete) when the block is left without an error: a trial
+        the budget stopped keeps its best epoch, yet did not run its course."""
+        self.final = (state, reason)
+
     @contextmanager
     def ending(self, on_end: OnEnd | None = None) -> Iterator[RunHandle]:
-        """End the run when the block is left: complete, or as the exception says
-        (RunState.ended_by); `on_end` hears how a run that did not complete ended."""
+        """End the run when the block is left: complete (or as `finish_as` said), or as the
+        exception says (RunState.ended_by); `on_end` hears how a run that did not complete
+        ended."""
         try:
             yield self
         except BaseException as error:
@@ -198,7 +206,7 @@ class RunHandle:
                 on_end(state, reason)
             self.end(state, reason)
             raise
-        self.end(RunState.COMPLETE)
+        self.end(*self.final)
 
 
 class Tracker:

@@ -100,8 +100,14 @@ class Recorder:
 
     events: list[tuple[str, int]] = field(default_factory=list)
 
+    def data_described(self, profile: Any) -> None:
+        self.events.append(("data", profile.documents))
+
     def next_trial(self, index: int, total: int | None) -> None:
         self.events.append(("next", index))
+
+    def trial_estimated(self, trial: optuna.Trial, estimate: Any) -> None:
+        self.events.append(("estimate", trial.number))
 
     def trial_started(self, trial: optuna.Trial, params: dict[str, Any]) -> None:
         self.events.append(("start", trial.number))

@@ -1,0 +1,125 @@
+"""The time budget of a run (`--timeout`): the time left, each trial's share of it, whether a
+trial's estimated cost fits before it starts, when a running trial stops, and an ETA that
+never promises more time than is left."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import optuna
+
+from han.cost import EpochEstimate
+from han.train import TrainingInterrupted
+from search.formatting import duration
+
+# No trial may take more than this share of --timeout: past it, a trial stops at the report
+# whose next epoch would end beyond it, and keeps its best epoch. Measured on the issue-10
+# look-alike (11,000 documents, bench/budget.py): the reference configuration's epoch takes
+# about 6-7 minutes on 2 cores, so a fifth of a 40-minute budget holds one of its epochs and
+# leaves four fifths to the search.
+MAX_TRIAL_SHARE = 0.2
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrialEstimate:
+    """A trial's cost as estimated before its first epoch: an epoch's time (training batches
+    and the dev evaluation), the epochs it would run, and the budget it meets."""
+
+    epoch: EpochEstimate
+    epochs: int
+    left: float | None  # seconds of --timeout left when it was made; None: no timeout
+    cap: float | None  # the most seconds the trial may take; None: no timeout
+
+    @property
+    def seconds(self) -> float:
+        return self.epochs * self.epoch.seconds
+
+    def describe(self) -> str:
+        text = (f"estimated {duration(self.seconds)} ({self.epochs} x "
+                f"{duration(self.epoch.seconds)} per epoch)")
+        if self.left is not None:
+            text += f", {duration(self.left)} left"
+        return text
+
+
+class TrialSkipped(optuna.TrialPruned):
+    """A trial's estimated cost does not fit what is left of the budget (the message says
+    by how much): it ends pruned after the few batches of its estimate, recorded as
+    skipped, so the sampler learns to avoid what the budget cannot afford."""
+
+
+class StoppedBeforeAnEpoch(TrainingInterrupted):
+    """The budget stopped a trial before it finished an epoch: nothing to keep (Optuna FAIL,
+    MLflow `interrupted`), and the run goes on to its end."""
+
+
+class Budget:
+    """`--timeout` seconds from `started` (a `clock()` reading); without a timeout, every
+    trial fits and none is stopped."""
+
+    def __init__(self, timeout: float | None, *, started: float | None = None,
+                 share: float = MAX_TRIAL_SHARE,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.timeout = timeout
+        self.clock = clock
+        self.started = clock() if started is None else started
+        self.share = share
+
+    def left(self) -> float | None:
+        if self.timeout is None:
+            return None
+        return max(0.0, self.started + self.timeout - self.clock())
+
+    def expired(self) -> bool:
+        left = self.left()
+        return left is not None and left <= 0.0
+
+    @property
+    def cap(self) -> float | None:
+        """The most a trial may take."""
+        return None if self.timeout is None else self.share * self.timeout
+
+    def admit(self, estimate: EpochEstimate, epochs: int) -> TrialEstimate:
+        """The trial's estimate; TrialSkipped when its cost alone exceeds the time left, or
+        a single epoch of it exceeds a trial's cap (it could not report once within it)."""
+        trial = TrialEstimate(epoch=estimate, epochs=epochs, left=self.left(), cap=self.cap)
+        if trial.left is not None and trial.seconds > trial.left:
+            raise TrialSkipped(f"estimated {duration(trial.seconds)} > "
+                               f"{duration(trial.left)} left")
+        if trial.cap is not None and estimate.seconds > trial.cap:
+            raise TrialSkipped(f"estimated {duration(estimate.seconds)} per epoch > "
+                               f"{duration(trial.cap)} per trial "
+                               f"({self.share:.0%} of --timeout)")
+        return trial
+
+    def stop_at_report(self, trial_started: float, epoch_seconds: float) -> str | None:
+        """At a report: why the trial stops now (its next epoch, as long as the last one,
+        would end past its cap or the timeout), or None to go on."""
+        if self.timeout is None:
+            return None
+        now = self.clock()
+        next_end = now + epoch_seconds
+        if self.cap is not None and next_end - trial_started > self.cap:
+            return (f"budget: another epoch ({duration(epoch_seconds)}) would pass the "
+                    f"trial's {duration(self.cap)} cap ({self.share:.0%} of --timeout)")
+        if next_end > self.started + self.timeout:
+            return (f"budget: another epoch ({duration(epoch_seconds)}) would end past "
+                    f"--timeout ({duration(self.left() or 0.0)} left)")
+        return None
+
+    def eta(self, *, elapsed: float, done: int, total: int | None) -> float | None:
+        """Seconds until the run ends: the trials to go at the mean pace so far, never more
+        than the time left."""
+        return eta_seconds(elapsed=elapsed, done=done, total=total, left=self.left())
+
+
+def eta_seconds(*, elapsed: float, done: int, total: int | None,
+                left: float | None) -> float | None:
+    """`total - done` more trials at `elapsed / done` each, capped at `left` (None: no cap).
+    None when nothing can be said (no trial done, or no trial count and no timeout)."""
+    projected = None if not total or done == 0 else elapsed / done * max(total - done, 0)
+    if left is None:
+        return projected
+    return left if projected is None else min(projected, left)

@@ -1,0 +1,175 @@
+"""The run's budget: the data block, per-trial estimates, skipping what cannot fit, stopping
+at --timeout with the best epoch kept, and an ETA within the time left. Clocks are fakes, so
+nothing here depends on the machine's speed; speed and memory figures are bench/budget.py's."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+import pytest
+from mlflow import MlflowClient
+from optuna.trial import TrialState
+
+from han.batching import DataCache, segment
+from han.config import DataConfig
+from han.cost import EpochEstimate
+from han.io import load_corpus
+from han.profile import describe
+from search.budget import Budget, TrialSkipped, eta_seconds
+from search.cli import data_block
+from search.lifecycle import RunOptions, run_study
+from search.records import Outcome, TrialRecord
+from search.studyfile import load_study_file
+from tests.conftest import easy_corpus, write_tsv
+from tests.test_search import STRONG, Recorder, study_toml
+
+
+class FakeClock:
+    """Seconds that pass only when a test says so; `expire_after_epoch` makes --timeout
+    pass right after the first epoch's report (from the second reading on)."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.armed_reads: int | None = None
+
+    def __call__(self) -> float:
+        if self.armed_reads is not None:
+            self.armed_reads += 1
+            if self.armed_reads > 1:
+                return 1e6
+        return self.now
+
+
+# ------------------------------------------------------------------------- the data block
+
+
+def test_data_block_numbers_on_a_tiny_file(tmp_path: Path) -> None:
+    # Ten documents of 10, 20, ... 100 tokens; class 0 has 6, class 1 has 4. Token 7 is in
+    # every document, token 1000+i in document i only.
+    rows = []
+    for i in range(10):
+        length = 10 * (i + 1)
+        tokens = [7] * (length - 1) + [1000 + i]
+        rows.append((0 if i < 6 else 1, " ".join(map(str, tokens))))
+    corpus = load_corpus(write_tsv(tmp_path / "tiny.tsv", rows), labelled=True)
+    config = DataConfig(folds=2, min_count=2)
+    profile = describe(corpus, config, [("reference", 16, 2), ("smallest", 8, 1),
+                                        ("largest", 64, 2)], cache=DataCache())
+    assert profile.documents == 10 and profile.tokens == 550
+    assert profile.class_counts == (6, 4)
+    assert profile.length_percentiles == (50, 90, 100)
+    assert profile.distinct == 11
+    assert profile.vocabulary == 1  # only token 7 is seen twice in the training fold
+    kept = {c.label: c for c in profile.coverage}
+    # 8 x 1: every document keeps its first 8 tokens.
+    assert kept["smallest"].kept == pytest.approx(80 / 550)
+    assert kept["smallest"].docs_cut == 1.0
+    # 64 x 2 keeps everything; 16 x 2 keeps a longer document's first segment and its last,
+    # which holds what is left after the last full 16 (the segments are cut from the start).
+    assert kept["largest"].kept == 1.0 and kept["largest"].docs_cut == 0.0
+    lengths = [10 * (i + 1) for i in range(10)]
+    expected = sum(n if n <= 32 else 16 + (n - 16 * ((n - 1) // 16)) for n in lengths)
+    assert kept["reference"].kept == pytest.approx(expected / 550)
+    assert segment(corpus.tokens, corpus.offsets, seg_len=16,
+                   max_segments=2).seg_length.sum() == expected
+    block = data_block(profile)
+    text = " ".join(block.split())
+    assert "10 (550 tokens), 2 classes: 0 6, 1 4" in text
+    assert "p50 50, p90 90, p99 100" in text
+    assert "smallest 8x1 14.5% (100% of documents cut)" in text
+    assert len(block.splitlines()) >= 4
+
+
+# ------------------------------------------------------------------------- ETA and admission
+
+
+def test_eta_never_exceeds_the_time_left() -> None:
+    assert eta_seconds(elapsed=600, done=1, total=50, left=2000) == 2000
+    assert eta_seconds(elapsed=60, done=6, total=10, left=2000) == 40
+    assert eta_seconds(elapsed=60, done=6, total=10, left=None) == 40
+    assert eta_seconds(elapsed=60, done=0, total=10, left=300) == 300
+    assert eta_seconds(elapsed=60, done=0, total=None, left=None) is None
+    clock = FakeClock()
+    budget = Budget(2400, clock=clock)
+    for now in (0, 100, 1000, 2399, 2500):
+        clock.now = now
+        eta = budget.eta(elapsed=now + 1, done=1, total=50)
+        assert eta is not None and eta <= max(2400 - now, 0)
+
+
+def test_a_trial_that_cannot_fit_is_refused_with_its_reason() -> None:
+    clock = FakeClock()
+    budget = Budget(2400, clock=clock)
+    epoch = EpochEstimate(train_seconds=250, eval_seconds=50, timed_batches=3,
+                          timed_seconds=2.0)
+    assert budget.admit(epoch, 5).seconds == 1500
+    clock.now = 1700  # 700 s left
+    with pytest.raises(TrialSkipped, match=r"estimated 25m00s > 11m40s left"):
+        budget.admit(epoch, 5)
+    with pytest.raises(TrialSkipped, match="per trial"):  # one epoch > a fifth of 2400 s
+        Budget(2400, clock=clock, share=0.1).admit(epoch, 1)
+    assert Budget(None).admit(epoch, 100).left is None
+
+
+# ------------------------------------------------------------------------- in a real study
+
+
+def _study(tmp_path: Path, name: str) -> tuple[Any, RunOptions]:
+    easy_corpus(tmp_path / "train.tsv", docs=120)
+    spec = load_study_file(study_toml(tmp_path / f"{name}.toml", name=name, train="train.tsv",
+                                      trials=1, reference=STRONG))
+    options = RunOptions(storage=f"sqlite:///{tmp_path}/optuna.db",
+                         tracking_uri=f"sqlite:///{tmp_path}/mlflow.db", device="cpu")
+    return spec, options
+
+
+def test_a_trial_whose_estimate_exceeds_the_time_left_is_skipped(tmp_path: Path) -> None:
+    spec, options = _study(tmp_path, "skip")
+    clock = FakeClock()
+    budget = Budget(1000, clock=clock)
+    clock.now = 999.9  # 0.1 s left: any estimate exceeds it
+    progress = Recorder()
+    summary = run_study(spec, options, work_dir=tmp_path / "work", progress=progress,
+                        budget=budget)
+    trial = optuna.load_study(study_name="skip", storage=options.storage).trials[0]
+    record = TrialRecord.of(trial)
+    assert trial.state == TrialState.PRUNED and record.outcome is Outcome.SKIPPED
+    assert record.reason is not None and record.reason.startswith("skipped: estimated ")
+    assert record.reason.endswith(" > 0s left")
+    assert summary.states == {"skipped": 1}
+    assert ("data", 120) in progress.events and ("estimate", 0) not in progress.events
+    run = MlflowClient(options.tracking_uri).get_run(record.run_id)
+    assert run.data.tags["state"] == "skipped" and run.info.status == "KILLED"
+
+
+def test_a_trial_running_at_the_timeout_stops_with_its_best_epoch(tmp_path: Path) -> None:
+    spec, options = _study(tmp_path, "stop")
+    clock = FakeClock()
+    progress = Recorder()
+
+    class ExpireAfterFirstEpoch(Recorder):
+        def epoch_done(self, trial: optuna.Trial, metrics: Any) -> None:
+            progress.epoch_done(trial, metrics)
+            if metrics.epoch == 1:
+                clock.armed_reads = 0  # the report's reading sees time left, the next batch none
+
+    summary = run_study(spec, options, work_dir=tmp_path / "work",
+                        progress=ExpireAfterFirstEpoch(), budget=Budget(1000, clock=clock))
+    trial = optuna.load_study(study_name="stop", storage=options.storage).trials[0]
+    record = TrialRecord.of(trial)
+    assert trial.state == TrialState.COMPLETE and record.outcome is Outcome.STOPPED
+    assert list(trial.intermediate_values) == [1]
+    assert trial.value == trial.intermediate_values[1]
+    assert record.reason == ("stopped at --timeout (stopped at epoch 2, batch 0); best epoch 1 "
+                             "kept")
+    assert summary.states == {"stopped": 1} and summary.best_value == trial.value
+    client = MlflowClient(options.tracking_uri)
+    run = client.get_run(record.run_id)
+    assert run.data.tags["state"] == "stopped" and run.info.status == "FINISHED"
+    assert run.data.tags["best_epoch"] == "1"
+    assert [f.path for f in client.list_artifacts(record.run_id, "checkpoint")] == [
+        "checkpoint/best.pt"]
+    assert np.isclose(run.data.metrics["best_dev_macro_f1"], trial.value)
