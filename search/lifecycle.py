@@ -3,9 +3,11 @@ study, its reference trial and MLflow parent run), then run its trials, alone or
 
 from __future__ import annotations
 
-import hashlib
+import functools
 import importlib.metadata
+import subprocess
 import time
+from collections import Counter
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, replace
@@ -17,13 +19,16 @@ import torch
 from optuna.trial import FrozenTrial, TrialState
 
 from han.batching import DataCache
+from han.checkpoint import CheckpointError
 from han.config import COMPETITION_FORMAT, FileFormat, HANConfig
 from han.device import resolve_device
-from han.io import Corpus
+from han.io import Corpus, DataError
 from han.synthetic import SyntheticSpec, builtin_corpus
 from han.train import DeviceOutOfMemoryError, EpochMetrics
 from search import records
+from search.datasets import TrainingFile, file_digest
 from search.errors import SearchError
+from search.export import register_best
 from search.objective import SearchContext, objective
 from search.records import Key, StudyRecord, Tag
 from search.reports import log_study_plots
@@ -35,7 +40,7 @@ from search.storage import (
 )
 from search.studyspec import StudySpec
 from search.summary import RunSummary, summarize
-from search.tracking import DEFAULT_TRACKING_URI, RunHandle, Tracker, redact
+from search.tracking import DEFAULT_TRACKING_URI, RunHandle, Tracker, TrackingError, redact
 from search.workers import plan_workers, run_workers
 
 DEFAULT_WORK_DIR = Path("han-search-work")
@@ -43,6 +48,8 @@ DEFAULT_WORK_DIR = Path("han-search-work")
 # after every trial would cost more than a small trial.
 PLOT_EVERY = 5
 _VERSIONED = ("torch", "numpy", "optuna", "mlflow", "scikit-learn", "han-search")
+# Asking git for the commit must never hold a study up.
+GIT_TIMEOUT_S = 5
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -60,6 +67,9 @@ class RunOptions:
     heartbeat_s: int = DEFAULT_HEARTBEAT_S
     # A worker's index: its sampler draws differ from the other workers'.
     sampler_seed_offset: int = 0
+    # Whether the session ends by registering the study file's model: not in workers, whose
+    # parent session does it once they are done.
+    register: bool = True
 
 
 class Progress(Protocol):
@@ -92,14 +102,39 @@ def resolve_data(spec: StudySpec, options: RunOptions) -> DataFiles:
                      embeddings=embeddings, builtin=True)
 
 
-def fingerprint(path: Path, corpus: Corpus) -> dict[str, str]:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
+def fingerprint(path: Path, corpus: Corpus, digest: str | None = None) -> dict[str, str]:
+    """The training file's fingerprint tags; `digest`: its content hash when already known."""
     return records.fingerprint_tags(path=path, size=path.stat().st_size,
-                                    sha256=digest.hexdigest()[:16], docs=corpus.num_docs,
+                                    sha256=digest or file_digest(path), docs=corpus.num_docs,
                                     classes=corpus.num_classes)
+
+
+@functools.cache
+def code_tags() -> dict[str, str]:
+    """The program and its version on every run, and the git commit and branch when
+    han-search runs from a checkout (an editable install or PYTHONPATH), for MLflow's
+    Source column."""
+    try:
+        version = importlib.metadata.version("han-search")
+    except importlib.metadata.PackageNotFoundError:
+        version = "(not installed)"
+    root = Path(__file__).resolve().parent.parent
+    commit = branch = None
+    if (root / ".git").exists():  # a file in a git worktree, a folder in a clone
+        commit = _git(root, "rev-parse", "HEAD")
+        branch = _git(root, "rev-parse", "--abbrev-ref", "HEAD")
+    return records.source_tags(program=f"han-search {version}", commit=commit,
+                               branch=None if branch == "HEAD" else branch)
+
+
+def _git(root: Path, *args: str) -> str | None:
+    """One line of git's output in `root`; None without git or outside a repository."""
+    try:
+        done = subprocess.run(["git", "-C", str(root), *args], capture_output=True,
+                              text=True, timeout=GIT_TIMEOUT_S, check=True)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout.strip() or None
 
 
 def environment_tags(device: str) -> dict[str, str]:
@@ -144,12 +179,13 @@ class PreparedStudy:
     run_tags: dict[str, str]
     device: str
     cache: DataCache
+    training_file: TrainingFile
 
     def parent_run(self) -> AbstractContextManager[RunHandle]:
         """The study's MLflow parent run for this session (a context manager)."""
         storage = redact(self.options.storage)
         return self.tracker.study_run(
-            self.spec.name, tags={Tag.STORAGE: storage},
+            self.spec.name, tags={Tag.STORAGE: storage} | code_tags(),
             params={Key.STUDY_FILE: self.spec.source, Key.SAMPLER: self.spec.sampler,
                     Key.PRUNER: self.spec.pruner, Key.DIRECTION: self.spec.direction})
 
@@ -205,14 +241,18 @@ def prepare_study(spec: StudySpec, options: RunOptions) -> PreparedStudy:
                             skip_if_exists=True)
     StudyRecord(train_path=files.train, test_path=files.test, file_format=spec.file_format,
                 class_names=corpus.label_values or spec.label_names).write(study)
-    run_tags = environment_tags(device) | fingerprint(files.train, corpus) | {
+    training_file = TrainingFile(path=files.train, digest=file_digest(files.train),
+                                 docs=corpus.num_docs, classes=corpus.num_classes,
+                                 file_format=spec.file_format, builtin=files.builtin)
+    run_tags = environment_tags(device) | code_tags() | fingerprint(
+        files.train, corpus, training_file.digest) | {
         Tag.STORAGE: redact(options.storage), Tag.STUDY_FILE: str(spec.source)
     } | records.data_tags(asdict(spec.file_format))
     if files.embeddings is not None:
         run_tags[Tag.EMBEDDINGS] = str(files.embeddings.resolve())
     return PreparedStudy(spec=spec, options=options, files=files, corpus=corpus,
                          tracker=tracker, study=study, run_tags=run_tags, device=device,
-                         cache=cache)
+                         cache=cache, training_file=training_file)
 
 
 def run_study(spec: StudySpec, options: RunOptions, *, trials: int | None = None,
@@ -230,6 +270,7 @@ def run_study(spec: StudySpec, options: RunOptions, *, trials: int | None = None
             parent_run_id=parent.id, work_dir=work_dir, device=prepared.device,
             seed=options.seed, embeddings=prepared.files.embeddings,
             run_tags=prepared.run_tags, should_stop=should_stop, cache=prepared.cache,
+            training_file=prepared.training_file,
             on_start=progress.trial_started if progress else None,
             on_epoch=progress.epoch_done if progress else None)
 
@@ -242,6 +283,7 @@ def run_study(spec: StudySpec, options: RunOptions, *, trials: int | None = None
         def after_trial(study: optuna.Study, trial: FrozenTrial) -> None:
             if progress is not None:
                 progress.trial_done(study, trial)
+            log_history(parent, study, trial)
             if counter["index"] % PLOT_EVERY == 0:
                 _refresh_parent(parent, study)
 
@@ -255,8 +297,9 @@ def run_study(spec: StudySpec, options: RunOptions, *, trials: int | None = None
     summary = summarize(prepared.study, storage=options.storage,
                         tracking_uri=options.tracking_uri, parent_run_id=parent.id)
     summary.trials_this_run = counter["index"]
-    summary.seconds = time.perf_counter() - started
     summary.not_logged = prepared.tracker.not_logged
+    register_champion(prepared.spec, options, summary)
+    summary.seconds = time.perf_counter() - started
     return summary
 
 
@@ -280,19 +323,48 @@ def run_with_workers(spec: StudySpec, options: RunOptions, *, workers: int,
             "HAN_SEARCH_STORAGE": options.storage, "MLFLOW_TRACKING_URI": options.tracking_uri})
     summary = summarize(prepared.study, storage=options.storage,
                         tracking_uri=options.tracking_uri, parent_run_id=parent.id)
-    summary.seconds = time.perf_counter() - started
     summary.trials_this_run = len(prepared.study.get_trials(deepcopy=False)) - before
+    register_champion(prepared.spec, options, summary)
+    summary.seconds = time.perf_counter() - started
     return summary, code
 
 
 def _refresh_parent(parent: RunHandle, study: optuna.Study) -> None:
-    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    if complete:
-        best = study.best_trial
-        parent.set_tags(records.best_tags(best))
-        parent.log_metrics({Key.BEST_DEV_F1: best.value or 0.0,
-                            Key.TRIALS_COMPLETE: len(complete)}, step=len(study.trials))
+    if study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        parent.set_tags(records.best_tags(study.best_trial))
     log_study_plots(parent, study)
+
+
+def log_history(parent: RunHandle, study: optuna.Study, trial: FrozenTrial) -> None:
+    """The study's history on its parent run as metrics, one step per finished trial (step =
+    its number), so MLflow's charts of the parent run are the optimization history, live:
+    the trial's dev F1 (complete trials), the best so far, trials by state."""
+    states = Counter(t.state for t in study.get_trials(deepcopy=False))
+    metrics = {Key.TRIALS_COMPLETE: states[TrialState.COMPLETE],
+               Key.TRIALS_PRUNED: states[TrialState.PRUNED],
+               Key.TRIALS_FAILED: states[TrialState.FAIL]}
+    if trial.state == TrialState.COMPLETE and trial.value is not None:
+        metrics[Key.TRIAL_DEV_F1] = trial.value
+    if states[TrialState.COMPLETE]:
+        metrics[Key.BEST_DEV_F1] = study.best_value
+    parent.log_metrics(metrics, step=trial.number)
+
+
+def register_champion(spec: StudySpec, options: RunOptions, summary: RunSummary) -> None:
+    """With `[export] registered_model`, register the best trial's model at the end of a
+    session (not of each worker: the session that started them does it once). A failure is
+    a warning in the summary: the trials are done and on record either way."""
+    if spec.register is None or not options.register:
+        return
+    if summary.best_trial is None:
+        summary.register_warning = f"no complete trial yet: {spec.register} not registered"
+        return
+    try:
+        summary.registered = register_best(study_name=spec.name, name=spec.register,
+                                           storage=options.storage,
+                                           tracking_uri=options.tracking_uri)
+    except (SearchError, TrackingError, DataError, CheckpointError) as error:
+        summary.register_warning = f"{spec.register} not registered: {error}"
 
 
 def override_format(base: FileFormat, **options: str | None) -> FileFormat:

@@ -19,6 +19,7 @@ from han.io import Corpus
 from han.model import config_for
 from han.train import EpochMetrics, NonFiniteLossError, TrainResult, train
 from search import records
+from search.datasets import TrainingFile, trial_inputs
 from search.records import Key, Tag, TrialRecord
 from search.reports import confusion_figure, evaluation_report
 from search.studyspec import StudySpec, split_settings, suggest
@@ -44,6 +45,8 @@ class SearchContext:
     # Parsed and encoded data shared by the process's trials (one word2vec parse, one
     # vocabulary per fold split).
     cache: DataCache = field(default_factory=DataCache)
+    # The training file as an MLflow dataset (None: trials log no dataset inputs).
+    training_file: TrainingFile | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -94,6 +97,8 @@ def objective(trial: optuna.Trial, ctx: SearchContext) -> float:
                                tags=ctx.run_tags) as run, _removed_if_pruned(checkpoint_dir):
         if retry_of is not None:
             run.set_tags({Tag.RETRY_OF_TRIAL: retry_of})
+        if ctx.training_file is not None:
+            run.log_datasets(trial_inputs(ctx.training_file, built.split, built.data_config))
         try:
             result = train(built.split, model_config=built.model_config,
                            data_config=built.data_config, train_config=built.train_config,

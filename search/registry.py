@@ -33,7 +33,9 @@ MODEL_NAME = "han-classifier"
 EXAMPLE_ROWS = 3
 # What the model's code needs besides han/ itself, which travels in the model as code.
 _REQUIREMENTS = ("torch", "numpy", "pandas", "scikit-learn")
-_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+# What a registered model may be called here: safe in a `models:/NAME@alias` URI.
+MODEL_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+MODEL_NAME_RULE = "letters, digits, '_', '.' and '-', starting with a letter or digit"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -47,9 +49,8 @@ class Champion:
 
 def check_name(name: str) -> str:
     """A registered model name, checked before any work (one-line error)."""
-    if not _NAME_RE.fullmatch(name):
-        raise SearchError(f"--register {name!r}: a model name is letters, digits, '_', '.' "
-                          "and '-', starting with a letter or digit")
+    if not MODEL_NAME_RE.fullmatch(name):
+        raise SearchError(f"--register {name!r}: a model name is {MODEL_NAME_RULE}")
     return name
 
 

@@ -12,7 +12,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from search.records import TrialRecord
 from search.storage import DEFAULT_STORAGE, open_storage, sqlite_file_missing
-from search.tracking import redact
+from search.tracking import RegisteredVersion, redact
 
 
 @dataclass
@@ -29,6 +29,9 @@ class RunSummary:
     reference_value: float | None = None
     seconds: float = 0.0
     not_logged: list[str] = field(default_factory=list)
+    # The model registered at the end of the session ([export] registered_model), or why not.
+    registered: RegisteredVersion | None = None
+    register_warning: str | None = None
 
 
 def summarize(study: optuna.Study, *, storage: str, tracking_uri: str,

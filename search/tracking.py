@@ -272,6 +272,8 @@ class Tracker:
         run_id = self.requests.required("open the study's parent run", lambda: _parent_run(
             self.client, experiment_id, study_name, tags))
         run = self.run(run_id)
+        # Tags said at creation are said again: a continued study may run other code.
+        run.set_tags(tags)
         run.log_params(params)
         try:
             yield run
