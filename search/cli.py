@@ -245,19 +245,17 @@ def run(
         "is failed and retried.")] = stores.DEFAULT_HEARTBEAT_S,
     work_dir: Annotated[Path, typer.Option(help="Scratch folder for trial checkpoints.")] =
         lifecycle.DEFAULT_WORK_DIR,
-    # Set only for the worker processes `--workers` starts.
-    worker_index: Annotated[int | None, typer.Option(hidden=True)] = None,
+    worker_index: Annotated[int | None, typer.Option(hidden=True)] = None,  # workers only
 ) -> None:
     """Run trials of a study; running it again continues the same study."""
-    started = time.perf_counter()
     if threads is not None:
         torch.set_num_threads(threads)
     file_format = dict(sep=sep, text_col=text_col, label_col=label_col, tokens=tokens)
     with user_errors():
         spec = lifecycle.with_overrides(load_study_file(config or builtin_study_path()),
                                         name=study, **file_format)
-        typer.echo(f"study {spec.name!r} from {spec.source}; storage {redact(storage)}; "
-                   f"MLflow {redact(tracking_uri)}")
+        typer.echo(f"study {spec.name!r} from {spec.source}; storage {redact(storage)}; MLflow "
+                   f"{redact(tracking_uri)}")
         options = RunOptions(storage=storage, tracking_uri=tracking_uri, device=device,
                              seed=seed, train=train, test=test, embeddings=embeddings,
                              heartbeat_s=heartbeat, sampler_seed_offset=worker_index or 0,
@@ -269,17 +267,17 @@ def run(
                                          work_dir=work_dir, **file_format))
         else:
             summary, code = _run_here(spec, options, trials=trials, timeout=timeout,
-                                      work_dir=work_dir, started=started), 0
+                                      work_dir=work_dir), 0
     _print_summary(summary)
     if code:
         raise typer.Exit(code=code)
 
 
 def _run_here(spec: StudySpec, options: RunOptions, *, trials: int | None,
-              timeout: float | None, work_dir: Path, started: float) -> RunSummary:
+              timeout: float | None, work_dir: Path) -> RunSummary:
     """The trials in this process, one line per epoch and trial, stopped by SIGINT/SIGTERM."""
     progress = ConsoleProgress(epochs=spec.fixed.get("epochs", TrainConfig.epochs),
-                               started=started)
+                               started=time.perf_counter())
     with stop_on_signals() as should_stop:
         return lifecycle.run_study(spec, options, trials=trials, timeout=timeout,
                                    work_dir=work_dir, progress=progress,
@@ -326,6 +324,10 @@ def _print_summary(summary: RunSummary) -> None:
         lines.append("best params    " + ", ".join(
             f"{k}={short(v)}" for k, v in summary.best_params.items()))
     lines.append(f"MLflow         {summary.tracking_uri}, parent run {summary.parent_run_id}")
+    if summary.runs_view:
+        local = "" if summary.tracking_uri.startswith("http") else (
+            f" (after: mlflow ui --backend-store-uri {summary.tracking_uri})")
+        lines.append(f"runs in the UI {summary.runs_view}{local}")
     if summary.not_logged:
         lines.append(f"warning        {len(summary.not_logged)} MLflow writes failed: "
                      + "; ".join(summary.not_logged[:3]))

@@ -40,7 +40,14 @@ from search.storage import (
 )
 from search.studyspec import StudySpec
 from search.summary import RunSummary, summarize
-from search.tracking import DEFAULT_TRACKING_URI, RunHandle, Tracker, TrackingError, redact
+from search.tracking import (
+    DEFAULT_TRACKING_URI,
+    RunHandle,
+    Tracker,
+    TrackingError,
+    redact,
+    runs_view_url,
+)
 from search.workers import plan_workers, run_workers
 
 DEFAULT_WORK_DIR = Path("han-search-work")
@@ -181,6 +188,11 @@ class PreparedStudy:
     cache: DataCache
     training_file: TrainingFile
 
+    def runs_view(self) -> str:
+        """The study's runs table in the MLflow UI."""
+        return runs_view_url(self.options.tracking_uri,
+                             self.tracker.experiment_id(self.spec.name))
+
     def parent_run(self) -> AbstractContextManager[RunHandle]:
         """The study's MLflow parent run for this session (a context manager)."""
         storage = redact(self.options.storage)
@@ -298,6 +310,7 @@ def run_study(spec: StudySpec, options: RunOptions, *, trials: int | None = None
                         tracking_uri=options.tracking_uri, parent_run_id=parent.id)
     summary.trials_this_run = counter["index"]
     summary.not_logged = prepared.tracker.not_logged
+    summary.runs_view = prepared.runs_view()
     register_champion(prepared.spec, options, summary)
     summary.seconds = time.perf_counter() - started
     return summary
@@ -324,6 +337,7 @@ def run_with_workers(spec: StudySpec, options: RunOptions, *, workers: int,
     summary = summarize(prepared.study, storage=options.storage,
                         tracking_uri=options.tracking_uri, parent_run_id=parent.id)
     summary.trials_this_run = len(prepared.study.get_trials(deepcopy=False)) - before
+    summary.runs_view = prepared.runs_view()
     register_champion(prepared.spec, options, summary)
     summary.seconds = time.perf_counter() - started
     return summary, code

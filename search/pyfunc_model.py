@@ -7,6 +7,7 @@ numpy, pandas, scikit-learn). Checkpoints are read with `torch.load(weights_only
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import mlflow
@@ -14,8 +15,10 @@ import pandas as pd
 
 from han.predict import TextClassifier
 
-# The model_config keys `search.registry` writes: the artifact names of the checkpoints, in
-# ensemble order, and each one's weight.
+# The artifact `search.registry` writes beside the checkpoints, and its keys: the artifact
+# names of the checkpoints, in ensemble order, and each one's weight. (A file, not MLflow's
+# model_config, which MLflow would also log as params of the run the model is logged on.)
+ENSEMBLE = "ensemble"
 CHECKPOINTS = "checkpoints"
 WEIGHTS = "weights"
 
@@ -25,7 +28,8 @@ class HANTextClassifier(mlflow.pyfunc.PythonModel):
     it). Output: a DataFrame with the training file's label column, labels as it wrote them."""
 
     def load_context(self, context: Any) -> None:
-        config = context.model_config
+        with open(context.artifacts[ENSEMBLE], encoding="utf-8") as handle:
+            config = json.load(handle)
         self.classifier = TextClassifier(
             [context.artifacts[name] for name in config[CHECKPOINTS]], config[WEIGHTS])
 

@@ -4,7 +4,9 @@ code (`search/pyfunc_model.py`, no pickle), registered under a name, aliased `ch
 from __future__ import annotations
 
 import importlib.metadata
+import json
 import re
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,15 +69,19 @@ def register(tracker: Tracker, champion: Champion, *, name: str,
     classifier = TextClassifier(champion.checkpoints, weights, device="cpu")
     file_format = classifier.file_format
     texts = read_texts(example_file, file_format=file_format, limit=EXAMPLE_ROWS)
-    example = pd.DataFrame({file_format.text_col: texts})
     artifacts = {f"model-{i}": Path(path) for i, path in enumerate(champion.checkpoints)}
-    model = CodeModel(
-        name=MODEL_NAME, code=Path(pyfunc_model.__file__),
-        code_paths=(Path(han.__file__).parent,), artifacts=artifacts,
-        model_config={pyfunc_model.CHECKPOINTS: list(artifacts), pyfunc_model.WEIGHTS: weights},
-        input_example=example, output_example=classifier.predict(texts).submission(),
-        pip_requirements=requirements())
-    model_id = log_code_model(tracker, champion.run_id, model)
+    with tempfile.TemporaryDirectory(prefix="han-model-") as scratch:
+        ensemble = Path(scratch) / "ensemble.json"
+        ensemble.write_text(json.dumps({pyfunc_model.CHECKPOINTS: list(artifacts),
+                                        pyfunc_model.WEIGHTS: weights}), encoding="utf-8")
+        model = CodeModel(
+            name=MODEL_NAME, code=Path(pyfunc_model.__file__),
+            code_paths=(Path(han.__file__).parent,),
+            artifacts=artifacts | {pyfunc_model.ENSEMBLE: ensemble},
+            input_example=pd.DataFrame({file_format.text_col: texts}),
+            output_example=classifier.predict(texts).submission(),
+            pip_requirements=requirements())
+        model_id = log_code_model(tracker, champion.run_id, model)
     return register_version(tracker, name=name, model_id=model_id, run_id=champion.run_id,
                             alias=CHAMPION)
 

@@ -31,6 +31,8 @@ class RunSummary:
     not_logged: list[str] = field(default_factory=list)
     # The model registered at the end of the session ([export] registered_model), or why not.
     registered: RegisteredVersion | None = None
+    # The experiment's runs table in the MLflow UI.
+    runs_view: str = ""
     register_warning: str | None = None
 
 

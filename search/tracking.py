@@ -42,6 +42,12 @@ T = TypeVar("T")
 CHECKPOINT_ARTIFACT = "checkpoint/best.pt"
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 HEALTH_TIMEOUT_S = 10
+# MLflow 3.17's UI opens an experiment on the view its GenAI / Model training switch names (the
+# URL's `workflowType`, else the browser's last choice, GenAI at first), whatever the
+# experiment's kind tag says: a link that names the runs view opens them either way.
+RUNS_VIEW = "#/experiments/{experiment_id}/runs?workflowType=machine_learning"
+# Where `mlflow ui` serves a local store by default.
+LOCAL_UI = "http://127.0.0.1:5000"
 _OLDEST_FIRST = ["attributes.start_time ASC", "attributes.run_id ASC"]
 OnEnd = Callable[[RunState, str], None]
 
@@ -59,6 +65,13 @@ def redact(url: str) -> str:
     if parts.port:
         netloc += f":{parts.port}"
     return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+
+
+def runs_view_url(tracking_uri: str, experiment_id: str) -> str:
+    """The experiment's runs table in the MLflow UI: on the tracking server, or on the
+    `mlflow ui` a local store is opened with."""
+    base = tracking_uri if tracking_uri.startswith(("http://", "https://")) else LOCAL_UI
+    return f"{redact(base).rstrip('/')}/{RUNS_VIEW.format(experiment_id=experiment_id)}"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -443,13 +456,12 @@ def _transient(error: BaseException) -> bool:
 @dataclass(frozen=True, kw_only=True)
 class CodeModel:
     """A pyfunc model logged from code: the file MLflow runs to build it, the packages it
-    ships as code, its artifacts and config, an example of its input and output."""
+    ships as code, its artifacts, an example of its input and output."""
 
     name: str
     code: Path
     code_paths: tuple[Path, ...]
     artifacts: Mapping[str, Path]
-    model_config: Mapping[str, Any]
     input_example: Any
     output_example: Any
     pip_requirements: tuple[str, ...]
@@ -495,7 +507,6 @@ def log_code_model(tracker: Tracker, run_id: str, model: CodeModel) -> str:
                 model_id=logged.model_id, python_model=str(model.code),
                 code_paths=[str(path) for path in model.code_paths],
                 artifacts={key: str(path) for key, path in model.artifacts.items()},
-                model_config=dict(model.model_config),
                 signature=signature,
                 input_example=model.input_example,
                 pip_requirements=list(model.pip_requirements))
