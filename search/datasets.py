@@ -52,11 +52,7 @@ def trial_inputs(data: TrainingFile, split: EncodedSplit,
     own, its digest derived from the file's hash and the fold.
     """
     fold = f"fold {config.dev_fold + 1} of {config.folds}"
-    common = {"classes": data.classes, "tokens": data.file_format.tokens,
-              "text_column": data.file_format.text_col}
-    training = DataInput(name=data.name, digest=data.digest, source=data.path,
-                         context=DataContext.TRAINING,
-                         profile={"documents": data.docs} | common)
+    common = _profile(data)
     split_key = f"{data.digest}:{config.folds}:{config.dev_fold}:{config.split_seed}"
     dev = DataInput(name=f"{data.name} dev {fold}",
                     digest=hashlib.sha256(split_key.encode()).hexdigest()[:16],
@@ -64,4 +60,16 @@ def trial_inputs(data: TrainingFile, split: EncodedSplit,
                     profile={"documents": len(split.dev_docs)} | common | {
                         "split": f"{fold}, split seed {config.split_seed}",
                         "training_file_digest": data.digest})
-    return [training, dev]
+    return [training_input(data), dev]
+
+
+def training_input(data: TrainingFile) -> DataInput:
+    """The training file as the input of a run (a trial's, and the study's parent run)."""
+    return DataInput(name=data.name, digest=data.digest, source=data.path,
+                     context=DataContext.TRAINING,
+                     profile={"documents": data.docs} | _profile(data))
+
+
+def _profile(data: TrainingFile) -> dict[str, object]:
+    return {"classes": data.classes, "tokens": data.file_format.tokens,
+            "text_column": data.file_format.text_col}

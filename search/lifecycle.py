@@ -26,7 +26,7 @@ from han.io import Corpus, DataError
 from han.synthetic import SyntheticSpec, builtin_corpus
 from han.train import DeviceOutOfMemoryError, EpochMetrics
 from search import records
-from search.datasets import TrainingFile, file_digest
+from search.datasets import TrainingFile, file_digest, training_input
 from search.errors import SearchError
 from search.export import register_best
 from search.objective import SearchContext, objective
@@ -277,6 +277,7 @@ def run_study(spec: StudySpec, options: RunOptions, *, trials: int | None = None
     total = trials if trials is not None else spec.trials
     counter = {"index": 0}
     with prepared.parent_run() as parent:
+        parent.log_datasets([training_input(prepared.training_file)])
         ctx = SearchContext(
             spec=prepared.spec, corpus=prepared.corpus, tracker=prepared.tracker,
             parent_run_id=parent.id, work_dir=work_dir, device=prepared.device,
