@@ -27,7 +27,7 @@ from optuna.trial import TrialState
 from search.lifecycle import RunOptions, run_study
 from search.records import TRAINING_EXPERIMENT_KIND, Tag
 from search.registry import CHAMPION
-from search.studyfile import load_study_file
+from search.studyfile import StudyFileError, load_study_file
 from search.summary import RunSummary
 from search.tracking import Tracker, runs_view_url
 from tests.conftest import easy_corpus
@@ -345,3 +345,14 @@ def test_a_trial_run_page_lists_its_dataset_inputs(seen: Seen) -> None:
     assert "train.tsv" in seen.trial_text and "Training" in seen.trial_text
     assert "train.tsv dev fold 1 of 4" in seen.trial_text and "Validation" in seen.trial_text
     assert MODEL in seen.trial_text  # the registered model it became
+
+
+def test_a_study_file_with_a_bad_model_name_is_refused(tmp_path: Path) -> None:
+    easy_corpus(tmp_path / "train.tsv", docs=8)
+    spec = with_export_table(study_toml(tmp_path / "study.toml", name="bad", train="train.tsv",
+                                        reference=STRONG), "no spaces")
+    with pytest.raises(StudyFileError, match=r"\[export\] registered_model: 'no spaces'"):
+        load_study_file(spec)
+    assert load_study_file(with_export_table(
+        study_toml(tmp_path / "good.toml", name="good", train="train.tsv", reference=STRONG),
+        "han.good-1")).register == "han.good-1"
