@@ -303,7 +303,8 @@ def seen(finished: Finished) -> Seen:
             page.goto(f"{uri}/#/experiments/{experiment_id}/runs/{trial.info.run_id}{ml}",
                       wait_until="load")
             page.get_by_text("Datasets", exact=True).wait_for(timeout=30_000)
-            page.get_by_text("+1", exact=True).click()  # the second input, in a popover
+            # The second input, in a popover (the first "+1": the registered models have one too).
+            page.get_by_text("+1", exact=True).first.click()
             page.get_by_text("dev fold 1 of 4 (").wait_for(timeout=10_000)
             page.get_by_role("link", name=f"study:{STUDY}").first.wait_for(timeout=10_000)
             result.trial_text = page.inner_text("body")
