@@ -127,6 +127,33 @@ def load_corpus(path: str | os.PathLike[str], *, labelled: bool,
                        file_format=file_format, label_order=label_order)
 
 
+def corpus_of_texts(texts: Sequence[str], *,
+                    file_format: FileFormat = COMPETITION_FORMAT,
+                    source: str = "<input>") -> Corpus:
+    """Raw texts (one document each, as the format's text column holds them) parsed as a file
+    of that format would be, without a file: a served model reads its requests this way.
+    Errors name `source` and the row as a line of a file with a header."""
+    chunks = _ParsedChunks(Path(source), file_format, labelled=False, label_order=None)
+    if len(texts) == 0:
+        raise DataError(f"{source}: no documents")
+    chunks.add(pd.DataFrame({file_format.text_col: list(texts)}, dtype=object))
+    return chunks.corpus()
+
+
+def read_texts(path: str | os.PathLike[str], *, file_format: FileFormat = COMPETITION_FORMAT,
+               limit: int) -> list[str]:
+    """The raw text of the file's first `limit` documents, as `corpus_of_texts` takes them."""
+    path = Path(path)
+    fmt = file_format
+    kind = f"{_SEPARATOR_NAMES.get(fmt.sep, repr(fmt.sep))}-separated file"
+    reader, header = _open_delimited(path, fmt, kind)
+    frame = next(iter(reader), None)
+    if frame is None or fmt.text_col not in frame.columns:
+        _check_columns(path, header or [], fmt, labelled=False)
+        raise DataError(f"{path}: has a header but no documents")
+    return frame[fmt.text_col].fillna("").head(limit).tolist()
+
+
 _SEPARATOR_NAMES = {"\t": "tab", ",": "comma", ";": "semicolon", "|": "pipe"}
 
 

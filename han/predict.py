@@ -4,7 +4,7 @@ with a checkpoint, in the file's row order."""
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,10 +13,14 @@ import pandas as pd
 import torch
 
 from han.batching import Batch, DataCache, Segments, length_batches, make_batch, segment
-from han.checkpoint import load_checkpoint
+from han.checkpoint import LoadedModel, load_checkpoint
 from han.device import autocast, batch_tensors, resolve_device
-from han.io import load_corpus
+from han.io import Corpus, corpus_of_texts, load_corpus
 from han.model import HAN
+
+# Documents per forward pass when predicting (memory, not results: a document's logits do not
+# depend on its batch mates).
+PREDICT_BATCH_SIZE = 64
 
 
 def predict_batches(model: HAN, batches: Iterator[Batch], device: torch.device
@@ -70,8 +74,21 @@ class Prediction:
                           label_column=self.label_column)
 
 
+def probabilities_of(loaded: LoadedModel, corpus: Corpus, *, device: str = "auto",
+                     batch_size: int = PREDICT_BATCH_SIZE) -> np.ndarray:
+    """(N, C) class probabilities of every document of `corpus`, in its order, read and
+    segmented as the model's training data was."""
+    config = loaded.data_config
+    segments = segment(loaded.vocab.encode_corpus(corpus), corpus.offsets,
+                       seg_len=config.seg_len, max_segments=config.max_segments)
+    torch_device = resolve_device(device)
+    return predict_probabilities(loaded.model.to(torch_device), segments,
+                                 np.arange(corpus.num_docs), batch_size=batch_size,
+                                 device=torch_device)
+
+
 def predict(checkpoint: str | os.PathLike[str], test_file: str | os.PathLike[str], *,
-            device: str = "auto", batch_size: int = 64,
+            device: str = "auto", batch_size: int = PREDICT_BATCH_SIZE,
             cache: DataCache | None = None) -> Prediction:
     """Class probabilities of every document of `test_file`, read as the model's training
     file was (same delimiter, columns and tokens). With a `cache`, a test file already
@@ -79,13 +96,38 @@ def predict(checkpoint: str | os.PathLike[str], test_file: str | os.PathLike[str
     loaded = load_checkpoint(checkpoint)
     read = cache.load_corpus if cache is not None else load_corpus
     corpus = read(Path(test_file), labelled=False, file_format=loaded.file_format)
-    config = loaded.data_config
-    segments = segment(loaded.vocab.encode_corpus(corpus), corpus.offsets,
-                       seg_len=config.seg_len, max_segments=config.max_segments)
-    torch_device = resolve_device(device)
-    probabilities = predict_probabilities(loaded.model.to(torch_device), segments,
-                                          np.arange(corpus.num_docs), batch_size=batch_size,
-                                          device=torch_device)
+    probabilities = probabilities_of(loaded, corpus, device=device, batch_size=batch_size)
     return Prediction(labels=probabilities.argmax(1), probabilities=probabilities,
                       notes=corpus.notes, label_values=loaded.label_values,
                       label_column=loaded.file_format.label_col)
+
+
+class TextClassifier:
+    """One checkpoint, or an ensemble of them with weights, labelling raw texts.
+
+    Texts are read as the training file's text column was, and labels come out as the
+    training file wrote them, so a list of texts gets exactly the labels `predict` gives
+    the same rows of a file (an ensemble: the weighted mean of the models' probabilities,
+    as the K-fold refit computes it).
+    """
+
+    def __init__(self, checkpoints: Sequence[str | os.PathLike[str]],
+                 weights: Sequence[float] | None = None, *, device: str = "auto") -> None:
+        if not checkpoints:
+            raise ValueError("no checkpoint")
+        self.models = [load_checkpoint(path) for path in checkpoints]
+        self.weights = np.ones(len(self.models)) if weights is None else np.asarray(weights)
+        if len(self.weights) != len(self.models):
+            raise ValueError(f"{len(self.weights)} weights for {len(self.models)} models")
+        self.device = device
+        first = self.models[0]
+        self.file_format = first.file_format
+        self.label_values = first.label_values
+
+    def predict(self, texts: Sequence[str]) -> Prediction:
+        corpus = corpus_of_texts(texts, file_format=self.file_format)
+        mean = np.average([probabilities_of(model, corpus, device=self.device)
+                           for model in self.models], axis=0, weights=self.weights)
+        return Prediction(labels=mean.argmax(1), probabilities=mean, notes=corpus.notes,
+                          label_values=self.label_values,
+                          label_column=self.file_format.label_col)

@@ -38,7 +38,7 @@ from search.study_report import write_report
 from search.studyfile import StudyFileError, builtin_study_path, load_study_file
 from search.studyspec import StudySpec
 from search.summary import RunSummary
-from search.tracking import DEFAULT_TRACKING_URI, TrackingError, redact
+from search.tracking import DEFAULT_TRACKING_URI, RegisteredVersion, TrackingError, redact
 
 app = typer.Typer(
     help="Tune a Hierarchical Attention Network with Optuna; every trial on record in MLflow.",
@@ -285,17 +285,18 @@ def run(
         "is failed and retried.")] = stores.DEFAULT_HEARTBEAT_S,
     work_dir: Annotated[Path, typer.Option(help="Scratch folder for trial checkpoints.")] =
         lifecycle.DEFAULT_WORK_DIR,
-    worker_index: Annotated[int, typer.Option(hidden=True)] = 0,
+    worker_index: Annotated[int | None, typer.Option(hidden=True)] = None,  # workers only
 ) -> None:
     """Run trials of a study; running it again continues the same study."""
-    started = time.perf_counter()
+    started = time.perf_counter()  # --timeout counts from here: reading the data included
     if threads is not None:
         torch.set_num_threads(threads)
     file_format = dict(sep=sep, text_col=text_col, label_col=label_col, tokens=tokens)
     with user_errors():
         options = RunOptions(storage=storage, tracking_uri=tracking_uri, device=device,
                              seed=seed, train=train, test=test, embeddings=embeddings,
-                             heartbeat_s=heartbeat, sampler_seed_offset=worker_index)
+                             heartbeat_s=heartbeat, sampler_seed_offset=worker_index or 0,
+                             register=worker_index is None)
         spec = lifecycle.with_overrides(load_study_file(config or builtin_study_path()),
                                         options, name=study, **file_format)
         typer.echo(f"study {spec.name!r} from {spec.source}; storage {redact(storage)}; "
@@ -367,10 +368,23 @@ def _print_summary(summary: RunSummary) -> None:
         lines.append("best params    " + ", ".join(
             f"{k}={short(v)}" for k, v in summary.best_params.items()))
     lines.append(f"MLflow         {summary.tracking_uri}, parent run {summary.parent_run_id}")
+    if summary.runs_view:
+        local = "" if summary.tracking_uri.startswith("http") else (
+            f" (after: mlflow ui --backend-store-uri {summary.tracking_uri})")
+        lines.append(f"runs in the UI {summary.runs_view}{local}")
     if summary.not_logged:
         lines.append(f"warning        {len(summary.not_logged)} MLflow writes failed: "
                      + "; ".join(summary.not_logged[:3]))
+    if summary.registered is not None:
+        lines.append(f"registered     {_registered(summary.registered)}")
+    if summary.register_warning is not None:
+        lines.append(f"warning        {summary.register_warning}")
     typer.echo("\n".join(lines))
+
+
+def _registered(version: RegisteredVersion) -> str:
+    return (f"{version.name} version {version.version} ({version.uri}, MLflow run "
+            f"{version.run_id})")
 
 
 @app.command()
@@ -424,13 +438,18 @@ def export_best(
         help="Retrain the best trial on K stratified folds and submit the K models' mean "
         "probabilities; logs the out-of-fold macro-F1. Default: the best trial's model.")] =
         None,
+    register: Annotated[str | None, typer.Option(
+        metavar="NAME", help="Also register the model (with --folds, the ensemble) in "
+        "MLflow's Model Registry as NAME, alias 'champion': mlflow.pyfunc.load_model("
+        "'models:/NAME@champion') labels texts as this file does.")] = None,
 ) -> None:
     """Predict the test file with the best complete trial and write the submission CSV."""
     if folds is not None:
         with user_errors():
             refitted = export_refit(study_name=study, storage=storage,
                                     tracking_uri=tracking_uri, folds=folds, test=test,
-                                    out=out, device=device, echo=typer.echo)
+                                    out=out, device=device, echo=typer.echo,
+                                    register=register)
         for note in refitted.notes:
             typer.echo(f"note: {note}")
         typer.echo(f"out-of-fold macro-F1 {refitted.oof_macro_f1:.4f} "
@@ -438,15 +457,19 @@ def export_best(
         typer.echo(f"wrote {refitted.rows} predictions to {refitted.out} from a "
                    f"{refitted.folds}-fold refit of trial {refitted.trial} (MLflow run "
                    f"{refitted.refit_run_id})")
+        if refitted.registered is not None:
+            typer.echo(f"registered {_registered(refitted.registered)}")
         return
     with user_errors():
         result = export.export_best(study_name=study, storage=storage,
                                     tracking_uri=tracking_uri, test=test, out=out,
-                                    device=device)
+                                    device=device, register=register)
     for note in result.notes:
         typer.echo(f"note: {note}")
     typer.echo(f"wrote {result.rows} predictions to {result.out} from trial {result.trial} "
                f"(dev F1 {result.value:.4f}, MLflow run {result.run_id})")
+    if result.registered is not None:
+        typer.echo(f"registered {_registered(result.registered)}")
 
 
 @app.command()

@@ -15,10 +15,12 @@ from han.batching import DataCache
 from han.checkpoint import CheckpointError
 from han.files import check_writable, written_atomically
 from han.predict import Prediction, predict
+from search import registry
 from search.errors import SearchError
 from search.records import StudyRecord, TrialRecord
+from search.registry import Champion, check_name
 from search.storage import DEFAULT_STORAGE, open_study
-from search.tracking import CHECKPOINT_ARTIFACT, DEFAULT_TRACKING_URI, Tracker
+from search.tracking import CHECKPOINT_ARTIFACT, DEFAULT_TRACKING_URI, RegisteredVersion, Tracker
 
 
 @dataclass(frozen=True)
@@ -30,6 +32,7 @@ class ExportResult:
     run_id: str | None
     label_counts: dict[int, int]
     notes: tuple[str, ...]
+    registered: RegisteredVersion | None = None
 
 
 def best_trial(study: optuna.Study) -> FrozenTrial:
@@ -95,9 +98,13 @@ def corrupt_checkpoint(trial: FrozenTrial, run_id: str | None, error: Checkpoint
 
 def export_best(*, study_name: str, storage: str = DEFAULT_STORAGE,
                 tracking_uri: str = DEFAULT_TRACKING_URI, test: Path | None = None,
-                out: Path = Path("submission.csv"), device: str = "auto") -> ExportResult:
-    """Predict the test file with the best complete trial's checkpoint; write `label` CSV."""
+                out: Path = Path("submission.csv"), device: str = "auto",
+                register: str | None = None) -> ExportResult:
+    """Predict the test file with the best complete trial's checkpoint; write `label` CSV.
+    With `register`, the checkpoint is also registered as an MLflow Model of that name."""
     check_writable(out)
+    if register is not None:
+        check_name(register)
     study = open_study(study_name, storage)
     best_trial(study)
     cache = DataCache()
@@ -110,8 +117,39 @@ def export_best(*, study_name: str, storage: str = DEFAULT_STORAGE,
         except CheckpointError as error:
             downloaded = checkpoint != TrialRecord.of(best).local_checkpoint
             raise corrupt_checkpoint(best, run_id, error, downloaded=downloaded) from None
-    write_submission(out, prediction)
+        write_submission(out, prediction)
+        registered = None if register is None else registry.register(
+            tracker, Champion(run_id=_model_run(study, run_id), checkpoints=[checkpoint]),
+            name=register, example_file=test_path)
     tracker.run(run_id).log_artifact(out, artifact_path="predictions")
     return ExportResult(out=out, rows=len(prediction.labels), trial=best.number,
                         value=float(best.value or 0.0), run_id=run_id,
-                        label_counts=label_counts(prediction.labels), notes=prediction.notes)
+                        label_counts=label_counts(prediction.labels), notes=prediction.notes,
+                        registered=registered)
+
+
+def register_best(*, study_name: str, name: str, storage: str = DEFAULT_STORAGE,
+                  tracking_uri: str = DEFAULT_TRACKING_URI) -> RegisteredVersion:
+    """Register the best trial's model without predicting anything: what `run` does at its
+    end when the study file sets `[export] register`. The input example comes from the
+    study's test file, else its training file."""
+    check_name(name)
+    study = open_study(study_name, storage)
+    record = StudyRecord.of(study)
+    example = record.test_path or record.train_path
+    if example is None:
+        raise SearchError(f"study {study_name!r} records no data file for an input example")
+    tracker = Tracker(tracking_uri=tracking_uri)
+    with tempfile.TemporaryDirectory(prefix="han-register-") as scratch:
+        _best, run_id, checkpoint = best_checkpoint(study, tracker, Path(scratch))
+        return registry.register(
+            tracker, Champion(run_id=_model_run(study, run_id), checkpoints=[checkpoint]),
+            name=name, example_file=example)
+
+
+def _model_run(study: optuna.Study, run_id: str | None) -> str:
+    """The run a registered model is logged on: the best trial's."""
+    if run_id is None:
+        raise SearchError(f"the best trial of study {study.study_name!r} has no MLflow run "
+                          "to log its model on")
+    return run_id

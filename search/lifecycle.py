@@ -3,8 +3,11 @@ study, its reference trial and MLflow parent run), then run its trials, alone or
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
+import subprocess
 import time
+from collections import Counter
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, replace
@@ -16,16 +19,19 @@ import torch
 from optuna.trial import FrozenTrial, TrialState
 
 from han.batching import DataCache
+from han.checkpoint import CheckpointError
 from han.config import COMPETITION_FORMAT, DataConfig, FileFormat, HANConfig
 from han.device import resolve_device
 from han.files import check_writable, content_hash
-from han.io import Corpus
+from han.io import Corpus, DataError
 from han.profile import DataProfile, describe
 from han.synthetic import SyntheticSpec, builtin_corpus
 from han.train import DeviceOutOfMemoryError, EpochMetrics
 from search import records
 from search.budget import Budget, StoppedBeforeAnEpoch, TrialEstimate
+from search.datasets import training_input
 from search.errors import SearchError
+from search.export import register_best
 from search.objective import SearchContext, objective
 from search.records import DatasetRecord, Key, StudyRecord, Tag, TrialRecord
 from search.reports import log_study_plots
@@ -43,8 +49,10 @@ from search.tracking import (
     DEFAULT_TRACKING_URI,
     RunHandle,
     Tracker,
+    TrackingError,
     check_artifact_folder,
     redact,
+    runs_view_url,
 )
 from search.workers import plan_workers, run_workers
 
@@ -53,6 +61,8 @@ DEFAULT_WORK_DIR = Path("han-search-work")
 # after every trial would cost more than a small trial.
 PLOT_EVERY = 5
 _VERSIONED = ("torch", "numpy", "optuna", "mlflow", "scikit-learn", "han-search")
+# Asking git for the commit must never hold a study up.
+GIT_TIMEOUT_S = 5
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -70,6 +80,9 @@ class RunOptions:
     heartbeat_s: int = DEFAULT_HEARTBEAT_S
     # A worker's index: its sampler draws differ from the other workers'.
     sampler_seed_offset: int = 0
+    # Whether the session ends by registering the study file's model: not in workers, whose
+    # parent session does it once they are done.
+    register: bool = True
 
 
 class Progress(Protocol):
@@ -170,6 +183,34 @@ def _listed(names: tuple[str, ...], shown: int = 6) -> str:
     return ", ".join(names[:shown]) + more
 
 
+@functools.cache
+def code_tags() -> dict[str, str]:
+    """The program and its version on every run, and the git commit and branch when
+    han-search runs from a checkout (an editable install or PYTHONPATH), for MLflow's
+    Source column."""
+    try:
+        version = importlib.metadata.version("han-search")
+    except importlib.metadata.PackageNotFoundError:
+        version = "(not installed)"
+    root = Path(__file__).resolve().parent.parent
+    commit = branch = None
+    if (root / ".git").exists():  # a file in a git worktree, a folder in a clone
+        commit = _git(root, "rev-parse", "HEAD")
+        branch = _git(root, "rev-parse", "--abbrev-ref", "HEAD")
+    return records.source_tags(program=f"han-search {version}", commit=commit,
+                               branch=None if branch == "HEAD" else branch)
+
+
+def _git(root: Path, *args: str) -> str | None:
+    """One line of git's output in `root`; None without git or outside a repository."""
+    try:
+        done = subprocess.run(["git", "-C", str(root), *args], capture_output=True,
+                              text=True, timeout=GIT_TIMEOUT_S, check=True)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout.strip() or None
+
+
 def environment_tags(device: str) -> dict[str, str]:
     versions = {}
     for package in _VERSIONED:
@@ -212,12 +253,18 @@ class PreparedStudy:
     run_tags: dict[str, str]
     device: str
     cache: DataCache
+    dataset: DatasetRecord
+
+    def runs_view(self) -> str:
+        """The study's runs table in the MLflow UI."""
+        return runs_view_url(self.options.tracking_uri,
+                             self.tracker.experiment_id(self.spec.name))
 
     def parent_run(self) -> AbstractContextManager[RunHandle]:
         """The study's MLflow parent run for this session (a context manager)."""
         storage = redact(self.options.storage)
         return self.tracker.study_run(
-            self.spec.name, tags={Tag.STORAGE: storage},
+            self.spec.name, tags={Tag.STORAGE: storage} | code_tags(),
             params={Key.STUDY_FILE: self.spec.source, Key.SAMPLER: self.spec.sampler,
                     Key.PRUNER: self.spec.pruner, Key.DIRECTION: self.spec.direction})
 
@@ -284,14 +331,14 @@ def prepare_study(spec: StudySpec, options: RunOptions) -> PreparedStudy:
     StudyRecord(train_path=files.train, test_path=files.test, file_format=spec.file_format,
                 class_names=class_names).write(study)
     dataset.write(study)
-    run_tags = environment_tags(device) | dataset.tags() | {
+    run_tags = environment_tags(device) | code_tags() | dataset.tags() | {
         Tag.STORAGE: redact(options.storage), Tag.STUDY_FILE: str(spec.source)
     } | records.data_tags(asdict(spec.file_format))
     if files.embeddings is not None:
         run_tags[Tag.EMBEDDINGS] = str(files.embeddings.resolve())
     return PreparedStudy(spec=spec, options=options, files=files, corpus=corpus,
                          tracker=tracker, study=study, run_tags=run_tags, device=device,
-                         cache=cache)
+                         cache=cache, dataset=dataset)
 
 
 def describe_data(prepared: PreparedStudy) -> DataProfile:
@@ -320,12 +367,14 @@ def run_study(spec: StudySpec, options: RunOptions, *, trials: int | None = None
     total = trials if trials is not None else spec.trials
     counter = {"index": 0}
     with prepared.parent_run() as parent:
+        parent.log_datasets([training_input(prepared.dataset)])
         ctx = SearchContext(
             spec=prepared.spec, corpus=prepared.corpus, tracker=prepared.tracker,
             parent_run_id=parent.id, work_dir=work_dir, device=prepared.device,
             seed=options.seed, embeddings=prepared.files.embeddings,
             run_tags=prepared.run_tags, should_stop=should_stop, cache=prepared.cache,
-            budget=budget, on_start=progress.trial_started if progress else None,
+            budget=budget, dataset=prepared.dataset,
+            on_start=progress.trial_started if progress else None,
             on_epoch=progress.epoch_done if progress else None,
             on_estimate=progress.trial_estimated if progress else None)
 
@@ -338,6 +387,7 @@ def run_study(spec: StudySpec, options: RunOptions, *, trials: int | None = None
         def after_trial(study: optuna.Study, trial: FrozenTrial) -> None:
             if progress is not None:
                 progress.trial_done(study, trial)
+            log_history(parent, study, trial)
             if trial.state == TrialState.FAIL and TrialRecord.of(trial).outcome is not None:
                 # Stopped by the budget before an epoch ended: the next run trains it (the
                 # reference configuration stays on record that way).
@@ -357,8 +407,10 @@ def run_study(spec: StudySpec, options: RunOptions, *, trials: int | None = None
     summary = summarize(prepared.study, storage=options.storage,
                         tracking_uri=options.tracking_uri, parent_run_id=parent.id)
     summary.trials_this_run = counter["index"]
-    summary.seconds = time.perf_counter() - started
     summary.not_logged = prepared.tracker.not_logged
+    summary.runs_view = prepared.runs_view()
+    register_champion(prepared.spec, options, summary)
+    summary.seconds = time.perf_counter() - started
     return summary
 
 
@@ -382,19 +434,49 @@ def run_with_workers(spec: StudySpec, options: RunOptions, *, workers: int,
             "HAN_SEARCH_STORAGE": options.storage, "MLFLOW_TRACKING_URI": options.tracking_uri})
     summary = summarize(prepared.study, storage=options.storage,
                         tracking_uri=options.tracking_uri, parent_run_id=parent.id)
-    summary.seconds = time.perf_counter() - started
     summary.trials_this_run = len(prepared.study.get_trials(deepcopy=False)) - before
+    summary.runs_view = prepared.runs_view()
+    register_champion(prepared.spec, options, summary)
+    summary.seconds = time.perf_counter() - started
     return summary, code
 
 
 def _refresh_parent(parent: RunHandle, study: optuna.Study) -> None:
-    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    if complete:
-        best = study.best_trial
-        parent.set_tags(records.best_tags(best))
-        parent.log_metrics({Key.BEST_DEV_F1: best.value or 0.0,
-                            Key.TRIALS_COMPLETE: len(complete)}, step=len(study.trials))
+    if study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        parent.set_tags(records.best_tags(study.best_trial))
     log_study_plots(parent, study)
+
+
+def log_history(parent: RunHandle, study: optuna.Study, trial: FrozenTrial) -> None:
+    """The study's history on its parent run as metrics, one step per finished trial (step =
+    its number), so MLflow's charts of the parent run are the optimization history, live:
+    the trial's dev F1 (complete trials), the best so far, trials by state."""
+    states = Counter(t.state for t in study.get_trials(deepcopy=False))
+    metrics = {Key.TRIALS_COMPLETE: states[TrialState.COMPLETE],
+               Key.TRIALS_PRUNED: states[TrialState.PRUNED],
+               Key.TRIALS_FAILED: states[TrialState.FAIL]}
+    if trial.state == TrialState.COMPLETE and trial.value is not None:
+        metrics[Key.TRIAL_DEV_F1] = trial.value
+    if states[TrialState.COMPLETE]:
+        metrics[Key.BEST_DEV_F1] = study.best_value
+    parent.log_metrics(metrics, step=trial.number)
+
+
+def register_champion(spec: StudySpec, options: RunOptions, summary: RunSummary) -> None:
+    """With `[export] registered_model`, register the best trial's model at the end of a
+    session (not of each worker: the session that started them does it once). A failure is
+    a warning in the summary: the trials are done and on record either way."""
+    if spec.register is None or not options.register:
+        return
+    if summary.best_trial is None:
+        summary.register_warning = f"no complete trial yet: {spec.register} not registered"
+        return
+    try:
+        summary.registered = register_best(study_name=spec.name, name=spec.register,
+                                           storage=options.storage,
+                                           tracking_uri=options.tracking_uri)
+    except (SearchError, TrackingError, DataError, CheckpointError) as error:
+        summary.register_warning = f"{spec.register} not registered: {error}"
 
 
 def override_format(base: FileFormat, **options: str | None) -> FileFormat:

@@ -21,7 +21,8 @@ from han.model import config_for
 from han.train import EpochMetrics, NonFiniteLossError, TrainingInterrupted, TrainResult, train
 from search import records
 from search.budget import Budget, StoppedBeforeAnEpoch, TrialEstimate, TrialSkipped
-from search.records import Key, Outcome, RunState, Tag, TrialRecord
+from search.datasets import trial_inputs
+from search.records import DatasetRecord, Key, Outcome, RunState, Tag, TrialRecord
 from search.reports import confusion_figure, evaluation_report
 from search.studyspec import StudySpec, split_settings, suggest
 from search.tracking import CHECKPOINT_ARTIFACT, RunHandle, Tracker
@@ -49,6 +50,8 @@ class SearchContext:
     # --timeout: trials that cannot fit are skipped, the running one stops at it.
     budget: Budget = field(default_factory=lambda: Budget(None))
     on_estimate: Callable[[optuna.Trial, TrialEstimate], None] | None = None
+    # The training file as an MLflow dataset (None: trials log no dataset inputs).
+    dataset: DatasetRecord | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -100,6 +103,8 @@ def objective(trial: optuna.Trial, ctx: SearchContext) -> float:
                                tags=ctx.run_tags) as run, _removed_if_pruned(checkpoint_dir):
         if retry_of is not None:
             run.set_tags({Tag.RETRY_OF_TRIAL: retry_of})
+        if ctx.dataset is not None:
+            run.log_datasets(trial_inputs(ctx.dataset, built.split, built.data_config))
         try:
             result = train(built.split, model_config=built.model_config,
                            data_config=built.data_config, train_config=built.train_config,

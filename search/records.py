@@ -309,6 +309,18 @@ class Tag:
     HOST = "host"
     GPU = "gpu"
     VERSION_PREFIX = "version."
+    # The code that produced a run, as MLflow's Source column reads it.
+    SOURCE_NAME = "mlflow.source.name"
+    SOURCE_TYPE = "mlflow.source.type"
+    GIT_COMMIT = "mlflow.source.git.commit"
+    GIT_BRANCH = "mlflow.source.git.branch"
+    # The context of a dataset input (a tag of the input, not of the run).
+    DATA_CONTEXT = "mlflow.data.context"
+    # Experiment tags: MLflow 3's UI opens an experiment on the view its kind names (the
+    # runs table for model training, else a GenAI overview), and sorts by its primary metric.
+    EXPERIMENT_KIND = "mlflow.experimentKind"
+    PRIMARY_METRIC = "mlflow.experiment.primaryMetric.name"
+    PRIMARY_METRIC_GREATER_IS_BETTER = "mlflow.experiment.primaryMetric.greaterIsBetter"
 
 
 class Key:
@@ -330,7 +342,11 @@ class Key:
     PRETRAINED_EMBEDDINGS = "pretrained_embeddings"
     # Metrics.
     BEST_DEV_F1 = "best_dev_macro_f1"
+    # The parent run's history, one step per finished trial (step = trial number).
+    TRIAL_DEV_F1 = "trial_dev_macro_f1"
     TRIALS_COMPLETE = "trials_complete"
+    TRIALS_PRUNED = "trials_pruned"
+    TRIALS_FAILED = "trials_failed"
     OOF_F1 = "oof_macro_f1"
     BEST_TRIAL_DEV_F1 = "best_trial_dev_macro_f1"
     MEAN_FOLD_DEV_F1 = "mean_fold_dev_macro_f1"
@@ -343,6 +359,21 @@ class Key:
     def fold_weight(fold: int) -> str:
         return f"fold_{fold}_weight"
 
+
+class DataContext(enum.StrEnum):
+    """What a trial used a dataset input for, tag `mlflow.data.context` of the input."""
+
+    TRAINING = "training"
+    VALIDATION = "validation"
+
+
+# The value of `mlflow.experimentKind` for model training, as MLflow 3.17's UI spells it
+# (ExperimentKind.CUSTOM_MODEL_DEVELOPMENT in its JavaScript; no Python constant exists).
+TRAINING_EXPERIMENT_KIND = "custom_model_development"
+# MLflow's source type of a run started from a local program.
+LOCAL_SOURCE = "LOCAL"
+# The metric every trial reports, and MLflow's name for it.
+PRIMARY_METRIC = "dev_macro_f1"
 
 # MLflow rejects longer values.
 MAX_PARAM_LENGTH = 6000
@@ -406,6 +437,22 @@ def environment_tags(device: str, versions: Mapping[str, str],
     if gpu is not None:
         tags[Tag.GPU] = gpu
     return tags
+
+
+def experiment_tags(study: str) -> dict[str, str]:
+    """The tags of a study's experiment: the study, the training kind, the primary metric
+    (a macro-F1: greater is better, whichever way a study optimizes it)."""
+    return {Tag.STUDY: study, Tag.EXPERIMENT_KIND: TRAINING_EXPERIMENT_KIND,
+            Tag.PRIMARY_METRIC: PRIMARY_METRIC, Tag.PRIMARY_METRIC_GREATER_IS_BETTER: "true"}
+
+
+def source_tags(*, program: str, commit: str | None = None,
+                branch: str | None = None) -> dict[str, str]:
+    """The code that produced a run: the program (with its version) and, from a git
+    checkout, the commit and branch."""
+    tags = {Tag.SOURCE_NAME: program, Tag.SOURCE_TYPE: LOCAL_SOURCE, Tag.GIT_COMMIT: commit,
+            Tag.GIT_BRANCH: branch}
+    return {key: value for key, value in tags.items() if value}
 
 
 def _path(value: Any) -> Path | None:

@@ -38,15 +38,23 @@ from han.io import Corpus
 from han.model import config_for
 from han.predict import Prediction, predict, predict_probabilities
 from han.train import EpochMetrics, train
-from search import records
+from search import records, registry
 from search.errors import SearchError
 from search.export import best_trial_run, label_counts, resolve_test_path, write_submission
+from search.lifecycle import code_tags
 from search.objective import SearchContext, build_configs
 from search.records import DatasetRecord, Key, Role, RunState, StudyRecord, Tag
+from search.registry import Champion, check_name
 from search.storage import open_study
 from search.studyfile import load_study_file as load_spec
 from search.studyspec import StudySpec
-from search.tracking import CHECKPOINT_ARTIFACT, RunHandle, Tracker, TrackingError
+from search.tracking import (
+    CHECKPOINT_ARTIFACT,
+    RegisteredVersion,
+    RunHandle,
+    Tracker,
+    TrackingError,
+)
 
 OOF_ARTIFACT = "oof/oof.npz"
 # A fold below this share of the best trial's dev F1 is reported as a sign of instability.
@@ -87,6 +95,7 @@ class RefitResult:
     reused: tuple[int, ...]
     label_counts: dict[int, int]
     notes: tuple[str, ...]
+    registered: RegisteredVersion | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -125,12 +134,16 @@ class Refit:
 
 def export_refit(*, study_name: str, storage: str, tracking_uri: str, folds: int,
                  test: Path | None = None, out: Path = Path("submission.csv"),
-                 device: str = "auto", echo: Echo | None = None) -> RefitResult:
-    """Refit the best trial on `folds` folds, write the ensemble's submission, log it all.
+                 device: str = "auto", echo: Echo | None = None,
+                 register: str | None = None) -> RefitResult:
+    """Refit the best trial on `folds` folds, write the ensemble's submission, log it all;
+    with `register`, the ensemble is registered as an MLflow Model of that name.
 
     Every input is checked before any training, so a bad argument costs nothing.
     """
     check_writable(out)
+    if register is not None:
+        check_name(register)
     refit = prepare_refit(study_name=study_name, storage=storage, tracking_uri=tracking_uri,
                           folds=folds, test=test, device=device)
     with refit_run(refit) as run, temporary_directory("han-refit-") as scratch:
@@ -149,13 +162,18 @@ def export_refit(*, study_name: str, storage: str, tracking_uri: str, folds: int
             **{Key.fold_weight(r.fold): float(w)
                for r, w in zip(results, weights, strict=True)}}, step=0)
         run.log_artifact(out, artifact_path="predictions")
+        registered = None if register is None else registry.register(
+            refit.tracker, Champion(run_id=run.id, checkpoints=[r.checkpoint for r in results],
+                                    weights=weights.tolist()),
+            name=register, example_file=refit.test_path)
     return RefitResult(
         out=out, rows=len(ensemble.labels), trial=refit.best.number, value=refit.value,
         folds=folds, refit_run_id=run.id, oof_macro_f1=oof_f1, fold_f1s=fold_f1s,
         trained=tuple(r.fold for r in results if r.trained),
         reused=tuple(r.fold for r in results if not r.trained),
         label_counts=label_counts(ensemble.labels),
-        notes=ensemble.notes + unstable_folds(results, trial_value=refit.value))
+        notes=ensemble.notes + unstable_folds(results, trial_value=refit.value),
+        registered=registered)
 
 
 def prepare_refit(*, study_name: str, storage: str, tracking_uri: str, folds: int,
@@ -193,7 +211,7 @@ def refit_run(refit: Refit) -> AbstractContextManager[RunHandle]:
         experiment_id=refit.experiment_id, name=f"refit-trial-{trial}",
         tags=records.run_tags(Role.REFIT, study=refit.study_name,
                               parent_run_id=refit.parent_run_id, trial_number=trial,
-                              folds=refit.folds),
+                              folds=refit.folds) | code_tags(),
         params={Key.TRIAL_NUMBER: trial, Key.FOLDS: refit.folds,
                 Key.SPLIT_SEED: refit.setup.data_config.split_seed,
                 Key.TRIAL_RUN_ID: refit.trial_run_id},
@@ -331,7 +349,7 @@ def train_fold(refit: Refit, *, fold: int, refit_run_id: str, scratch: Path) -> 
             experiment_id=refit.experiment_id, name=f"fold-{fold}",
             tags=records.run_tags(Role.FOLD, study=refit.study_name,
                                   parent_run_id=refit_run_id, trial_number=refit.best.number,
-                                  fold=fold),
+                                  fold=fold) | code_tags(),
             params=asdict(model_config) | asdict(data_config) | asdict(train_config)) as run:
 
         def on_epoch(metrics: EpochMetrics) -> None:

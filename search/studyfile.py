@@ -28,6 +28,7 @@ from pydantic import (
 
 from han.config import COMPETITION_FORMAT, DataConfig, FileFormat, HANConfig, TrainConfig
 from han.synthetic import SyntheticSpec
+from search.registry import MODEL_NAME_RE, MODEL_NAME_RULE
 from search.studyerrors import (
     STRICT,
     StudyFileError,
@@ -156,6 +157,18 @@ class _DataTable(Table):
         return self
 
 
+class _ExportTable(Table):
+    #: Register the best trial's model under this name at the end of every `run`.
+    registered_model: str | None = None
+
+    @field_validator("registered_model")
+    @classmethod
+    def _model_name(cls, name: str | None) -> str | None:
+        if name is not None and not MODEL_NAME_RE.fullmatch(name):
+            raise fail(f"{name!r}: a model name is {MODEL_NAME_RULE}")
+        return name
+
+
 #: [data]: the files, class names, built-in corpus and han.config.FileFormat's fields.
 _Data = create_model("Data", __base__=_DataTable, **pydantic_fields(FileFormat))
 
@@ -228,6 +241,7 @@ class StudyFile(Table):
     fixed: _Settings = Field(default_factory=_Settings)
     space: dict[str, ParamSpec] = Field(default_factory=dict, validate_default=True)
     reference: _Settings = Field(default_factory=_Settings)
+    export: _ExportTable = Field(default_factory=_ExportTable)
 
     @field_validator("space", mode="before")
     @classmethod
@@ -271,6 +285,7 @@ class StudyFile(Table):
             file_format=data.file_format(), fixed=self.fixed.model_dump(exclude_unset=True),
             space=tuple(self.space.values()),
             reference=self.reference.model_dump(exclude_unset=True), source=source.absolute(),
+            register=self.export.registered_model,
         )
 
 

@@ -263,7 +263,8 @@ class StudySpec:
     `fixed` and `reference` hold config field values; `synthetic` the built-in corpus
     settings, empty when the file gives none or reads a train file; `file_format` how the
     data files are read. `label_names` are the class names in class-id order: the names of
-    integer labels, or the class order of labels that are names.
+    integer labels, or the class order of labels that are names. `register` names the MLflow
+    registered model that every `run` ends by updating (None: none).
     """
 
     name: str
@@ -282,6 +283,8 @@ class StudySpec:
     space: tuple[FloatParam | IntParam | CategoricalParam, ...]
     reference: dict[str, Any]
     source: Path
+    # [export] registered_model: the registered model the best trial becomes after every `run`.
+    register: str | None = None
 
     def make_sampler(self) -> optuna.samplers.BaseSampler:
         """A new sampler; samplers keep state (their random generator), so never share one."""

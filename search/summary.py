@@ -12,7 +12,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from search.records import DatasetRecord, TrialRecord
 from search.storage import DEFAULT_STORAGE, open_storage, sqlite_file_missing
-from search.tracking import redact
+from search.tracking import RegisteredVersion, redact
 
 
 @dataclass
@@ -31,6 +31,11 @@ class RunSummary:
     not_logged: list[str] = field(default_factory=list)
     # The study's training data (None: a study from before datasets were recorded).
     dataset: DatasetRecord | None = None
+    # The model registered at the end of the session ([export] registered_model), or why not.
+    registered: RegisteredVersion | None = None
+    # The experiment's runs table in the MLflow UI.
+    runs_view: str = ""
+    register_warning: str | None = None
 
 
 def summarize(study: optuna.Study, *, storage: str, tracking_uri: str,

@@ -9,13 +9,15 @@ a warning says what was not logged.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterator, Mapping
+import warnings
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,13 +25,17 @@ from typing import Any, TypeVar
 
 import optuna
 from mlflow import MlflowClient
-from mlflow.entities import Metric, Param, Run, RunTag
+from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param, Run, RunTag
 from mlflow.exceptions import MlflowException
+
+# MLflow's own scoped switch of the process's tracking URI (it restores an unset URI as unset),
+# for the few calls that read the process's URI instead of their client's.
+from mlflow.tracking._tracking_service.utils import _use_tracking_uri
 
 from han.errors import first_line
 from han.files import check_writable
 from search import records
-from search.records import MAX_PARAM_LENGTH, Role, RunState
+from search.records import MAX_PARAM_LENGTH, DataContext, Role, RunState, Tag
 
 log = logging.getLogger("han_search.tracking")
 T = TypeVar("T")
@@ -37,6 +43,12 @@ T = TypeVar("T")
 CHECKPOINT_ARTIFACT = "checkpoint/best.pt"
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 HEALTH_TIMEOUT_S = 10
+# MLflow 3.17's UI opens an experiment on the view its GenAI / Model training switch names (the
+# URL's `workflowType`, else the browser's last choice, GenAI at first), whatever the
+# experiment's kind tag says: a link that names the runs view opens them either way.
+RUNS_VIEW = "#/experiments/{experiment_id}/runs?workflowType=machine_learning"
+# Where `mlflow ui` serves a local store by default.
+LOCAL_UI = "http://127.0.0.1:5000"
 _OLDEST_FIRST = ["attributes.start_time ASC", "attributes.run_id ASC"]
 OnEnd = Callable[[RunState, str], None]
 
@@ -54,6 +66,13 @@ def redact(url: str) -> str:
     if parts.port:
         netloc += f":{parts.port}"
     return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+
+
+def runs_view_url(tracking_uri: str, experiment_id: str) -> str:
+    """The experiment's runs table in the MLflow UI: on the tracking server, or on the
+    `mlflow ui` a local store is opened with."""
+    base = tracking_uri if tracking_uri.startswith(("http://", "https://")) else LOCAL_UI
+    return f"{redact(base).rstrip('/')}/{RUNS_VIEW.format(experiment_id=experiment_id)}"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -125,6 +144,25 @@ class Requests:
         self.not_logged.append(what)
 
 
+@dataclass(frozen=True, kw_only=True)
+class DataInput:
+    """A dataset a run used: a file (or part of one), named, with a content digest, a
+    profile (documents, classes, ...) and what the run used it for."""
+
+    name: str
+    digest: str
+    source: Path
+    context: DataContext
+    profile: Mapping[str, Any]
+
+    def entity(self) -> DatasetInput:
+        # Source as MLflow's own local-file datasets write it, so the UI shows the path.
+        dataset = Dataset(name=self.name, digest=self.digest, source_type="local",
+                          source=json.dumps({"uri": self.source.resolve().as_uri()}),
+                          profile=json.dumps(dict(self.profile)))
+        return DatasetInput(dataset, tags=[InputTag(Tag.DATA_CONTEXT, str(self.context))])
+
+
 def param_batch(params: Mapping[str, Any]) -> list[Param]:
     """Params as MLflow takes them: strings, cut to the longest value it accepts."""
     return [Param(key, str(value)[:MAX_PARAM_LENGTH]) for key, value in params.items()]
@@ -173,6 +211,12 @@ class RunHandle:
         """Upload a file; False when it could not be (no run, or MLflow unreachable)."""
         return self._write(f"upload {path.name}", lambda client, run_id: client.log_artifact(
             run_id, str(path), artifact_path))
+
+    def log_datasets(self, inputs: Sequence[DataInput]) -> None:
+        """Dataset inputs of the run (the Dataset column and the run page list them)."""
+        entities = [input_.entity() for input_ in inputs]
+        self._write("log dataset inputs", lambda client, run_id: client.log_inputs(
+            run_id, datasets=entities))
 
     def log_text(self, text: str, artifact_file: str) -> None:
         self._write(f"upload {artifact_file}",
@@ -250,6 +294,8 @@ class Tracker:
         run_id = self.requests.required("open the study's parent run", lambda: _parent_run(
             self.client, experiment_id, study_name, tags))
         run = self.run(run_id)
+        # Tags said at creation are said again: a continued study may run other code.
+        run.set_tags(tags)
         run.log_params(params)
         try:
             yield run
@@ -353,19 +399,25 @@ def _check_health(tracking_uri: str) -> None:
 
 
 def _experiment(client: MlflowClient, study_name: str, tracking_uri: str) -> str:
-    """The study's experiment id, the experiment created when it has none."""
+    """The study's experiment id, the experiment created when it has none. Either way it
+    carries the experiment tags (an experiment made by an older han-search, or by hand, gets
+    the ones it lacks), so the UI opens it on its runs."""
+    tags = records.experiment_tags(study_name)
     experiment = client.get_experiment_by_name(study_name)
-    if experiment is not None:
-        return experiment.experiment_id
-    try:
-        return client.create_experiment(study_name, artifact_location=_artifact_root(
-            tracking_uri), tags={records.Tag.STUDY: study_name})
-    except MlflowException:
-        # Another worker created it between our lookup and create.
-        experiment = client.get_experiment_by_name(study_name)
-        if experiment is None:
-            raise
-        return experiment.experiment_id
+    if experiment is None:
+        try:
+            return client.create_experiment(study_name, artifact_location=_artifact_root(
+                tracking_uri), tags=tags)
+        except MlflowException:
+            # Another worker created it between our lookup and create.
+            experiment = client.get_experiment_by_name(study_name)
+            if experiment is None:
+                raise
+    for key, value in tags.items():
+        # A kind chosen in the UI, or a primary metric set by hand, is the user's: kept.
+        if key not in experiment.tags:
+            client.set_experiment_tag(experiment.experiment_id, key, value)
+    return experiment.experiment_id
 
 
 def _earliest_parent(client: MlflowClient, experiment_id: str) -> str | None:
@@ -419,3 +471,94 @@ _PERMANENT_ERRORS = {"INVALID_PARAMETER_VALUE", "RESOURCE_ALREADY_EXISTS", "BAD_
 
 def _transient(error: BaseException) -> bool:
     return getattr(error, "error_code", None) not in _PERMANENT_ERRORS
+
+
+# -- models -----------------------------------------------------------------------------------
+
+@dataclass(frozen=True, kw_only=True)
+class CodeModel:
+    """A pyfunc model logged from code: the file MLflow runs to build it, the packages it
+    ships as code, its artifacts, an example of its input and output."""
+
+    name: str
+    code: Path
+    code_paths: tuple[Path, ...]
+    artifacts: Mapping[str, Path]
+    input_example: Any
+    output_example: Any
+    pip_requirements: tuple[str, ...]
+
+
+@dataclass(frozen=True, kw_only=True)
+class RegisteredVersion:
+    name: str
+    version: str
+    alias: str
+    model_id: str
+    run_id: str
+
+    @property
+    def uri(self) -> str:
+        """What `mlflow.pyfunc.load_model` takes: the version by its alias."""
+        return f"models:/{self.name}@{self.alias}"
+
+
+def log_code_model(tracker: Tracker, run_id: str, model: CodeModel) -> str:
+    """Log `model` as an MLflow Model of `run_id` (in the run's experiment); its id.
+
+    MLflow's `log_model` files a model under the process's active experiment and reads the
+    process's tracking URI: the model is created here in the run's experiment and handed
+    over by id, and the URI is this tracker's for the length of the call only.
+    """
+    # Imported here: the model flavours cost seconds, and only exporting needs them.
+    import mlflow.pyfunc
+    from mlflow.models import Model, infer_signature
+
+    def log() -> str:
+        experiment_id = tracker.client.get_run(run_id).info.experiment_id
+        logged = tracker.client.create_logged_model(experiment_id, name=model.name,
+                                                    source_run_id=run_id)
+        with warnings.catch_warnings():
+            # MLflow warns that integer columns cannot hold missing values: the output's
+            # labels never are missing, and the input is text.
+            warnings.simplefilter("ignore", UserWarning)
+            signature = infer_signature(model.input_example, model.output_example)
+        with _use_tracking_uri(tracker.tracking_uri):
+            Model.log(
+                artifact_path=None, name=model.name, flavor=mlflow.pyfunc, run_id=run_id,
+                model_id=logged.model_id, python_model=str(model.code),
+                code_paths=[str(path) for path in model.code_paths],
+                artifacts={key: str(path) for key, path in model.artifacts.items()},
+                signature=signature,
+                input_example=model.input_example,
+                pip_requirements=list(model.pip_requirements))
+        return logged.model_id
+
+    return tracker.requests.required(f"log the model of run {run_id}", log)
+
+
+def register_version(tracker: Tracker, *, name: str, model_id: str, run_id: str,
+                     alias: str) -> RegisteredVersion:
+    """A new version of the registered model `name` (created when new) from the logged
+    model, with `alias` moved onto it."""
+    client = tracker.client
+
+    def register() -> RegisteredVersion:
+        try:
+            client.create_registered_model(name)
+        except MlflowException as error:
+            if error.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+        version = client.create_model_version(name, source=f"models:/{model_id}",
+                                              run_id=run_id, model_id=model_id)
+        client.set_registered_model_alias(name, alias, version.version)
+        return RegisteredVersion(name=name, version=str(version.version), alias=alias,
+                                 model_id=model_id, run_id=run_id)
+
+    def register_here() -> RegisteredVersion:
+        # A SQL store looks the logged model up through the process's tracking URI (an
+        # MLflow TODO), not the client's.
+        with _use_tracking_uri(tracker.tracking_uri):
+            return register()
+
+    return tracker.requests.required(f"register model {name!r}", register_here)
