@@ -253,11 +253,7 @@ def train(
             stopped.result = result("interrupted")
             raise
         if run.record(metrics, dev_pred):
-            save_checkpoint(best_path, model=run.model, model_config=model_config,
-                            data_config=data_config, vocab=data.vocab,
-                            label_names=data.label_names, file_format=data.file_format,
-                            label_values=data.label_values,
-                            extra={"epoch": epoch, "dev_macro_f1": run.best_f1})
+            _save_best(best_path, run, data, model_config, data_config, epoch=epoch)
         run.save(state_path)
         if on_epoch is not None and on_epoch(metrics):
             stop_reason = "callback"
@@ -266,6 +262,15 @@ def train(
             stop_reason = "early_stopping"
             break
     return result(stop_reason)
+
+
+def _save_best(path: Path, run: _Run, data: EncodedSplit, model_config: HANConfig,
+               data_config: DataConfig, *, epoch: int) -> None:
+    """The best model so far as a stand-alone checkpoint (configs, vocabulary, labels)."""
+    save_checkpoint(path, model=run.model, model_config=model_config, data_config=data_config,
+                    vocab=data.vocab, label_names=data.label_names, file_format=data.file_format,
+                    label_values=data.label_values,
+                    extra={"epoch": epoch, "dev_macro_f1": run.best_f1})
 
 
 @dataclass(frozen=True, kw_only=True)

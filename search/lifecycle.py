@@ -368,15 +368,8 @@ def run_study(spec: StudySpec, options: RunOptions, *, trials: int | None = None
     counter = {"index": 0}
     with prepared.parent_run() as parent:
         parent.log_datasets([training_input(prepared.dataset)])
-        ctx = SearchContext(
-            spec=prepared.spec, corpus=prepared.corpus, tracker=prepared.tracker,
-            parent_run_id=parent.id, work_dir=work_dir, device=prepared.device,
-            seed=options.seed, embeddings=prepared.files.embeddings,
-            run_tags=prepared.run_tags, should_stop=should_stop, cache=prepared.cache,
-            budget=budget, dataset=prepared.dataset,
-            on_start=progress.trial_started if progress else None,
-            on_epoch=progress.epoch_done if progress else None,
-            on_estimate=progress.trial_estimated if progress else None)
+        ctx = _search_context(prepared, parent_run_id=parent.id, work_dir=work_dir,
+                              progress=progress, should_stop=should_stop, budget=budget)
 
         def run_trial(trial: optuna.Trial) -> float:
             counter["index"] += 1
@@ -412,6 +405,21 @@ def run_study(spec: StudySpec, options: RunOptions, *, trials: int | None = None
     register_champion(prepared.spec, options, summary)
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+def _search_context(prepared: PreparedStudy, *, parent_run_id: str, work_dir: Path,
+                    progress: Progress | None, should_stop: Callable[[], bool] | None,
+                    budget: Budget) -> SearchContext:
+    """What every trial of this session shares."""
+    return SearchContext(
+        spec=prepared.spec, corpus=prepared.corpus, tracker=prepared.tracker,
+        parent_run_id=parent_run_id, work_dir=work_dir, device=prepared.device,
+        seed=prepared.options.seed, embeddings=prepared.files.embeddings,
+        run_tags=prepared.run_tags, should_stop=should_stop, cache=prepared.cache,
+        budget=budget, dataset=prepared.dataset,
+        on_start=progress.trial_started if progress else None,
+        on_epoch=progress.epoch_done if progress else None,
+        on_estimate=progress.trial_estimated if progress else None)
 
 
 def run_with_workers(spec: StudySpec, options: RunOptions, *, workers: int,
