@@ -25,10 +25,11 @@ from han.train import EpochMetrics
 from search import export, lifecycle
 from search import storage as stores
 from search import summary as summaries
+from search.baseline import BaselineOutcome
 from search.errors import SearchError
 from search.formatting import duration, short
 from search.lifecycle import RunOptions
-from search.records import TrialRecord
+from search.records import BaselineRecord, TrialRecord
 from search.refit import export_refit
 from search.study_report import write_report
 from search.studyfile import StudyFileError, builtin_study_path, load_study_file
@@ -142,6 +143,23 @@ class ConsoleProgress:
         best = f", best {self.best:.4f}" if self.best is not None else ""
         typer.echo(f"{self._prefix(trial)} {outcome} in {duration(seconds)}{best}{self._eta()}")
 
+    def baseline(self, outcome: BaselineOutcome) -> None:
+        typer.echo(baseline_line(outcome))
+
+
+def _baseline_text(record: BaselineRecord) -> str:
+    return f"dev F1 {record.dev_macro_f1:.4f} ({record.model}, {duration(record.seconds)})"
+
+
+def baseline_line(outcome: BaselineOutcome) -> str:
+    """The run's start line about the study's baseline."""
+    if outcome.record is not None:
+        again = "" if outcome.trained else "; on record, not retrained"
+        return f"baseline  {_baseline_text(outcome.record)}{again}"
+    if outcome.error is not None:
+        return f"baseline  failed ({outcome.error}); the search goes on without it"
+    return "baseline  off ([study] baseline = false)"
+
 
 @contextmanager
 def stop_on_signals() -> Iterator[Callable[[], bool]]:
@@ -246,6 +264,7 @@ def run(
     work_dir: Annotated[Path, typer.Option(help="Scratch folder for trial checkpoints.")] =
         lifecycle.DEFAULT_WORK_DIR,
     worker_index: Annotated[int, typer.Option(hidden=True)] = 0,
+    skip_baseline: Annotated[bool, typer.Option(hidden=True)] = False,
 ) -> None:
     """Run trials of a study; running it again continues the same study."""
     started = time.perf_counter()
@@ -259,12 +278,14 @@ def run(
                    f"MLflow {redact(tracking_uri)}")
         options = RunOptions(storage=storage, tracking_uri=tracking_uri, device=device,
                              seed=seed, train=train, test=test, embeddings=embeddings,
-                             heartbeat_s=heartbeat, sampler_seed_offset=worker_index)
+                             heartbeat_s=heartbeat, sampler_seed_offset=worker_index,
+                             baseline=not skip_baseline)
         if workers > 1:
             summary, code = lifecycle.run_with_workers(
                 spec, options, workers=workers, trials=trials, threads=threads,
                 worker_args=_worker_args(spec.source, options, study=study, timeout=timeout,
-                                         work_dir=work_dir, **file_format))
+                                         work_dir=work_dir, **file_format),
+                on_baseline=lambda outcome: typer.echo(baseline_line(outcome)))
         else:
             summary, code = _run_here(spec, options, trials=trials, timeout=timeout,
                                       work_dir=work_dir, started=started), 0
@@ -299,8 +320,9 @@ def _worker_args(source: Path, options: RunOptions, *, study: str | None,
                               "--timeout": timeout or None, "--work-dir": work_dir}
     passed |= {flag: getattr(options, name) for name, flag in _WORKER_FLAGS.items()}
     passed |= {f"--{name.replace('_', '-')}": value for name, value in file_format.items()}
+    # The parent trains the study's baseline before starting its workers.
     return [part for flag, value in passed.items() if value is not None
-            for part in (flag, str(value))]
+            for part in (flag, str(value))] + ["--skip-baseline"]
 
 
 def _print_summary(summary: RunSummary) -> None:
@@ -320,6 +342,10 @@ def _print_summary(summary: RunSummary) -> None:
         gain = summary.best_value - summary.reference_value
         lines.append(f"reference      {summary.reference_value:.4f} (trial 0, the notebook's "
                      f"configuration): best is {gain:+.4f}")
+    verdict = summaries.versus_baseline(summary.best_value, summary.baseline,
+                                        maximize=summary.maximize)
+    if summary.baseline is not None:
+        lines.append(f"baseline       {_baseline_text(summary.baseline)}: {verdict}")
     if summary.best_params:
         lines.append("best params    " + ", ".join(
             f"{k}={short(v)}" for k, v in summary.best_params.items()))
@@ -413,12 +439,13 @@ def studies(storage: Storage = stores.DEFAULT_STORAGE) -> None:
     if not rows:
         typer.echo(f"no studies in {redact(storage)}")
         return
-    typer.echo(f"{'study':<24} {'trials':<40} {'best':>8}  best trial")
+    typer.echo(f"{'study':<24} {'trials':<40} {'best':>8} {'baseline':>8}  best trial")
     for row in rows:
         states = ", ".join(f"{n} {s}" for s, n in sorted(row.states.items()))
         best = f"{row.best_value:.4f}" if row.best_value is not None else "-"
+        baseline = f"{row.baseline_value:.4f}" if row.baseline_value is not None else "-"
         trial = str(row.best_trial) if row.best_trial is not None else "-"
-        typer.echo(f"{row.name:<24} {states:<40} {best:>8}  {trial}")
+        typer.echo(f"{row.name:<24} {states:<40} {best:>8} {baseline:>8}  {trial}")
 
 
 @app.command()
@@ -435,6 +462,11 @@ def show(
         rows = summaries.top_trials(loaded, limit=top)
     typer.echo(f"study {study}: " + ", ".join(
         f"{n} {s}" for s, n in sorted(summary.states.items())))
+    if summary.baseline is not None:
+        verdict = summaries.versus_baseline(summary.best_value, summary.baseline,
+                                            maximize=summary.maximize)
+        typer.echo(f"baseline {_baseline_text(summary.baseline)}, MLflow run "
+                   f"{summary.baseline.run_id or '-'}: {verdict}")
     if summary.best_value is None:
         typer.echo("no complete trial yet")
         return

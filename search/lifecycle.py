@@ -23,6 +23,7 @@ from han.io import Corpus
 from han.synthetic import SyntheticSpec, builtin_corpus
 from han.train import DeviceOutOfMemoryError, EpochMetrics
 from search import records
+from search.baseline import BaselineOutcome, ensure_baseline
 from search.errors import SearchError
 from search.objective import SearchContext, objective
 from search.records import Key, StudyRecord, Tag
@@ -60,6 +61,9 @@ class RunOptions:
     heartbeat_s: int = DEFAULT_HEARTBEAT_S
     # A worker's index: its sampler draws differ from the other workers'.
     sampler_seed_offset: int = 0
+    # Whether this process may train the study's baseline: workers started by --workers
+    # leave it to their parent, which trains it before starting them.
+    baseline: bool = True
 
 
 class Progress(Protocol):
@@ -67,6 +71,7 @@ class Progress(Protocol):
     def trial_started(self, trial: optuna.Trial, params: dict[str, Any]) -> None: ...
     def epoch_done(self, trial: optuna.Trial, metrics: EpochMetrics) -> None: ...
     def trial_done(self, study: optuna.Study, trial: FrozenTrial) -> None: ...
+    def baseline(self, outcome: BaselineOutcome) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -225,6 +230,7 @@ def run_study(spec: StudySpec, options: RunOptions, *, trials: int | None = None
     total = trials if trials is not None else spec.trials
     counter = {"index": 0}
     with prepared.parent_run() as parent:
+        _baseline(prepared, parent.id, progress.baseline if progress else None)
         ctx = SearchContext(
             spec=prepared.spec, corpus=prepared.corpus, tracker=prepared.tracker,
             parent_run_id=parent.id, work_dir=work_dir, device=prepared.device,
@@ -261,8 +267,9 @@ def run_study(spec: StudySpec, options: RunOptions, *, trials: int | None = None
 
 
 def run_with_workers(spec: StudySpec, options: RunOptions, *, workers: int,
-                     trials: int | None, threads: int | None,
-                     worker_args: list[str]) -> tuple[RunSummary, int]:
+                     trials: int | None, threads: int | None, worker_args: list[str],
+                     on_baseline: Callable[[BaselineOutcome], None] | None = None,
+                     ) -> tuple[RunSummary, int]:
     """Split `trials` exactly among `workers` processes on this machine, each a `han-search
     run` with `worker_args`; returns the summary and the first failing worker's exit code."""
     started = time.perf_counter()
@@ -275,6 +282,7 @@ def run_with_workers(spec: StudySpec, options: RunOptions, *, workers: int,
     plans = plan_workers(workers=workers, trials=trials or spec.trials, device=options.device,
                          threads=threads)
     with prepared.parent_run() as parent:
+        _baseline(prepared, parent.id, on_baseline)
         # URLs travel in the environment: they may hold passwords, which `ps` would show.
         code = run_workers(plans, worker_args, env={
             "HAN_SEARCH_STORAGE": options.storage, "MLFLOW_TRACKING_URI": options.tracking_uri})
@@ -283,6 +291,19 @@ def run_with_workers(spec: StudySpec, options: RunOptions, *, workers: int,
     summary.seconds = time.perf_counter() - started
     summary.trials_this_run = len(prepared.study.get_trials(deepcopy=False)) - before
     return summary, code
+
+
+def _baseline(prepared: PreparedStudy, parent_run_id: str,
+              show: Callable[[BaselineOutcome], None] | None) -> None:
+    """The study's baseline, trained before its first trial by one process: this one,
+    unless it is a worker of a --workers run."""
+    if not prepared.options.baseline:
+        return
+    outcome = ensure_baseline(prepared.spec, prepared.corpus, prepared.study,
+                              tracker=prepared.tracker, parent_run_id=parent_run_id,
+                              tags=prepared.run_tags, threads=torch.get_num_threads())
+    if show is not None:
+        show(outcome)
 
 
 def _refresh_parent(parent: RunHandle, study: optuna.Study) -> None:

@@ -85,6 +85,8 @@ class _StudyTable(Table):
     direction: Literal["maximize", "minimize"] = "maximize"
     trials: int = Field(ge=1)
     enqueue_reference: bool = True
+    # Default: StudySpec's (None: not given).
+    baseline: bool | None = None
 
     @field_validator("name")
     @classmethod
@@ -270,6 +272,7 @@ class StudyFile(Table):
             file_format=data.file_format(), fixed=self.fixed.model_dump(exclude_unset=True),
             space=tuple(self.space.values()),
             reference=self.reference.model_dump(exclude_unset=True), source=source.absolute(),
+            **self.study.model_dump(include={"baseline"}, exclude_unset=True),
         )
 
 

@@ -282,6 +282,8 @@ class StudySpec:
     space: tuple[FloatParam | IntParam | CategoricalParam, ...]
     reference: dict[str, Any]
     source: Path
+    # Train the linear baseline (han.baseline) once per study, before its first trial.
+    baseline: bool = True
 
     def make_sampler(self) -> optuna.samplers.BaseSampler:
         """A new sampler; samplers keep state (their random generator), so never share one."""

@@ -10,7 +10,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from search.records import TrialRecord
+from search.records import BaselineRecord, TrialRecord
 from search.storage import DEFAULT_STORAGE, open_storage, sqlite_file_missing
 from search.tracking import redact
 
@@ -27,6 +27,8 @@ class RunSummary:
     best_trial: int | None = None
     best_params: dict[str, Any] = field(default_factory=dict)
     reference_value: float | None = None
+    baseline: BaselineRecord | None = None
+    maximize: bool = True
     seconds: float = 0.0
     not_logged: list[str] = field(default_factory=list)
 
@@ -36,7 +38,9 @@ def summarize(study: optuna.Study, *, storage: str, tracking_uri: str,
     trials = study.get_trials(deepcopy=False)
     summary = RunSummary(study_name=study.study_name, storage=redact(storage),
                          tracking_uri=redact(tracking_uri), parent_run_id=parent_run_id,
-                         states=Counter(t.state.name.lower() for t in trials))
+                         states=Counter(t.state.name.lower() for t in trials),
+                         baseline=BaselineRecord.of(study),
+                         maximize=study.direction.name == "MAXIMIZE")
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     if complete:
         best = study.best_trial
@@ -48,12 +52,28 @@ def summarize(study: optuna.Study, *, storage: str, tracking_uri: str,
     return summary
 
 
+def versus_baseline(best: float | None, baseline: BaselineRecord | None, *,
+                    maximize: bool = True) -> str | None:
+    """Best trial vs baseline in plain words (None: the study has no baseline)."""
+    if baseline is None:
+        return None
+    if best is None:
+        return "no complete trial yet to compare with the baseline"
+    gain = (best - baseline.dev_macro_f1) * (1 if maximize else -1)
+    if gain > 0:
+        return f"the search beat the baseline by {gain:.4f}"
+    if gain == 0:
+        return "the search tied the baseline"
+    return f"the search has not beaten the baseline ({-gain:.4f} short of it)"
+
+
 @dataclass(frozen=True)
 class StudyRow:
     name: str
     states: dict[str, int]
     best_value: float | None
     best_trial: int | None
+    baseline_value: float | None = None
 
 
 def list_studies(storage: str = DEFAULT_STORAGE) -> list[StudyRow]:
@@ -65,7 +85,9 @@ def list_studies(storage: str = DEFAULT_STORAGE) -> list[StudyRow]:
         summary = summarize(optuna.load_study(study_name=name, storage=optuna_storage),
                             storage=storage, tracking_uri="")
         rows.append(StudyRow(name=name, states=dict(summary.states),
-                             best_value=summary.best_value, best_trial=summary.best_trial))
+                             best_value=summary.best_value, best_trial=summary.best_trial,
+                             baseline_value=summary.baseline.dev_macro_f1
+                             if summary.baseline is not None else None))
     return rows
 
 

@@ -364,6 +364,8 @@ def test_workers_get_the_parents_options_including_the_file_format() -> None:
     options = RunOptions(train=Path("a.csv"), test=None, heartbeat_s=10)
     args = cli._worker_args(Path("study.toml"), options, study="s", timeout=None, sep="\t",
                             text_col="content", label_col=None, tokens="chars")
+    # The parent trains the study's baseline; its workers must not.
+    assert args.pop() == "--skip-baseline"
     flags = args[::2]
     assert dict(zip(flags, args[1::2], strict=True)) == {
         "--config": "study.toml", "--study": "s", "--train": "a.csv", "--sep": "\t",
