@@ -276,16 +276,13 @@ def run(
                                         name=study, **file_format)
         typer.echo(f"study {spec.name!r} from {spec.source}; storage {redact(storage)}; "
                    f"MLflow {redact(tracking_uri)}")
-        options = RunOptions(storage=storage, tracking_uri=tracking_uri, device=device,
-                             seed=seed, train=train, test=test, embeddings=embeddings,
-                             heartbeat_s=heartbeat, sampler_seed_offset=worker_index,
-                             baseline=not skip_baseline)
+        options = RunOptions(storage=storage, tracking_uri=tracking_uri, device=device, seed=seed,
+                             train=train, test=test, embeddings=embeddings, heartbeat_s=heartbeat,
+                             sampler_seed_offset=worker_index, baseline=not skip_baseline)
         if workers > 1:
-            summary, code = lifecycle.run_with_workers(
-                spec, options, workers=workers, trials=trials, threads=threads,
-                worker_args=_worker_args(spec.source, options, study=study, timeout=timeout,
-                                         work_dir=work_dir, **file_format),
-                on_baseline=lambda outcome: typer.echo(baseline_line(outcome)))
+            summary, code = _run_in_workers(
+                spec, options, study=study, workers=workers, trials=trials, threads=threads,
+                timeout=timeout, work_dir=work_dir, file_format=file_format)
         else:
             summary, code = _run_here(spec, options, trials=trials, timeout=timeout,
                                       work_dir=work_dir, started=started), 0
@@ -303,6 +300,18 @@ def _run_here(spec: StudySpec, options: RunOptions, *, trials: int | None,
         return lifecycle.run_study(spec, options, trials=trials, timeout=timeout,
                                    work_dir=work_dir, progress=progress,
                                    should_stop=should_stop)
+
+
+def _run_in_workers(spec: StudySpec, options: RunOptions, *, study: str | None, workers: int,
+                    trials: int | None, threads: int | None, timeout: float | None,
+                    work_dir: Path, file_format: dict[str, str | None]
+                    ) -> tuple[RunSummary, int]:
+    """The trials in `workers` processes; this one trains the baseline first."""
+    args = _worker_args(spec.source, options, study=study, timeout=timeout, work_dir=work_dir,
+                        **file_format)
+    return lifecycle.run_with_workers(
+        spec, options, workers=workers, trials=trials, threads=threads, worker_args=args,
+        on_baseline=lambda outcome: typer.echo(baseline_line(outcome)))
 
 
 # The options a worker gets on its command line. The stores' URLs travel in its environment
