@@ -7,7 +7,8 @@ default split (DataConfig: 10 folds, dev fold 0) and prints one JSON line of fig
 
 Usage:  python bench/baseline.py [--docs 200000] [--threads N] [--corpus-dir DIR | --train FILE]
 Peak memory is the process's resident peak while the baseline runs, the corpus it reads
-included (Linux: the peak is reset after reading, through /proc/self/clear_refs).
+included (Linux: the peak is reset after reading, through /proc/self/clear_refs). CPU
+seconds are given beside wall seconds, for machines whose cores are shared.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import json
 import os
 import platform
 import re
+import resource
 import sys
 import time
 from pathlib import Path
@@ -34,6 +36,13 @@ def _status_mb(field: str) -> float:
     text = Path("/proc/self/status").read_text()
     match = re.search(rf"^{field}:\s+(\d+) kB", text, re.MULTILINE)
     return int(match.group(1)) / 1024 if match else float("nan")
+
+
+def _cpu_seconds() -> float:
+    """CPU time of this process, all threads, user and system: unlike wall time, it barely
+    moves when other processes share the cores."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _reset_peak() -> bool:
@@ -75,11 +84,13 @@ def main() -> None:
     corpus = read_corpus(train, labelled=True)
     corpus_mb = _status_mb("VmRSS")
     reset = _reset_peak()
+    cpu_before = _cpu_seconds()
     result = train_baseline(corpus, DataConfig(), threads=args.threads)
+    cpu = _cpu_seconds() - cpu_before
     figures = {
         "file": str(train), "docs": corpus.num_docs, "tokens": len(corpus.tokens),
         "generate_or_find_s": round(generated, 1), "baseline_s": round(result.seconds, 1),
-        "features_s": round(result.feature_seconds, 1),
+        "features_s": round(result.feature_seconds, 1), "baseline_cpu_s": round(cpu, 1),
         "peak_rss_mb": round(_status_mb("VmHWM"), 0), "peak_is_baseline_only": reset,
         "rss_after_reading_mb": round(corpus_mb, 0), "features": result.features,
         "train_docs": result.train_docs, "dev_docs": result.dev_docs,

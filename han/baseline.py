@@ -3,9 +3,11 @@ ids and a linear classifier, trained on the trials' training folds and scored on
 
 Features are built with numpy over the corpus's flat token array, a block of documents at a
 time: each unigram and each within-document bigram becomes a 64-bit key, hashed into
-`2**hash_bits` buckets, and scipy sums the counts per document into CSR. Buckets seen in
-fewer than `min_df` training documents are dropped; the rest get scikit-learn's TF-IDF
-(`TfidfVectorizer(sublinear_tf=True)`: 1 + ln(tf), smoothed idf, rows of unit L2 norm).
+`2**hash_bits` buckets, and one sort of (document, bucket) pairs gives each document's
+counts as CSR rows. Buckets seen in fewer than `min_df` training documents are dropped; the
+rest get scikit-learn's TF-IDF (`TfidfVectorizer(sublinear_tf=True)`: 1 + ln(tf), smoothed
+idf, rows of unit L2 norm). Two n-grams may share a bucket (as in HashingVectorizer): on the
+competition's corpus mostly pairs of rare ones, which then pass `min_df` together.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from han.io import Corpus, concatenated_ranges
 # (keys, rows, columns) then take about 150 MB, whatever the corpus's size.
 BLOCK_TOKENS = 4_000_000
 DESCRIPTION = "TF-IDF 1-2-gram + SGDClassifier"
+_DF_SLICE = 1 << 25
 # Splitmix64's finalizer: every bit of a key reaches the top bits, which pick the bucket.
 _MIX = (np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB))
 
@@ -138,8 +141,12 @@ class _Rows:
 
     def fit_columns(self, *, bits: int, min_df: int) -> _Columns:
         """Keep the buckets in at least `min_df` of these rows; their idf over these rows."""
-        # A bucket appears at most once per row: its count of entries is its df.
-        df = np.bincount(self.indices[: self.nnz], minlength=1 << bits)
+        # A bucket appears at most once per row: its count of entries is its df. Counted a
+        # slice at a time: np.bincount copies its input to 64-bit integers first.
+        df = np.zeros(1 << bits, dtype=np.int64)
+        for start in range(0, self.nnz, _DF_SLICE):
+            end = min(start + _DF_SLICE, self.nnz)
+            df += np.bincount(self.indices[start:end], minlength=1 << bits)
         kept = df >= min_df
         feature_of = np.full(1 << bits, -1, dtype=np.int32)
         feature_of[kept] = np.arange(int(kept.sum()), dtype=np.int32)
