@@ -137,3 +137,27 @@ def _check_positive(config: Any, *names: str) -> None:
         value = getattr(config, name)
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class BaselineConfig:
+    """The linear baseline trained once per study (han.baseline): TF-IDF over hashed word
+    1-2-grams and scikit-learn's SGDClassifier."""
+
+    # 2**24 buckets: on the competition's corpus, few n-grams that survive `min_df` share one.
+    hash_bits: int = 24
+    # N-grams in fewer training documents are dropped (mostly one-off bigrams).
+    min_df: int = 2
+    loss: Literal["hinge", "modified_huber", "log_loss"] = "hinge"
+    alpha: float = 3e-5
+    epochs: int = 10
+    # Classes weighted by inverse frequency: the metric is macro-F1.
+    balanced: bool = True
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        _check_positive(self, "hash_bits", "min_df", "epochs")
+        if not 8 <= self.hash_bits <= 31:
+            raise ValueError(f"hash_bits must be in [8, 31], got {self.hash_bits}")
+        if self.alpha <= 0:
+            raise ValueError(f"alpha must be positive, got {self.alpha}")

@@ -28,11 +28,12 @@ from han.train import EpochMetrics
 from search import export, lifecycle
 from search import storage as stores
 from search import summary as summaries
+from search.baseline import BaselineOutcome
 from search.budget import MAX_TRIAL_SHARE, Budget, TrialEstimate
 from search.errors import SearchError
 from search.formatting import duration, short
 from search.lifecycle import RunOptions
-from search.records import DatasetRecord, Outcome, TrialRecord
+from search.records import BaselineRecord, DatasetRecord, Outcome, TrialRecord
 from search.refit import export_refit
 from search.study_report import write_report
 from search.studyfile import StudyFileError, builtin_study_path, load_study_file
@@ -161,6 +162,23 @@ class ConsoleProgress:
         best = f", best {self.best:.4f}" if self.best is not None else ""
         typer.echo(f"{self._prefix(trial)} {outcome} in {duration(seconds)}{best}{self._eta()}")
 
+    def baseline(self, outcome: BaselineOutcome) -> None:
+        typer.echo(baseline_line(outcome))
+
+
+def _baseline_text(record: BaselineRecord) -> str:
+    return f"dev F1 {record.dev_macro_f1:.4f} ({record.model}, {duration(record.seconds)})"
+
+
+def baseline_line(outcome: BaselineOutcome) -> str:
+    """The run's start line about the study's baseline."""
+    if outcome.record is not None:
+        again = "" if outcome.trained else "; on record, not retrained"
+        return f"baseline  {_baseline_text(outcome.record)}{again}"
+    if outcome.error is not None:
+        return f"baseline  failed ({outcome.error}); the search goes on without it"
+    return "baseline  off ([study] baseline = false)"
+
 
 def data_block(profile: DataProfile) -> str:
     """The data block printed at the start of a run."""
@@ -286,37 +304,41 @@ def run(
     work_dir: Annotated[Path, typer.Option(help="Scratch folder for trial checkpoints.")] =
         lifecycle.DEFAULT_WORK_DIR,
     worker_index: Annotated[int | None, typer.Option(hidden=True)] = None,  # workers only
+    skip_baseline: Annotated[bool, typer.Option(hidden=True)] = False,
 ) -> None:
     """Run trials of a study; running it again continues the same study."""
     started = time.perf_counter()  # --timeout counts from here: reading the data included
-    if threads is not None:
-        torch.set_num_threads(threads)
     file_format = dict(sep=sep, text_col=text_col, label_col=label_col, tokens=tokens)
     with user_errors():
         options = RunOptions(storage=storage, tracking_uri=tracking_uri, device=device,
                              seed=seed, train=train, test=test, embeddings=embeddings,
                              heartbeat_s=heartbeat, sampler_seed_offset=worker_index or 0,
-                             register=worker_index is None)
+                             register=worker_index is None, baseline=not skip_baseline)
         spec = lifecycle.with_overrides(load_study_file(config or builtin_study_path()),
                                         options, name=study, **file_format)
-        typer.echo(f"study {spec.name!r} from {spec.source}; storage {redact(storage)}; "
-                   f"MLflow {redact(tracking_uri)}")
+        typer.echo(f"study {spec.name!r} from {spec.source}; {_stores(options)}")
         if workers > 1:
-            summary, code = lifecycle.run_with_workers(
+            summary, code = _run_in_workers(
                 spec, options, workers=workers, trials=trials, threads=threads,
-                worker_args=_worker_args(spec.source, options, study=spec.name,
-                                         timeout=timeout, work_dir=work_dir, **file_format))
+                timeout=timeout, work_dir=work_dir, file_format=file_format)
         else:
             summary, code = _run_here(spec, options, trials=trials, timeout=timeout,
-                                      work_dir=work_dir, started=started), 0
+                                      work_dir=work_dir, threads=threads, started=started), 0
     _print_summary(summary)
     if code:
         raise typer.Exit(code=code)
 
 
+def _stores(options: RunOptions) -> str:
+    return f"storage {redact(options.storage)}; MLflow {redact(options.tracking_uri)}"
+
+
 def _run_here(spec: StudySpec, options: RunOptions, *, trials: int | None,
-              timeout: float | None, work_dir: Path, started: float) -> RunSummary:
+              timeout: float | None, work_dir: Path, threads: int | None,
+              started: float) -> RunSummary:
     """The trials in this process, one line per epoch and trial, stopped by SIGINT/SIGTERM."""
+    if threads is not None:
+        torch.set_num_threads(threads)
     budget = Budget(timeout, started=started, clock=time.perf_counter)
     progress = ConsoleProgress(epochs=spec.fixed.get("epochs", TrainConfig.epochs),
                                started=started, budget=budget)
@@ -324,6 +346,19 @@ def _run_here(spec: StudySpec, options: RunOptions, *, trials: int | None,
         return lifecycle.run_study(spec, options, trials=trials, work_dir=work_dir,
                                    progress=progress, should_stop=should_stop,
                                    budget=budget)
+
+
+def _run_in_workers(spec: StudySpec, options: RunOptions, *, workers: int,
+                    trials: int | None, threads: int | None, timeout: float | None,
+                    work_dir: Path, file_format: dict[str, str | None]
+                    ) -> tuple[RunSummary, int]:
+    """The trials in `workers` processes; this one trains the baseline first. Each worker
+    gets the study name this process decided (a worker derives none of its own)."""
+    args = _worker_args(spec.source, options, study=spec.name, timeout=timeout,
+                        work_dir=work_dir, **file_format)
+    return lifecycle.run_with_workers(
+        spec, options, workers=workers, trials=trials, threads=threads, worker_args=args,
+        on_baseline=lambda outcome: typer.echo(baseline_line(outcome)))
 
 
 # The options a worker gets on its command line. The stores' URLs travel in its environment
@@ -342,8 +377,9 @@ def _worker_args(source: Path, options: RunOptions, *, study: str | None,
                               "--timeout": timeout or None, "--work-dir": work_dir}
     passed |= {flag: getattr(options, name) for name, flag in _WORKER_FLAGS.items()}
     passed |= {f"--{name.replace('_', '-')}": value for name, value in file_format.items()}
+    # The parent trains the study's baseline before starting its workers.
     return [part for flag, value in passed.items() if value is not None
-            for part in (flag, str(value))]
+            for part in (flag, str(value))] + ["--skip-baseline"]
 
 
 def _print_summary(summary: RunSummary) -> None:
@@ -364,6 +400,10 @@ def _print_summary(summary: RunSummary) -> None:
         gain = summary.best_value - summary.reference_value
         lines.append(f"reference      {summary.reference_value:.4f} (trial 0, the notebook's "
                      f"configuration): best is {gain:+.4f}")
+    verdict = summaries.versus_baseline(summary.best_value, summary.baseline,
+                                        maximize=summary.maximize)
+    if summary.baseline is not None:
+        lines.append(f"baseline       {_baseline_text(summary.baseline)}: {verdict}")
     if summary.best_params:
         lines.append("best params    " + ", ".join(
             f"{k}={short(v)}" for k, v in summary.best_params.items()))
@@ -480,12 +520,14 @@ def studies(storage: Storage = stores.DEFAULT_STORAGE) -> None:
     if not rows:
         typer.echo(f"no studies in {redact(storage)}")
         return
-    typer.echo(f"{'study':<24} {'trials':<40} {'best':>8}  {'best trial':<10}  dataset")
+    typer.echo(f"{'study':<24} {'trials':<40} {'best':>8} {'baseline':>8}  "
+               f"{'best trial':<10}  dataset")
     for row in rows:
         states = ", ".join(f"{n} {s}" for s, n in sorted(row.states.items()))
         best = f"{row.best_value:.4f}" if row.best_value is not None else "-"
+        baseline = f"{row.baseline_value:.4f}" if row.baseline_value is not None else "-"
         trial = str(row.best_trial) if row.best_trial is not None else "-"
-        typer.echo(f"{row.name:<24} {states:<40} {best:>8}  {trial:<10}  "
+        typer.echo(f"{row.name:<24} {states:<40} {best:>8} {baseline:>8}  {trial:<10}  "
                    f"{_dataset(row.dataset)}")
 
 
@@ -509,6 +551,11 @@ def show(
         f"{n} {s}" for s, n in sorted(summary.states.items())))
     if summary.dataset is not None:  # studies from before datasets were recorded have none
         typer.echo(f"dataset {summary.dataset.describe()}")
+    if summary.baseline is not None:
+        verdict = summaries.versus_baseline(summary.best_value, summary.baseline,
+                                            maximize=summary.maximize)
+        typer.echo(f"baseline {_baseline_text(summary.baseline)}, MLflow run "
+                   f"{summary.baseline.run_id or '-'}: {verdict}")
     if summary.best_value is None:
         typer.echo("no complete trial yet")
         return

@@ -28,6 +28,7 @@ from han.profile import DataProfile, describe
 from han.synthetic import SyntheticSpec, builtin_corpus
 from han.train import DeviceOutOfMemoryError, EpochMetrics
 from search import records
+from search.baseline import BaselineOutcome, ensure_baseline
 from search.budget import Budget, StoppedBeforeAnEpoch, TrialEstimate
 from search.datasets import training_input
 from search.errors import SearchError
@@ -83,6 +84,9 @@ class RunOptions:
     # Whether the session ends by registering the study file's model: not in workers, whose
     # parent session does it once they are done.
     register: bool = True
+    # Whether this process may train the study's baseline: workers started by --workers
+    # leave it to their parent, which trains it before starting them.
+    baseline: bool = True
 
 
 class Progress(Protocol):
@@ -92,6 +96,7 @@ class Progress(Protocol):
     def trial_estimated(self, trial: optuna.Trial, estimate: TrialEstimate) -> None: ...
     def epoch_done(self, trial: optuna.Trial, metrics: EpochMetrics) -> None: ...
     def trial_done(self, study: optuna.Study, trial: FrozenTrial) -> None: ...
+    def baseline(self, outcome: BaselineOutcome) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -368,6 +373,7 @@ def run_study(spec: StudySpec, options: RunOptions, *, trials: int | None = None
     counter = {"index": 0}
     with prepared.parent_run() as parent:
         parent.log_datasets([training_input(prepared.dataset)])
+        _baseline(prepared, parent.id, progress.baseline if progress else None)
         ctx = _search_context(prepared, parent_run_id=parent.id, work_dir=work_dir,
                               progress=progress, should_stop=should_stop, budget=budget)
 
@@ -423,8 +429,9 @@ def _search_context(prepared: PreparedStudy, *, parent_run_id: str, work_dir: Pa
 
 
 def run_with_workers(spec: StudySpec, options: RunOptions, *, workers: int,
-                     trials: int | None, threads: int | None,
-                     worker_args: list[str]) -> tuple[RunSummary, int]:
+                     trials: int | None, threads: int | None, worker_args: list[str],
+                     on_baseline: Callable[[BaselineOutcome], None] | None = None,
+                     ) -> tuple[RunSummary, int]:
     """Split `trials` exactly among `workers` processes on this machine, each a `han-search
     run` with `worker_args`; returns the summary and the first failing worker's exit code."""
     started = time.perf_counter()
@@ -437,6 +444,7 @@ def run_with_workers(spec: StudySpec, options: RunOptions, *, workers: int,
     plans = plan_workers(workers=workers, trials=trials or spec.trials, device=options.device,
                          threads=threads)
     with prepared.parent_run() as parent:
+        _baseline(prepared, parent.id, on_baseline)
         # URLs travel in the environment: they may hold passwords, which `ps` would show.
         code = run_workers(plans, worker_args, env={
             "HAN_SEARCH_STORAGE": options.storage, "MLFLOW_TRACKING_URI": options.tracking_uri})
@@ -447,6 +455,19 @@ def run_with_workers(spec: StudySpec, options: RunOptions, *, workers: int,
     register_champion(prepared.spec, options, summary)
     summary.seconds = time.perf_counter() - started
     return summary, code
+
+
+def _baseline(prepared: PreparedStudy, parent_run_id: str,
+              show: Callable[[BaselineOutcome], None] | None) -> None:
+    """The study's baseline, trained before its first trial by one process: this one,
+    unless it is a worker of a --workers run."""
+    if not prepared.options.baseline:
+        return
+    outcome = ensure_baseline(prepared.spec, prepared.corpus, prepared.study,
+                              tracker=prepared.tracker, parent_run_id=parent_run_id,
+                              tags=prepared.run_tags, threads=torch.get_num_threads())
+    if show is not None:
+        show(outcome)
 
 
 def _refresh_parent(parent: RunHandle, study: optuna.Study) -> None:

@@ -126,6 +126,35 @@ class DatasetRecord:
 
     def write(self, study: optuna.Study) -> None:
         study.set_user_attr(_DATASET, asdict(self) | {"path": str(self.path.resolve())})
+# The study's linear baseline (han.baseline), trained once before its first trial.
+_BASELINE = "baseline"
+
+
+@dataclass(frozen=True, kw_only=True)
+class BaselineRecord:
+    """The study's linear baseline: how it scored on the trials' dev fold, what it cost, what
+    it was and its MLflow run."""
+
+    dev_macro_f1: float
+    dev_accuracy: float
+    seconds: float
+    features: int
+    model: str
+    run_id: str | None = None
+
+    @classmethod
+    def of(cls, study: optuna.Study) -> BaselineRecord | None:
+        """The study's baseline; None when it has none (turned off, or never trained)."""
+        value = study.user_attrs.get(_BASELINE)
+        if not isinstance(value, dict):
+            return None
+        return cls(dev_macro_f1=float(value["dev_macro_f1"]),
+                   dev_accuracy=float(value["dev_accuracy"]), seconds=float(value["seconds"]),
+                   features=int(value["features"]), model=str(value["model"]),
+                   run_id=value.get("run_id"))
+
+    def write(self, study: optuna.Study) -> None:
+        study.set_user_attr(_BASELINE, asdict(self))
 
 
 # -- Optuna trial attributes ----------------------------------------------------------------
@@ -247,6 +276,7 @@ class Role(enum.StrEnum):
     TRIAL = "trial"
     REFIT = "refit"
     FOLD = "fold"
+    BASELINE = "baseline"
 
 
 class RunState(enum.StrEnum):
@@ -350,6 +380,11 @@ class Key:
     OOF_F1 = "oof_macro_f1"
     BEST_TRIAL_DEV_F1 = "best_trial_dev_macro_f1"
     MEAN_FOLD_DEV_F1 = "mean_fold_dev_macro_f1"
+    # Metrics of the baseline run (its dev scores are named as a trial's epoch metrics).
+    DEV_F1 = "dev_macro_f1"
+    DEV_ACCURACY = "dev_accuracy"
+    SECONDS = "seconds"
+    FEATURES = "features"
 
     @staticmethod
     def fold_dev_f1(fold: int) -> str:

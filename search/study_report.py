@@ -33,8 +33,9 @@ from han.train import macro_scores
 from search import reports
 from search.errors import SearchError
 from search.formatting import duration, short
-from search.records import StudyRecord, TrialRecord
+from search.records import BaselineRecord, StudyRecord, TrialRecord
 from search.storage import check_sqlite_target, open_study
+from search.summary import versus_baseline
 from search.tracking import Tracker, TrackingError, redact
 
 REPORT_ARTIFACT_DIR = "report"
@@ -177,6 +178,7 @@ def render_report(study: optuna.Study, *, class_names: Sequence[str] | None,
     return _template().render(
         study_name=study.study_name, direction=study.direction.name.lower(),
         states=_states(trials), best=best, reference=_reference(trials, best),
+        baseline=_baseline(study, best),
         storage=redact(storage),
         generated=datetime.now().astimezone().strftime("%Y-%m-%d %H:%M:%S %Z"),
         metric=METRIC, palette=PALETTE, heat_rgb=_rgb(PALETTE["complete"].colour),
@@ -225,6 +227,18 @@ def _reference(trials: Sequence[FrozenTrial], best: FrozenTrial | None) -> str:
     if best is not None and best.value is not None:
         text += f"; best − reference = {best.value - reference.value:+.4f}"
     return text
+
+
+def _baseline(study: optuna.Study, best: FrozenTrial | None) -> str:
+    """Best trial vs baseline, for the header."""
+    record = BaselineRecord.of(study)
+    if record is None:
+        return "none (turned off, or not trained yet)"
+    text = (f"{record.dev_macro_f1:.4f} ({record.model}, {duration(record.seconds)}, MLflow "
+            f"run {record.run_id or '-'})")
+    verdict = versus_baseline(None if best is None else best.value, record,
+                              maximize=study.direction.name == "MAXIMIZE")
+    return f"{text}; {verdict}"
 
 
 # ------------------------------------------------------------------- figures

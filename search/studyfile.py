@@ -87,6 +87,8 @@ class _StudyTable(Table):
     direction: Literal["maximize", "minimize"] = "maximize"
     trials: int = Field(ge=1)
     enqueue_reference: bool = True
+    # Default: StudySpec's (None: not given).
+    baseline: bool | None = None
 
     @field_validator("name")
     @classmethod
@@ -286,6 +288,7 @@ class StudyFile(Table):
             space=tuple(self.space.values()),
             reference=self.reference.model_dump(exclude_unset=True), source=source.absolute(),
             register=self.export.registered_model,
+            **self.study.model_dump(include={"baseline"}, exclude_unset=True),
         )
 
 

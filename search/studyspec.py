@@ -285,6 +285,8 @@ class StudySpec:
     source: Path
     # [export] registered_model: the registered model the best trial becomes after every `run`.
     register: str | None = None
+    # Train the linear baseline (han.baseline) once per study, before its first trial.
+    baseline: bool = True
 
     def make_sampler(self) -> optuna.samplers.BaseSampler:
         """A new sampler; samplers keep state (their random generator), so never share one."""

@@ -10,7 +10,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from search.records import DatasetRecord, TrialRecord
+from search.records import BaselineRecord, DatasetRecord, TrialRecord
 from search.storage import DEFAULT_STORAGE, open_storage, sqlite_file_missing
 from search.tracking import RegisteredVersion, redact
 
@@ -27,6 +27,8 @@ class RunSummary:
     best_trial: int | None = None
     best_params: dict[str, Any] = field(default_factory=dict)
     reference_value: float | None = None
+    baseline: BaselineRecord | None = None
+    maximize: bool = True
     seconds: float = 0.0
     not_logged: list[str] = field(default_factory=list)
     # The study's training data (None: a study from before datasets were recorded).
@@ -44,7 +46,8 @@ def summarize(study: optuna.Study, *, storage: str, tracking_uri: str,
     summary = RunSummary(study_name=study.study_name, storage=redact(storage),
                          tracking_uri=redact(tracking_uri), parent_run_id=parent_run_id,
                          states=Counter(TrialRecord.of(t).state_name(t) for t in trials),
-                         dataset=DatasetRecord.of(study))
+                         dataset=DatasetRecord.of(study), baseline=BaselineRecord.of(study),
+                         maximize=study.direction.name == "MAXIMIZE")
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     if complete:
         best = study.best_trial
@@ -56,6 +59,21 @@ def summarize(study: optuna.Study, *, storage: str, tracking_uri: str,
     return summary
 
 
+def versus_baseline(best: float | None, baseline: BaselineRecord | None, *,
+                    maximize: bool = True) -> str | None:
+    """Best trial vs baseline in plain words (None: the study has no baseline)."""
+    if baseline is None:
+        return None
+    if best is None:
+        return "no complete trial yet to compare with the baseline"
+    gain = (best - baseline.dev_macro_f1) * (1 if maximize else -1)
+    if gain > 0:
+        return f"the search beat the baseline by {gain:.4f}"
+    if gain == 0:
+        return "the search tied the baseline"
+    return f"the search has not beaten the baseline ({-gain:.4f} short of it)"
+
+
 @dataclass(frozen=True)
 class StudyRow:
     name: str
@@ -63,6 +81,7 @@ class StudyRow:
     best_value: float | None
     best_trial: int | None
     dataset: DatasetRecord | None = None
+    baseline_value: float | None = None
 
 
 def list_studies(storage: str = DEFAULT_STORAGE) -> list[StudyRow]:
@@ -75,7 +94,9 @@ def list_studies(storage: str = DEFAULT_STORAGE) -> list[StudyRow]:
                             storage=storage, tracking_uri="")
         rows.append(StudyRow(name=name, states=dict(summary.states),
                              best_value=summary.best_value, best_trial=summary.best_trial,
-                             dataset=summary.dataset))
+                             dataset=summary.dataset,
+                             baseline_value=summary.baseline.dev_macro_f1
+                             if summary.baseline is not None else None))
     return rows
 
 

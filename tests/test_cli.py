@@ -16,6 +16,7 @@ from typer.testing import CliRunner, Result
 from search import cli
 from search.cli import app
 from search.lifecycle import RunOptions
+from search.records import BaselineRecord
 from tests.conftest import chinese_news, easy_corpus, write_tsv
 from tests.test_search import (
     STRONG,
@@ -95,6 +96,13 @@ def test_run_prints_progress_and_a_summary(cli_study: CliStudy) -> None:
     out = result.stdout
     assert "study 'cli' from " in out
     assert "[trial 1/2 #0] start " in out
+    # The baseline comes first, trained before trial 0, and again in the summary.
+    baseline = BaselineRecord.of(study)
+    assert baseline is not None
+    line = f"baseline  dev F1 {baseline.dev_macro_f1:.4f} (TF-IDF 1-2-gram + SGDClassifier, "
+    assert out.index(line) < out.index("[trial 1/2 #0] start ")
+    verdict = "beat the baseline" if best.value > baseline.dev_macro_f1 else "not beaten"
+    assert f"baseline       dev F1 {baseline.dev_macro_f1:.4f} (" in out and verdict in out
     assert "[trial 1/2 #0] epoch 1/3 dev F1 " in out
     assert "[trial 2/2 #1] " in out
     assert "study          cli" in out
@@ -116,6 +124,9 @@ def test_studies_lists_the_study(cli_study: CliStudy) -> None:
     best = cli_study.study().best_value
     line = next(line for line in result.stdout.splitlines() if line.startswith("cli "))
     assert f"{best:.4f}" in line
+    assert "baseline" in result.stdout.splitlines()[0]
+    baseline = BaselineRecord.of(cli_study.study())
+    assert baseline is not None and f" {baseline.dev_macro_f1:.4f} " in line
 
 
 def test_show_prints_the_best_params_and_runs(cli_study: CliStudy) -> None:
@@ -124,6 +135,10 @@ def test_show_prints_the_best_params_and_runs(cli_study: CliStudy) -> None:
     study = cli_study.study()
     best = study.best_trial
     assert f"best dev F1 {best.value:.4f} (trial {best.number})" in result.stdout
+    baseline = BaselineRecord.of(study)
+    assert baseline is not None and baseline.run_id is not None
+    assert f"baseline dev F1 {baseline.dev_macro_f1:.4f} (" in result.stdout
+    assert baseline.run_id in result.stdout
     for key in best.params:
         assert f"  {key}" in result.stdout
     for trial in study.trials:
@@ -365,6 +380,8 @@ def test_workers_get_the_parents_options_including_the_file_format() -> None:
     options = RunOptions(train=Path("a.csv"), test=None, heartbeat_s=10)
     args = cli._worker_args(Path("study.toml"), options, study="s", timeout=None, sep="\t",
                             text_col="content", label_col=None, tokens="chars")
+    # The parent trains the study's baseline; its workers must not.
+    assert args.pop() == "--skip-baseline"
     flags = args[::2]
     assert dict(zip(flags, args[1::2], strict=True)) == {
         "--config": "study.toml", "--study": "s", "--train": "a.csv", "--sep": "\t",

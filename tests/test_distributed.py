@@ -301,6 +301,10 @@ def test_one_mlflow_child_run_per_trial_under_one_parent(swarm: Swarm) -> None:
     children = swarm.server.runs(SWARM_STUDY, role="trial")
     assert len(children) == SWARM_TRIALS
     assert {r.data.tags.get("mlflow.parentRunId") for r in children} == {parent_id}
+    # The parent process trained the baseline before starting its workers; no worker did.
+    baselines = swarm.server.runs(SWARM_STUDY, role="baseline")
+    assert [r.data.tags.get("mlflow.parentRunId") for r in baselines] == [parent_id]
+    assert swarm.result.output.count("baseline  dev F1 ") == 1, swarm.result.output
     by_number = {int(r.data.tags["trial_number"]): r for r in children}
     assert sorted(by_number) == list(range(SWARM_TRIALS))
     for trial in swarm.trials():

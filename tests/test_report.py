@@ -27,8 +27,10 @@ from sklearn.metrics import confusion_matrix, f1_score
 from typer.testing import Result
 
 from search.lifecycle import RunOptions, run_study
+from search.records import BaselineRecord
 from search.study_report import PALETTE, pruning_savings, render_report
 from search.studyfile import load_study_file
+from search.summary import versus_baseline
 from tests.conftest import easy_corpus
 from tests.helpers import free_port
 from tests.test_cli import assert_user_error, files_under, invoke
@@ -106,6 +108,19 @@ def test_report_writes_the_page_and_logs_it_on_the_parent_run(reported: Reported
                         f" on the study's parent run {parent.info.run_id}")
     artifacts = [a.path for a in reported.client.list_artifacts(parent.info.run_id, "report")]
     assert artifacts == [f"report/{STUDY}-report.html"]
+
+
+def test_the_header_sets_the_best_trial_against_the_baseline(reported: Reported) -> None:
+    study = reported.study()
+    baseline = BaselineRecord.of(study)
+    assert baseline is not None
+    page = reported.page.read_text(encoding="utf-8")
+    header = page[page.index("<header>") : page.index("</header>")]
+    verdict = versus_baseline(study.best_value, baseline)
+    assert verdict is not None
+    assert (f"<dt>baseline</dt><dd>{baseline.dev_macro_f1:.4f} (TF-IDF 1-2-gram + "
+            "SGDClassifier") in header
+    assert verdict in header and str(baseline.run_id) in header
 
 
 def test_the_page_is_self_contained(reported: Reported) -> None:

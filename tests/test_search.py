@@ -118,6 +118,9 @@ class Recorder:
     def trial_done(self, study: optuna.Study, trial: FrozenTrial) -> None:
         self.events.append(("done", trial.number))
 
+    def baseline(self, outcome: Any) -> None:
+        self.events.append(("baseline", int(outcome.trained)))
+
 
 @dataclass
 class Searched:

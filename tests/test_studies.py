@@ -162,6 +162,8 @@ BAD = [
                  "[study] direction: 'up' is not one of", id="bad-direction"),
     pytest.param(edit("trials = 3", "trials = 3\nenqueue_reference = 1"),
                  "[study] enqueue_reference: expected a boolean", id="enqueue-type"),
+    pytest.param(edit("trials = 3", "trials = 3\nbaseline = 0"),
+                 "[study] baseline: expected a boolean", id="baseline-type"),
     pytest.param(GOOD + "\n[extra]\na = 1\n", "unknown key 'extra' in the file",
                  id="unknown-table"),
     pytest.param(edit("epochs = 2", "epochs = 2.5"),
@@ -325,6 +327,12 @@ def test_default_outside_space_is_fine_without_reference_trial(tmp_path: Path) -
     text = edit("trials = 3", "trials = 3\nenqueue_reference = false")
     text = text.replace("low = 1e-4", "low = 1e-3")
     assert not load_study_file(write(tmp_path, text)).enqueue_reference
+
+
+def test_the_baseline_is_on_unless_the_file_turns_it_off(tmp_path: Path) -> None:
+    assert load_study_file(write(tmp_path, GOOD)).baseline
+    off = edit("trials = 3", "trials = 3\nbaseline = false")
+    assert not load_study_file(write(tmp_path, off)).baseline
 
 
 def test_suggest_stays_inside_the_space() -> None:
