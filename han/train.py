@@ -219,11 +219,10 @@ def train(
 
     After every epoch the best model so far is in `checkpoint_dir/best.pt` and the whole
     training state in `checkpoint_dir/last_state.pt`; with `resume=True` training continues
-    from that state when it exists. Exceptions raised by `on_epoch` propagate (the search
-    uses that to prune). `on_estimate` gets the first epoch's estimated time after its first
-    few batches (han.cost.Probe); what it raises propagates too. When `should_stop` stops
-    training, the TrainingInterrupted raised carries the result so far (best epoch kept).
-    """
+    from that state when it exists. What `on_epoch` raises propagates (the search prunes
+    so), and so does what `on_estimate` raises: it gets the first epoch's estimated time
+    after a few batches (han.cost.Probe). A `should_stop` stop raises TrainingInterrupted
+    carrying the result so far."""
     device = _training_device(train_config.device)
     step = _Step(data_config=data_config, train_config=train_config, device=device,
                  bf16=use_bf16(device, train_config.precision), should_stop=should_stop)
@@ -240,15 +239,13 @@ def train(
                            dev_labels=data.labels[data.dev_docs],
                            dev_predictions=run.best_dev_pred)
 
-    stop_reason = "max_epochs"
-    first_epoch = len(run.history) + 1
+    stop_reason, first_epoch = "max_epochs", len(run.history) + 1
     if run.stale >= train_config.patience:
         first_epoch, stop_reason = train_config.epochs + 1, "early_stopping"
     for epoch in range(first_epoch, train_config.epochs + 1):
+        probe = on_estimate if epoch == first_epoch else None
         try:
-            metrics, dev_pred = _epoch(run, data, epoch, step,
-                                       on_estimate=on_estimate if epoch == first_epoch
-                                       else None)
+            metrics, dev_pred = _epoch(run, data, epoch, step, on_estimate=probe)
         except TrainingInterrupted as stopped:
             stopped.result = result("interrupted")
             raise

@@ -275,9 +275,7 @@ def run(
         min=1, help="Trials to run now (added to the study); default: the study file's.")] =
         None,
     timeout: Annotated[float | None, typer.Option(
-        min=1, help="Seconds the run may take: a trial whose estimated cost exceeds what is "
-        f"left is skipped, no trial takes more than {MAX_TRIAL_SHARE:.0%} of it, and the "
-        "trial running at the timeout stops with its best epoch kept.")] = None,
+        min=1, help=f"Seconds the run may take, {MAX_TRIAL_SHARE:.0%} per trial.")] = None,
     train: Annotated[Path | None, typer.Option(
         help="Labelled training file; default: the study's, else the built-in corpus.")] = None,
     test: Annotated[Path | None, typer.Option(help="Test file for export-best.")] = None,
