@@ -121,11 +121,11 @@ def main() -> int:
           f"{distinct_ids(corpus.tokens):,} distinct ids, mean "
           f"{corpus.lengths.mean():.0f} tokens (written in {time.perf_counter() - started:.0f}s)")
     del corpus
+    # Named, so the results are found whatever name the training file would give the study.
     command = [*han_search_command(), "run", "--train", str(train), "--timeout",
-               str(args.timeout), "--device", "cpu"]
+               str(args.timeout), "--device", "cpu", "--study", "budget"]
     if not args.plain:
-        config = args.config or demo_study_for(train, folder / "study.toml")
-        command += ["--config", str(config), "--study", "budget"]
+        command += ["--config", str(args.config or demo_study_for(train, folder / "study.toml"))]
     code, seconds, peak = run_sampled(command, folder, folder / "run.log")
     print(f"run          {' '.join(command[1:])}: exit {code}, log {folder / 'run.log'}")
     children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
