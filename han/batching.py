@@ -85,6 +85,25 @@ def stratified_folds(labels: np.ndarray, *, folds: int, seed: int) -> np.ndarray
     return fold_of
 
 
+def stratified_sample(labels: np.ndarray, docs: np.ndarray, *, size: int,
+                      seed: int) -> np.ndarray:
+    """At most `size` of `docs`, every class in proportion to its share of them (at least
+    one document of each class present), drawn with `seed`: the same documents for the same
+    arguments. Sorted; all of `docs` when they are no more than `size`."""
+    if len(docs) <= size:
+        return np.sort(docs)
+    classes, counts = np.unique(labels[docs], return_counts=True)
+    quota = np.maximum(1, np.floor(counts * size / len(docs))).astype(np.int64)
+    # The largest remainders take the places that rounding down left.
+    remainder = counts * size / len(docs) - np.floor(counts * size / len(docs))
+    for index in np.argsort(-remainder, kind="stable")[: max(0, size - int(quota.sum()))]:
+        quota[index] += 1
+    rng = np.random.default_rng(seed)
+    chosen = [rng.permutation(np.sort(docs[labels[docs] == label]))[: min(int(q), int(c))]
+              for label, q, c in zip(classes, quota, counts, strict=True)]
+    return np.sort(np.concatenate(chosen))
+
+
 # --------------------------------------------------------------------------- batches
 
 

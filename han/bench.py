@@ -33,7 +33,8 @@ def _synchronize(device: torch.device) -> None:
 
 def bench(train_file: Path, *, model_config: dict[str, Any], data_config: DataConfig,
           batch_size: int, steps: int, device: str, precision: str = "auto",
-          file_format: FileFormat = COMPETITION_FORMAT) -> dict[str, Any]:
+          file_format: FileFormat = COMPETITION_FORMAT,
+          max_batch_tokens: int | None = TrainConfig.max_batch_tokens) -> dict[str, Any]:
     """Time parsing+encoding the whole file, then `steps` training and evaluation batches.
 
     Training batches are drawn as in training (grouped by length, shuffled), after
@@ -48,8 +49,10 @@ def bench(train_file: Path, *, model_config: dict[str, Any], data_config: DataCo
     encode_rss = peak_rss_mb()
 
     model = build_model(config_for(split, **model_config), split).to(torch_device)
+    # As `train` takes a step: in chunks on CPU, whole on a GPU.
+    max_tokens = max_batch_tokens if torch_device.type == "cpu" else None
     docs, seconds = _time_training(model, split, batch_size=batch_size, steps=steps,
-                                   device=torch_device, bf16=bf16)
+                                   device=torch_device, bf16=bf16, max_tokens=max_tokens)
     eval_docs = split.dev_docs[: batch_size * steps]
     eval_seconds = _time_evaluation(model, split, eval_docs, batch_size=batch_size,
                                     device=torch_device)
@@ -67,6 +70,7 @@ def bench(train_file: Path, *, model_config: dict[str, Any], data_config: DataCo
         "max_segments": data_config.max_segments,
         "batch_size": batch_size,
         "train_precision": "bf16" if bf16 else "fp32",
+        "max_batch_tokens": max_tokens,
         "steps": steps,
         **{key: value for key, value in model_config.items()},
         "encode_seconds": round(encode_seconds, 3),
@@ -79,7 +83,8 @@ def bench(train_file: Path, *, model_config: dict[str, Any], data_config: DataCo
 
 
 def _time_training(model: HAN, split: EncodedSplit, *, batch_size: int, steps: int,
-                   device: torch.device, bf16: bool) -> tuple[int, float]:
+                   device: torch.device, bf16: bool,
+                   max_tokens: int | None) -> tuple[int, float]:
     """Documents trained on and seconds taken by `steps` timed training steps."""
     optimizer = torch.optim.Adam(model.parameters(), lr=TrainConfig.lr)
     batches = split.batches(split.train_docs, batch_size=batch_size,
@@ -91,7 +96,7 @@ def _time_training(model: HAN, split: EncodedSplit, *, batch_size: int, steps: i
         tick = time.perf_counter()  # batch building counts: it is part of every step
         batch = next(batches)
         train_step(model, optimizer, batch, device, clip=TrainConfig.clip, bf16=bf16,
-                   step=index)
+                   step=index, max_tokens=max_tokens)
         _synchronize(device)
         if index >= WARMUP_STEPS:
             seconds += time.perf_counter() - tick

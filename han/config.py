@@ -120,10 +120,19 @@ class TrainConfig:
     # otherwise peaks at 1.6 GB above the process; with 8192 the whole run on an 11,000-doc,
     # 100,000-word corpus stays under 1.5 GB. On a GPU the batch goes whole.
     max_batch_tokens: int = 8192
+    # Training documents between two reports of the dev macro-F1 (to the search's pruner),
+    # on a grid every run of the same data shares: a report falls where the documents seen
+    # cross a multiple of it, whatever the batch size. None: one report, at each epoch's end.
+    report_every: int | None = None
+    # Reports inside an epoch score this many dev documents, a fixed stratified sample (the
+    # same for every run of the same split); each epoch's end scores the whole dev fold.
+    report_dev_docs: int = 1000
 
     def __post_init__(self) -> None:
         _check_positive(self, "epochs", "batch_size", "decay_steps", "patience",
-                        "eval_batch_size", "max_batch_tokens")
+                        "eval_batch_size", "max_batch_tokens", "report_dev_docs")
+        if self.report_every is not None:
+            _check_positive(self, "report_every")
         if self.lr <= 0 or self.clip <= 0:
             raise ValueError("lr and clip must be positive")
         if not 0.0 < self.lr_decay <= 1.0:

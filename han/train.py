@@ -1,4 +1,5 @@
-"""Training with early stopping on dev macro-F1, per-epoch reports and resumable state."""
+"""Training with early stopping on dev macro-F1, reports on a grid of documents seen, and
+resumable state."""
 
 from __future__ import annotations
 
@@ -14,7 +15,14 @@ import torch
 from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support
 from torch import nn
 
-from han.batching import Batch, EncodedSplit, length_batches, make_batch, split_batch
+from han.batching import (
+    Batch,
+    EncodedSplit,
+    length_batches,
+    make_batch,
+    split_batch,
+    stratified_sample,
+)
 from han.checkpoint import save_checkpoint
 from han.config import DataConfig, HANConfig, TrainConfig
 from han.cost import EpochEstimate, Probe, padded_tokens
@@ -69,13 +77,56 @@ class TrainResult:
     best_epoch: int
     history: tuple[EpochMetrics, ...]
     checkpoint_path: Path
-    stop_reason: str  # "max_epochs" | "early_stopping" | "callback"
+    stop_reason: str  # "max_epochs" | "early_stopping" | "callback" | "interrupted"
     resumed_from_epoch: int
     dev_labels: np.ndarray  # true labels of the dev documents
     dev_predictions: np.ndarray  # the best epoch's predictions for them
 
 
+@dataclass(frozen=True, kw_only=True)
+class Report:
+    """The dev macro-F1 at a point of training, for a pruner: `step` is the training
+    documents seen, on the run's `ReportGrid`. Inside an epoch it scores a fixed stratified
+    sample of `dev_docs` dev documents; at an epoch's end the whole dev fold, and
+    `epoch_metrics` holds that epoch's figures."""
+
+    step: int
+    epoch: int
+    docs_seen: int
+    dev_macro_f1: float
+    dev_docs: int
+    epoch_metrics: EpochMetrics | None = None
+
+    @property
+    def end_of_epoch(self) -> bool:
+        return self.epoch_metrics is not None
+
+
 EpochCallback = Callable[[EpochMetrics], bool | None]
+ReportCallback = Callable[[Report], bool | None]
+
+
+@dataclass(frozen=True)
+class ReportGrid:
+    """Where reports fall: at multiples of `every` training documents, the same points for
+    every run over `epoch_docs` training documents whatever its batch size. An epoch's end
+    is reported at the grid point it has reached (every None: exactly at its end)."""
+
+    every: int | None
+    epoch_docs: int
+
+    def epoch_end(self, epoch: int) -> int:
+        seen = epoch * self.epoch_docs
+        return seen if self.every is None else seen // self.every * self.every
+
+    def crossed(self, before: int, after: int, epoch: int) -> int | None:
+        """The grid point inside epoch `epoch` that training from `before` to `after`
+        documents crossed (the highest, if several), or None. The epoch's own end point is
+        left to the epoch's end, which scores the whole dev fold there."""
+        if self.every is None:
+            return None
+        point = after // self.every * self.every
+        return point if before < point < self.epoch_end(epoch) else None
 
 
 def seed_everything(seed: int) -> None:
@@ -101,7 +152,8 @@ def macro_scores(true: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
 
 def train_step(model: HAN, optimizer: torch.optim.Optimizer, batch: Batch,
                device: torch.device, *, clip: float, bf16: bool, epoch: int = 1,
-               step: int = 0, max_tokens: int | None = None) -> tuple[float, torch.Tensor]:
+               step: int = 0, max_tokens: int | None = None,
+               check_finite: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """One optimisation step on a labelled batch: forward (under bf16 autocast when asked),
     cross-entropy in fp32, backward, gradient clipping to norm `clip`, update.
 
@@ -111,27 +163,30 @@ def train_step(model: HAN, optimizer: torch.optim.Optimizer, batch: Batch,
     one pass, with the activations of one chunk alive at a time (a batch of 32 documents of
     8 x 256 tokens holds 1.6 GB of them).
 
-    Returns the loss and the logits. A non-finite loss raises NonFiniteLossError (naming
-    `epoch` and `step`) before the weights change.
+    Returns the loss (a 0-dim tensor on `device`) and the logits, both detached. With
+    `check_finite`, a non-finite loss raises NonFiniteLossError (naming `epoch` and `step`)
+    before the weights change; reading the loss waits for the device, so a GPU caller asks
+    for it only now and then.
     """
     optimizer.zero_grad(set_to_none=True)
-    loss_value, logits = 0.0, []
+    total: torch.Tensor | None = None
+    logits = []
     for chunk in split_batch(batch, max_tokens):
         tokens, token_lengths, seg_counts = batch_tensors(chunk, device)
-        labels = torch.from_numpy(chunk.labels).to(device)
+        labels = torch.from_numpy(chunk.labels).to(device, non_blocking=True)
         with autocast(device, bf16=bf16):
             chunk_logits = model(tokens, token_lengths, seg_counts)
-        loss = nn.functional.cross_entropy(chunk_logits.float(), labels)
-        value = loss.item()
-        if not math.isfinite(value):
-            raise NonFiniteLossError(epoch=epoch, step=step, loss=value)
         share = chunk.size / batch.size
-        (loss * share).backward()
-        loss_value += value * share
+        loss = nn.functional.cross_entropy(chunk_logits.float(), labels) * share
+        if check_finite and not math.isfinite(value := loss.item()):
+            raise NonFiniteLossError(epoch=epoch, step=step, loss=value / share)
+        loss.backward()
+        total = loss.detach() if total is None else total + loss.detach()
         logits.append(chunk_logits.detach())
     nn.utils.clip_grad_norm_(model.parameters(), clip)
     optimizer.step()
-    return loss_value, torch.cat(logits)
+    assert total is not None  # a batch has at least one document
+    return total, torch.cat(logits)
 
 
 @dataclass(kw_only=True)
@@ -214,18 +269,23 @@ def train(
     should_stop: Callable[[], bool] | None = None,
     resume: bool = False,
     on_estimate: Callable[[EpochEstimate], None] | None = None,
+    on_report: ReportCallback | None = None,
 ) -> TrainResult:
-    """Train until early stopping, the epoch limit, or `on_epoch` returning True.
+    """Train until early stopping, the epoch limit, or a callback returning True.
 
     After every epoch the best model so far is in `checkpoint_dir/best.pt` and the whole
     training state in `checkpoint_dir/last_state.pt`; with `resume=True` training continues
-    from that state when it exists. What `on_epoch` raises propagates (the search prunes
-    so), and so does what `on_estimate` raises: it gets the first epoch's estimated time
-    after a few batches (han.cost.Probe). A `should_stop` stop raises TrainingInterrupted
-    carrying the result so far."""
+    from that state when it exists. `on_epoch` gets each epoch's metrics; `on_report` gets
+    the dev macro-F1 on the grid of `train_config.report_every` (see `Report`), inside
+    epochs and at their ends. What they raise propagates (the search prunes so), and so
+    does what `on_estimate` raises: it gets the first epoch's estimated time after a few
+    batches (han.cost.Probe). A `should_stop` stop raises TrainingInterrupted carrying the
+    result so far."""
     device = _training_device(train_config.device)
+    reports = _Reports.of(data, data_config, train_config, on_report)
     step = _Step(data_config=data_config, train_config=train_config, device=device,
-                 bf16=use_bf16(device, train_config.precision), should_stop=should_stop)
+                 bf16=use_bf16(device, train_config.precision), should_stop=should_stop,
+                 reports=reports)
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
     best_path = checkpoint_dir / BEST_CHECKPOINT
     state_path = checkpoint_dir / STATE_FILE
@@ -240,6 +300,7 @@ def train(
                            dev_predictions=run.best_dev_pred)
 
     stop_reason, first_epoch = "max_epochs", len(run.history) + 1
+    reports.last_step = reports.grid.epoch_end(first_epoch - 1) if first_epoch > 1 else -1
     if run.stale >= train_config.patience:
         first_epoch, stop_reason = train_config.epochs + 1, "early_stopping"
     for epoch in range(first_epoch, train_config.epochs + 1):
@@ -249,10 +310,13 @@ def train(
         except TrainingInterrupted as stopped:
             stopped.result = result("interrupted")
             raise
+        except _StoppedAtReport:
+            return result("callback")
         if run.record(metrics, dev_pred):
             _save_best(best_path, run, data, model_config, data_config, epoch=epoch)
         run.save(state_path)
-        if on_epoch is not None and on_epoch(metrics):
+        stop = on_epoch is not None and on_epoch(metrics)
+        if reports.epoch_done(metrics) or stop:
             stop_reason = "callback"
             break
         if run.stale >= train_config.patience:
@@ -270,6 +334,69 @@ def _save_best(path: Path, run: _Run, data: EncodedSplit, model_config: HANConfi
                     extra={"epoch": epoch, "dev_macro_f1": run.best_f1})
 
 
+class _StoppedAtReport(Exception):
+    """`on_report` asked to stop inside an epoch."""
+
+
+@dataclass(kw_only=True)
+class _Reports:
+    """A run's reports: the grid, the dev sample scored inside epochs, the callback."""
+
+    grid: ReportGrid
+    sample: np.ndarray  # dev documents scored by reports inside an epoch
+    dev_size: int
+    callback: ReportCallback | None
+    last_step: int = -1
+
+    @classmethod
+    def of(cls, data: EncodedSplit, data_config: DataConfig, train_config: TrainConfig,
+           callback: ReportCallback | None) -> _Reports:
+        # Seeded by the split's seed alone: every trial of a study scores the same sample.
+        sample = stratified_sample(data.labels, data.dev_docs,
+                                   size=train_config.report_dev_docs,
+                                   seed=data_config.split_seed)
+        return cls(grid=ReportGrid(train_config.report_every, len(data.train_docs)),
+                   sample=sample, dev_size=len(data.dev_docs), callback=callback)
+
+    @property
+    def inside_epochs(self) -> bool:
+        return self.callback is not None and self.grid.every is not None
+
+    def per_epoch(self) -> int:
+        """Reports inside one epoch (at most)."""
+        every = self.grid.every
+        return 0 if not self.inside_epochs or every is None else self.grid.epoch_docs // every
+
+    def after_batch(self, run: _Run, data: EncodedSplit, step: _Step, *, epoch: int,
+                    before: int, after: int) -> None:
+        """Report when the batch that took the documents seen from `before` to `after`
+        crossed a grid point; raises _StoppedAtReport when the callback asks to stop."""
+        point = self.grid.crossed(before, after, epoch) if self.inside_epochs else None
+        if point is None or self.callback is None:
+            return
+        predicted = predict_probabilities(
+            run.model, data.segments, self.sample, batch_size=step.train_config.eval_batch_size,
+            device=step.device).argmax(1)
+        run.model.train()
+        self.last_step = point
+        f1 = float(f1_score(data.labels[self.sample], predicted, average="macro",
+                            zero_division=0))
+        if self.callback(Report(step=point, epoch=epoch, docs_seen=after, dev_macro_f1=f1,
+                                dev_docs=len(self.sample))):
+            raise _StoppedAtReport
+
+    def epoch_done(self, metrics: EpochMetrics) -> bool:
+        """Report the epoch's whole-dev F1 at its grid point (once: a point an earlier
+        report took is not reported again); True when the callback asks to stop."""
+        point = self.grid.epoch_end(metrics.epoch)
+        if self.callback is None or point <= self.last_step:
+            return False
+        self.last_step = point
+        return bool(self.callback(Report(
+            step=point, epoch=metrics.epoch, docs_seen=metrics.epoch * self.grid.epoch_docs,
+            dev_macro_f1=metrics.dev_macro_f1, dev_docs=self.dev_size, epoch_metrics=metrics)))
+
+
 @dataclass(frozen=True, kw_only=True)
 class _Step:
     """How every batch of one training run is taken."""
@@ -279,6 +406,7 @@ class _Step:
     device: torch.device
     bf16: bool
     should_stop: Callable[[], bool] | None
+    reports: _Reports
 
     @property
     def max_tokens(self) -> int | None:
@@ -324,38 +452,52 @@ def _epoch(run: _Run, data: EncodedSplit, epoch: int, step: _Step, *,
     return metrics, dev_pred
 
 
-def _probe(data: EncodedSplit, plan: list[np.ndarray], eval_batch_size: int,
+def _probe(data: EncodedSplit, plan: list[np.ndarray], step: _Step,
            report: Callable[[EpochEstimate], None]) -> Probe:
-    """A probe of this epoch's batch plan and of the dev evaluation's."""
-    dev_plan = length_batches(data.segments, data.dev_docs, batch_size=eval_batch_size,
-                              rng=None)
-    return Probe(padded_tokens(data.segments, plan),
-                 int(padded_tokens(data.segments, dev_plan).sum()), report)
+    """A probe of this epoch's batch plan and of its evaluations: the whole dev fold at the
+    end, the dev sample at each report inside the epoch."""
+    size = step.train_config.eval_batch_size
+    dev_plan = length_batches(data.segments, data.dev_docs, batch_size=size, rng=None)
+    eval_tokens = int(padded_tokens(data.segments, dev_plan).sum())
+    if step.reports.per_epoch():
+        sample_plan = length_batches(data.segments, step.reports.sample, batch_size=size,
+                                     rng=None)
+        eval_tokens += (step.reports.per_epoch()
+                        * int(padded_tokens(data.segments, sample_plan).sum()))
+    return Probe(padded_tokens(data.segments, plan), eval_tokens, report)
+
+
+# On a GPU, reading the loss on the host waits for the device: it is checked for NaN every
+# this many batches rather than after each.
+CHECK_EVERY = 32
 
 
 def _train_batches(run: _Run, data: EncodedSplit, epoch: int, step: _Step, *,
                    on_estimate: Callable[[EpochEstimate], None] | None
                    ) -> tuple[float, int, list[np.ndarray], list[np.ndarray]]:
-    """Train on every training batch once: summed loss, documents, true and predicted
-    classes batch by batch."""
+    """Train on every training batch once, reporting on the grid as documents go by: summed
+    loss, documents, true and predicted classes batch by batch."""
     config = step.train_config
     run.model.train()
-    total_loss, seen = 0.0, 0
+    losses: list[torch.Tensor] = []
+    seen = 0
     train_true, train_pred = [], []
     plan = length_batches(data.segments, data.train_docs, batch_size=config.batch_size,
                           rng=run.rng)
-    probe = None if on_estimate is None else _probe(data, plan, config.eval_batch_size,
-                                                    on_estimate)
+    probe = None if on_estimate is None else _probe(data, plan, step, on_estimate)
     if probe is not None:
         probe.begin()
+    done_before = (epoch - 1) * len(data.train_docs)
+    on_cpu = step.device.type == "cpu"
     for index, docs in enumerate(plan):
         if step.should_stop is not None and step.should_stop():
             raise TrainingInterrupted(f"stopped at epoch {epoch}, batch {index}")
         batch = make_batch(data.segments, docs, data.labels)
         try:
-            loss_value, logits = train_step(run.model, run.optimizer, batch, step.device,
-                                            clip=config.clip, bf16=step.bf16, epoch=epoch,
-                                            step=index, max_tokens=step.max_tokens)
+            loss, logits = train_step(run.model, run.optimizer, batch, step.device,
+                                      clip=config.clip, bf16=step.bf16, epoch=epoch,
+                                      step=index, max_tokens=step.max_tokens,
+                                      check_finite=on_cpu or index % CHECK_EVERY == 0)
         except torch.OutOfMemoryError as error:
             rows, width = batch.tokens.shape
             raise DeviceOutOfMemoryError(
@@ -363,10 +505,15 @@ def _train_batches(run: _Run, data: EncodedSplit, epoch: int, step: _Step, *,
                 f"segments of up to {width} tokens (seg_len {step.data_config.seg_len}, "
                 f"max_segments {step.data_config.max_segments})") from error
         run.scheduler.step()
-        total_loss += loss_value * batch.size
-        seen += batch.size
+        losses.append(loss * batch.size)
         train_true.append(batch.labels)
-        train_pred.append(logits.argmax(1).cpu().numpy())
+        train_pred.append(logits.argmax(1))
+        step.reports.after_batch(run, data, step, epoch=epoch, before=done_before + seen,
+                                 after=done_before + seen + batch.size)
+        seen += batch.size
         if probe is not None:
             probe.batch_done(index)
-    return total_loss, seen, train_true, train_pred
+    total_loss = float(torch.stack(losses).sum()) if losses else 0.0
+    if not math.isfinite(total_loss):
+        raise NonFiniteLossError(epoch=epoch, step=len(plan) - 1, loss=total_loss)
+    return total_loss, seen, train_true, [p.cpu().numpy() for p in train_pred]

@@ -24,7 +24,7 @@ from han.config import COMPETITION_FORMAT, DataConfig, FileFormat, HANConfig, To
 from han.files import UnwritablePath, check_writable
 from han.io import DataError, load_corpus
 from han.profile import PERCENTILES, DataProfile
-from han.train import EpochMetrics
+from han.train import EpochMetrics, Report
 from search import export, lifecycle
 from search import storage as stores
 from search import summary as summaries
@@ -141,6 +141,10 @@ class ConsoleProgress:
         typer.echo(f"{self._prefix(trial)} epoch {metrics.epoch}/{self.epochs} dev F1 "
                    f"{metrics.dev_macro_f1:.4f} loss {metrics.train_loss:.3f} "
                    f"{metrics.train_docs_per_s:.0f} docs/s{best}")
+
+    def reported(self, trial: optuna.Trial, report: Report) -> None:
+        typer.echo(f"{self._prefix(trial)} {report.step:,} docs (epoch {report.epoch}) dev F1 "
+                   f"{report.dev_macro_f1:.4f} on {report.dev_docs:,} dev docs")
 
     def trial_done(self, study: optuna.Study, trial: FrozenTrial) -> None:
         if trial.state == TrialState.COMPLETE and trial.value is not None:
@@ -563,7 +567,7 @@ def show(
     typer.echo(f"\n{'trial':>5} {'dev F1':>8} {'epochs':>6}  {'MLflow run':<32}  params")
     for row in rows:
         params = ", ".join(f"{k}={short(v)}" for k, v in row.params.items())
-        typer.echo(f"{row.number:>5} {row.value or 0:>8.4f} {row.epochs:>6}  "
+        typer.echo(f"{row.number:>5} {row.value or 0:>8.4f} {row.epochs:>6.3g}  "
                    f"{row.run_id or '-':<32}  {params}")
 
 

@@ -18,7 +18,7 @@ import optuna
 import torch
 from optuna.trial import FrozenTrial, TrialState
 
-from han.batching import DataCache
+from han.batching import DataCache, stratified_folds
 from han.checkpoint import CheckpointError
 from han.config import COMPETITION_FORMAT, DataConfig, FileFormat, HANConfig
 from han.device import resolve_device
@@ -26,7 +26,7 @@ from han.files import check_writable, content_hash
 from han.io import Corpus, DataError
 from han.profile import DataProfile, describe
 from han.synthetic import SyntheticSpec, builtin_corpus
-from han.train import DeviceOutOfMemoryError, EpochMetrics
+from han.train import DeviceOutOfMemoryError, EpochMetrics, Report
 from search import records
 from search.baseline import BaselineOutcome, ensure_baseline
 from search.budget import Budget, StoppedBeforeAnEpoch, TrialEstimate
@@ -95,6 +95,7 @@ class Progress(Protocol):
     def trial_started(self, trial: optuna.Trial, params: dict[str, Any]) -> None: ...
     def trial_estimated(self, trial: optuna.Trial, estimate: TrialEstimate) -> None: ...
     def epoch_done(self, trial: optuna.Trial, metrics: EpochMetrics) -> None: ...
+    def reported(self, trial: optuna.Trial, report: Report) -> None: ...
     def trial_done(self, study: optuna.Study, trial: FrozenTrial) -> None: ...
     def baseline(self, outcome: BaselineOutcome) -> None: ...
 
@@ -324,6 +325,7 @@ def prepare_study(spec: StudySpec, options: RunOptions) -> PreparedStudy:
     device = str(resolve_device(options.device))
     cache = DataCache()
     files, corpus = load_data(spec, options, cache)
+    spec = spec.in_documents(epoch_documents(spec, corpus))
     dataset = fingerprint(files, corpus)
     class_names = corpus.label_values or spec.label_names
     tracker, storage = open_stores(options, lambda storage: check_same_data(
@@ -344,6 +346,16 @@ def prepare_study(spec: StudySpec, options: RunOptions) -> PreparedStudy:
     return PreparedStudy(spec=spec, options=options, files=files, corpus=corpus,
                          tracker=tracker, study=study, run_tags=run_tags, device=device,
                          cache=cache, dataset=dataset)
+
+
+def epoch_documents(spec: StudySpec, corpus: Corpus) -> int:
+    """Training documents per epoch at the study's split (the reference's, should the folds
+    be searched): the unit that turns a study file's epochs into documents."""
+    _, data_kwargs, _ = split_settings({**spec.fixed, **spec.reference_params()})
+    config = DataConfig(**data_kwargs)
+    assert corpus.labels is not None
+    fold_of = stratified_folds(corpus.labels, folds=config.folds, seed=config.split_seed)
+    return int((fold_of != config.dev_fold).sum())
 
 
 def describe_data(prepared: PreparedStudy) -> DataProfile:
@@ -425,6 +437,7 @@ def _search_context(prepared: PreparedStudy, *, parent_run_id: str, work_dir: Pa
         budget=budget, dataset=prepared.dataset,
         on_start=progress.trial_started if progress else None,
         on_epoch=progress.epoch_done if progress else None,
+        on_report=progress.reported if progress else None,
         on_estimate=progress.trial_estimated if progress else None)
 
 

@@ -18,7 +18,14 @@ from han.config import DataConfig, HANConfig, TrainConfig
 from han.cost import EpochEstimate
 from han.io import Corpus
 from han.model import config_for
-from han.train import EpochMetrics, NonFiniteLossError, TrainingInterrupted, TrainResult, train
+from han.train import (
+    EpochMetrics,
+    NonFiniteLossError,
+    Report,
+    TrainingInterrupted,
+    TrainResult,
+    train,
+)
 from search import records
 from search.budget import Budget, StoppedBeforeAnEpoch, TrialEstimate, TrialSkipped
 from search.datasets import trial_inputs
@@ -43,6 +50,8 @@ class SearchContext:
     run_tags: dict[str, str] = field(default_factory=dict)
     on_start: Callable[[optuna.Trial, dict[str, Any]], None] | None = None
     on_epoch: Callable[[optuna.Trial, EpochMetrics], None] | None = None
+    # Reports inside an epoch (its end is on_epoch's).
+    on_report: Callable[[optuna.Trial, Report], None] | None = None
     should_stop: Callable[[], bool] | None = None
     # Parsed and encoded data shared by the process's trials (one word2vec parse, one
     # vocabulary per fold split).
@@ -92,7 +101,8 @@ def objective(trial: optuna.Trial, ctx: SearchContext) -> float:
     if ctx.on_start is not None:
         ctx.on_start(trial, params)
     built = build_trial(params, ctx)
-    records.set_max_epochs(trial, built.train_config.epochs)
+    records.set_max_epochs(trial, built.train_config.epochs,
+                           epoch_docs=len(built.split.train_docs))
     # A retry of a trial whose worker died resumes from that trial's last finished epoch.
     retry_of = TrialRecord.of(trial).retry_of
     origin = trial.number if retry_of is None else retry_of
@@ -109,7 +119,8 @@ def objective(trial: optuna.Trial, ctx: SearchContext) -> float:
             result = train(built.split, model_config=built.model_config,
                            data_config=built.data_config, train_config=built.train_config,
                            checkpoint_dir=checkpoint_dir,
-                           on_epoch=_reporter(trial, run, ctx, watch),
+                           on_epoch=_epoch_logger(trial, run, ctx),
+                           on_report=_reporter(trial, run, ctx, watch),
                            should_stop=watch.should_stop, resume=retry_of is not None,
                            on_estimate=watch.estimated)
         except NonFiniteLossError as diverged:
@@ -176,25 +187,41 @@ class BudgetWatch:
         return result
 
 
-def _reporter(trial: optuna.Trial, run: RunHandle, ctx: SearchContext,
-              watch: BudgetWatch) -> Callable[[EpochMetrics], bool]:
-    """Each epoch: log its metrics, report the dev F1 to Optuna, prune when it says so,
-    stop when the budget cannot hold another epoch."""
+def _epoch_logger(trial: optuna.Trial, run: RunHandle,
+                  ctx: SearchContext) -> Callable[[EpochMetrics], None]:
+    """Each epoch: its metrics on the run (step = epoch) and the epochs done on the trial."""
 
-    def on_epoch(metrics: EpochMetrics) -> bool:
+    def on_epoch(metrics: EpochMetrics) -> None:
         run.log_metrics(metrics.as_dict(), step=metrics.epoch)
-        trial.report(metrics.dev_macro_f1, metrics.epoch)
+        records.set_epochs_done(trial, metrics.epoch)
         if ctx.on_epoch is not None:
             ctx.on_epoch(trial, metrics)
+
+    return on_epoch
+
+
+def _reporter(trial: optuna.Trial, run: RunHandle, ctx: SearchContext,
+              watch: BudgetWatch) -> Callable[[Report], bool]:
+    """Each report (step = training documents seen): the value on the run and to Optuna,
+    pruned when the pruner says so; at an epoch's end, stop when the budget cannot hold
+    another epoch."""
+
+    def on_report(report: Report) -> bool:
+        run.log_metrics({Key.REPORTED_DEV_F1: report.dev_macro_f1}, step=report.step)
+        trial.report(report.dev_macro_f1, report.step)
+        if not report.end_of_epoch and ctx.on_report is not None:
+            ctx.on_report(trial, report)
         if trial.should_prune():
-            raise optuna.TrialPruned(f"at epoch {metrics.epoch} "
-                                     f"(dev F1 {metrics.dev_macro_f1:.4f})")
-        if watch.at_report(metrics):
+            scored = "" if report.end_of_epoch else f" on {report.dev_docs:,} dev docs"
+            raise optuna.TrialPruned(
+                f"at {report.step:,} documents, epoch {report.epoch} "
+                f"(dev F1 {report.dev_macro_f1:.4f}{scored})")
+        if report.epoch_metrics is not None and watch.at_report(report.epoch_metrics):
             records.set_outcome(trial, Outcome.STOPPED, watch.stop_reason or "")
             return True
         return False
 
-    return on_epoch
+    return on_report
 
 
 @contextmanager

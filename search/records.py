@@ -172,6 +172,10 @@ _LOCAL_CHECKPOINT = "local_checkpoint"
 # confusion matrix (rows: true class, columns: predicted), kept in Optuna so the report
 # needs no MLflow download.
 _MAX_EPOCHS = "max_epochs"
+# A trial's training documents per epoch (its report steps count training documents seen)
+# and the epochs it finished.
+_EPOCH_DOCS = "epoch_docs"
+_EPOCHS_DONE = "epochs_done"
 _DEV_CONFUSION = "dev_confusion"
 # How the budget (--timeout) ended a trial, when it did: Outcome.SKIPPED or STOPPED.
 _OUTCOME = "outcome"
@@ -200,6 +204,8 @@ class TrialRecord:
     retries: int = 0
     local_checkpoint: Path | None = None
     max_epochs: int | None = None
+    epoch_docs: int | None = None
+    epochs_done: int = 0
     dev_confusion: list[list[int]] | None = None
     outcome: Outcome | None = None
 
@@ -214,12 +220,22 @@ class TrialRecord:
                    retries=int(attrs.get(_RETRIES, 0)),
                    local_checkpoint=_path(attrs.get(_LOCAL_CHECKPOINT)),
                    max_epochs=None if max_epochs is None else int(max_epochs),
+                   epoch_docs=attrs.get(_EPOCH_DOCS), epochs_done=int(attrs.get(_EPOCHS_DONE, 0)),
                    dev_confusion=attrs.get(_DEV_CONFUSION),
                    outcome=Outcome(attrs[_OUTCOME]) if _OUTCOME in attrs else None)
 
     def state_name(self, trial: FrozenTrial) -> str:
         """The trial's state in words: the budget's outcome when it had one, else Optuna's."""
         return str(self.outcome) if self.outcome is not None else trial.state.name.lower()
+
+    def epochs_trained(self, trial: FrozenTrial) -> float:
+        """Epochs of training the trial did: its finished epochs, plus the share of the next
+        that a trial stopped inside an epoch had seen at its last report. A trial recorded
+        before reports counted documents reported once per epoch."""
+        if self.epoch_docs is None:
+            return float(len(trial.intermediate_values))
+        last = max(trial.intermediate_values, default=0)
+        return max(float(self.epochs_done), last / self.epoch_docs)
 
     @property
     def origin(self) -> int | None:
@@ -249,8 +265,13 @@ def set_reason(trial: optuna.Trial, reason: str) -> None:
     trial.set_user_attr(_REASON, reason)
 
 
-def set_max_epochs(trial: optuna.Trial, epochs: int) -> None:
+def set_max_epochs(trial: optuna.Trial, epochs: int, *, epoch_docs: int) -> None:
     trial.set_user_attr(_MAX_EPOCHS, epochs)
+    trial.set_user_attr(_EPOCH_DOCS, epoch_docs)
+
+
+def set_epochs_done(trial: optuna.Trial, epochs: int) -> None:
+    trial.set_user_attr(_EPOCHS_DONE, epochs)
 
 
 def set_dev_confusion(trial: optuna.Trial, matrix: list[list[int]]) -> None:
@@ -372,6 +393,9 @@ class Key:
     PRETRAINED_EMBEDDINGS = "pretrained_embeddings"
     # Metrics.
     BEST_DEV_F1 = "best_dev_macro_f1"
+    # Each value reported to the pruner, at step = training documents seen: inside an
+    # epoch the dev sample's macro-F1, at an epoch's end the whole dev fold's.
+    REPORTED_DEV_F1 = "reported_dev_macro_f1"
     # The parent run's history, one step per finished trial (step = trial number).
     TRIAL_DEV_F1 = "trial_dev_macro_f1"
     TRIALS_COMPLETE = "trials_complete"

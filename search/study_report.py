@@ -317,9 +317,11 @@ def _intermediate(trials: Sequence[FrozenTrial], best: FrozenTrial | None) -> Fi
     figure = _intermediate_figure(drawn, trials, best) if drawn else None
     return _figure(
         "intermediate-values", figure,
-        caption=f"{METRIC} after each epoch. Complete trials solid, pruned trials dashed with "
-                "× at the epoch where the pruner stopped them, failed trials dotted with ▼ "
-                "at their last epoch, running trials dash-dotted with ● at their latest.",
+        caption=f"{METRIC} at each report to the pruner, against epochs of training (reports "
+                "inside an epoch score a fixed sample of the dev fold). Complete trials "
+                "solid, pruned trials dashed with × where the pruner stopped them, failed "
+                "trials dotted with ▼ at their last report, running trials dash-dotted "
+                "with ● at their latest.",
         missing="No trial has reported an epoch yet.")
 
 
@@ -330,8 +332,11 @@ def _intermediate_figure(drawn: Sequence[FrozenTrial], trials: Sequence[FrozenTr
         figure, axes = plt.subplots(figsize=(FIGURE_WIDTH, 4.5))
         for trial in drawn:
             style = PALETTE[_state(trial)]
-            epochs = sorted(trial.intermediate_values)
-            values = [trial.intermediate_values[epoch] for epoch in epochs]
+            steps = sorted(trial.intermediate_values)
+            values = [trial.intermediate_values[step] for step in steps]
+            # Steps count training documents seen (epochs in studies recorded before that).
+            per_epoch = TrialRecord.of(trial).epoch_docs or 1
+            epochs = [step / per_epoch for step in steps]
             is_best = best is not None and trial.number == best.number
             axes.plot(epochs, values, color=style.colour, linestyle=style.line,
                       linewidth=2.6 if is_best else 1.3, alpha=1.0 if is_best else 0.75)
@@ -347,7 +352,7 @@ def _intermediate_figure(drawn: Sequence[FrozenTrial], trials: Sequence[FrozenTr
                                   label=f"best (trial {best.number})"))
         axes.legend(handles=handles, loc="lower right", fontsize=9)
         axes.xaxis.set_major_locator(MaxNLocator(integer=True))
-        axes.set_xlabel("epoch")
+        axes.set_xlabel("epochs trained")
         axes.set_ylabel(METRIC)
         figure.tight_layout()
     return figure
@@ -450,13 +455,13 @@ def _confusion(matrix: np.ndarray, names: Sequence[str]
 
 @dataclass(frozen=True)
 class PruningSavings:
-    epochs_run: int
-    epochs_unpruned: int  # had no trial been pruned
+    epochs_run: float  # pruned trials can stop inside an epoch
+    epochs_unpruned: float  # had no trial been pruned
     pruned_trials: int
     seconds_saved: float  # an estimate: see pruning_savings
 
     @property
-    def epochs_saved(self) -> int:
+    def epochs_saved(self) -> float:
         return self.epochs_unpruned - self.epochs_run
 
     @property
@@ -471,11 +476,12 @@ def pruning_savings(trials: Sequence[FrozenTrial]) -> PruningSavings:
     trial did not record it); complete and failed trials count as they ran. Each pruned
     trial's missing epochs are costed at its own mean epoch time.
     """
-    longest = max((len(t.intermediate_values) for t in trials), default=0)
-    run = unpruned = pruned = 0
+    longest = max((TrialRecord.of(t).epochs_trained(t) for t in trials), default=0.0)
+    run = unpruned = 0.0
+    pruned = 0
     seconds = 0.0
     for trial in trials:
-        epochs = len(trial.intermediate_values)
+        epochs = TrialRecord.of(trial).epochs_trained(trial)
         run += epochs
         if trial.state != TrialState.PRUNED:
             unpruned += epochs
@@ -493,11 +499,11 @@ def pruning_savings(trials: Sequence[FrozenTrial]) -> PruningSavings:
 def _trial_row(trial: FrozenTrial, best: FrozenTrial | None) -> dict[str, Any]:
     """One row of the all-trials table, as plain values."""
     record = TrialRecord.of(trial)
-    epochs = len(trial.intermediate_values)
+    epochs = f"{record.epochs_trained(trial):.3g}"
     return {"number": trial.number, "state": _state(trial), "value": trial.value,
             "best": best is not None and trial.number == best.number,
             "reference": record.reference,
-            "epochs": f"{epochs} / {record.max_epochs}" if record.max_epochs else str(epochs),
+            "epochs": f"{epochs} / {record.max_epochs}" if record.max_epochs else epochs,
             "seconds": None if trial.duration is None else trial.duration.total_seconds(),
             "params": dict(trial.params), "reason": record.reason or "",
             "run_id": record.run_id or "-"}

@@ -40,7 +40,9 @@ from search.studyerrors import (
     one_line,
 )
 from search.studyspec import (
+    CHECK_EPOCH_DOCS,
     DEFAULTS,
+    DOCUMENT_SETTINGS,
     FROM_DATA,
     SETTING_TYPES,
     CategoricalParam,
@@ -48,6 +50,7 @@ from search.studyspec import (
     PrunerTable,
     SamplerTable,
     StudySpec,
+    in_documents,
     pydantic_fields,
     same_choice,
     split_settings,
@@ -215,9 +218,22 @@ def _check_reference(reference: Mapping[str, Any], fixed: Mapping[str, Any],
                        "or set enqueue_reference = false", "space", name)
 
 
+def _in_documents(fixed: dict[str, Any]) -> dict[str, Any]:
+    """[fixed] with its counts in epochs as documents of a stand-in epoch, to be checked."""
+    converted = dict(fixed)
+    for name in DOCUMENT_SETTINGS:
+        if name in fixed:
+            try:
+                converted[name] = in_documents(fixed[name], CHECK_EPOCH_DOCS)
+            except ValueError as exc:
+                raise fail(str(exc), "fixed", name) from None
+    return converted
+
+
 def _check_configs(fixed: dict[str, Any], base: dict[str, Any], space: Mapping[str, Any]) -> None:
     """Build the configs at each edge of the space, so values the training core rejects
     (dropout 1.0, folds 1...) fail now rather than in a trial."""
+    fixed, base = _in_documents(fixed), _in_documents(base)
     edges = [(("fixed",), fixed), (("reference",), base)]
     for name, param in space.items():
         ends = (("choices", c) for c in param.choices) if isinstance(param, CategoricalParam) \

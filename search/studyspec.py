@@ -7,10 +7,11 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
+import re
 import typing
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, Self
 
@@ -30,6 +31,30 @@ PRUNERS: dict[str, type[optuna.pruners.BasePruner]] = {
     "successive_halving": optuna.pruners.SuccessiveHalvingPruner,
 }
 CONFIGS: tuple[type, ...] = (HANConfig, DataConfig, TrainConfig)
+#: Settings counted in training documents, which a study file may write as epochs instead
+#: ("0.25 epochs"): the run turns them into documents of its data's training folds.
+DOCUMENT_SETTINGS = ("report_every",)
+#: Pruner arguments counted in steps. A step is a training document seen (search.objective
+#: reports on that grid), so these too may be written as epochs.
+PRUNER_STEPS = ("n_warmup_steps", "interval_steps", "n_startup_steps", "min_resource",
+                "max_resource")
+_EPOCHS = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*epochs?\s*", re.IGNORECASE)
+# Stands in for the data's documents per epoch when a study file is checked, before any
+# data is read.
+CHECK_EPOCH_DOCS = 1000
+
+
+def in_documents(value: Any, docs_per_epoch: int) -> Any:
+    """A count of documents given as "N epochs" in documents (rounded, at least 1 for a
+    positive N); anything else as it is. A string of another form raises ValueError."""
+    if not isinstance(value, str):
+        return value
+    match = _EPOCHS.fullmatch(value)
+    if match is None:
+        raise ValueError(f'expected a number of documents or of epochs ("0.5 epochs"), '
+                         f"got {value!r}")
+    epochs = float(match.group(1))
+    return max(1, round(epochs * docs_per_epoch)) if epochs > 0 else 0
 #: HANConfig fields that come from the data, never from a study.
 FROM_DATA = ("vocab_size", "num_classes", "pretrained_embeddings")
 
@@ -50,7 +75,7 @@ def _settings_table() -> tuple[dict[str, int], dict[str, Any], dict[str, Any]]:
         for name, (hint, _) in pydantic_fields(config, skip=FROM_DATA).items():
             if name in owner:  # split_settings routes by name alone
                 raise RuntimeError(f"setting {name!r} is in two config classes")
-            owner[name], types[name] = index, hint
+            owner[name], types[name] = index, hint | str if name in DOCUMENT_SETTINGS else hint
     defaults = {f.name: f.default for c in CONFIGS for f in dataclasses.fields(c)}
     return owner, types, defaults
 
@@ -119,9 +144,16 @@ class Component(Table):
         if target is None:
             raise fail(f"unknown {self.kind} {self.name!r} "
                        f"(choose from {', '.join(sorted(self.registry))})", "name")
-        arguments, kwargs = _arguments(target), self.model_extra or {}
+        arguments, given = _arguments(target), self.model_extra or {}
         takes = ", ".join(arguments) or "no arguments"
-        check_keys(kwargs, list(arguments), hint=f" ({target.__name__} takes: {takes})")
+        check_keys(given, list(arguments), hint=f" ({target.__name__} takes: {takes})")
+        kwargs = dict(given)
+        for key in PRUNER_STEPS:
+            if isinstance(given.get(key), str) and given[key] != "auto":
+                try:
+                    kwargs[key] = in_documents(given[key], CHECK_EPOCH_DOCS)
+                except ValueError as exc:
+                    raise fail(str(exc), key) from None
         for key, value in kwargs.items():
             _check_argument(target, key, arguments[key][0], value)
         for key, (_, param) in arguments.items():
@@ -293,8 +325,20 @@ class StudySpec:
         return _build(SAMPLERS, self.sampler)
 
     def make_pruner(self) -> optuna.pruners.BasePruner:
-        """A new pruner, as the [pruner] table describes."""
+        """A new pruner, as the [pruner] table describes (`in_documents` first, when it
+        counts steps in epochs)."""
         return _build(PRUNERS, self.pruner)
+
+    def in_documents(self, docs_per_epoch: int) -> StudySpec:
+        """The spec with every count written in epochs (pruner steps, `report_every`) in
+        training documents, `docs_per_epoch` to an epoch."""
+        def convert(table: Mapping[str, Any], keys: Sequence[str]) -> dict[str, Any]:
+            return {key: in_documents(value, docs_per_epoch)
+                    if key in keys and value != "auto" else value
+                    for key, value in table.items()}
+
+        return replace(self, pruner=convert(self.pruner, PRUNER_STEPS),
+                       fixed=convert(self.fixed, DOCUMENT_SETTINGS))
 
     def reference_params(self) -> dict[str, Any]:
         """The reference trial: each searched parameter's [reference] value or config default.

@@ -105,7 +105,7 @@ class TrialRow:
     number: int
     state: str
     value: float | None
-    epochs: int
+    epochs: float
     params: dict[str, Any]
     run_id: str | None
     reason: str | None
@@ -114,7 +114,7 @@ class TrialRow:
 def trial_row(trial: FrozenTrial) -> TrialRow:
     record = TrialRecord.of(trial)
     return TrialRow(number=trial.number, state=record.state_name(trial), value=trial.value,
-                    epochs=len(trial.intermediate_values), params=dict(trial.params),
+                    epochs=record.epochs_trained(trial), params=dict(trial.params),
                     run_id=record.run_id, reason=record.reason)
 
 

@@ -161,8 +161,9 @@ def test_a_trial_running_at_the_timeout_stops_with_its_best_epoch(tmp_path: Path
     trial = optuna.load_study(study_name="stop", storage=options.storage).trials[0]
     record = TrialRecord.of(trial)
     assert trial.state == TrialState.COMPLETE and record.outcome is Outcome.STOPPED
-    assert list(trial.intermediate_values) == [1]
-    assert trial.value == trial.intermediate_values[1]
+    # One report, at the end of epoch 1: step = its training documents.
+    assert list(trial.intermediate_values) == [record.epoch_docs]
+    assert trial.value == trial.intermediate_values[record.epoch_docs]
     assert record.reason == ("stopped at --timeout (stopped at epoch 2, batch 0); best epoch 1 "
                              "kept")
     assert summary.states == {"stopped": 1} and summary.best_value == trial.value

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
+import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -115,6 +116,9 @@ class Recorder:
     def epoch_done(self, trial: optuna.Trial, metrics: Any) -> None:
         self.events.append(("epoch", trial.number))
 
+    def reported(self, trial: optuna.Trial, report: Any) -> None:
+        self.events.append(("report", trial.number))
+
     def trial_done(self, study: optuna.Study, trial: FrozenTrial) -> None:
         self.events.append(("done", trial.number))
 
@@ -205,7 +209,7 @@ def test_first_session_prunes_and_completes_trials(searched: Searched) -> None:
     assert searched.first.not_logged == []
     for trial in trials:
         if trial.state == TrialState.PRUNED:
-            assert trial.user_attrs["reason"].startswith("at epoch ")
+            assert re.match(r"at [\d,]+ documents, epoch \d+ \(dev F1 ", trial.user_attrs["reason"])
     # The study remembers its files, for export-best.
     study = searched.study()
     assert study.user_attrs["train_path"] == str(searched.train.resolve())
@@ -249,8 +253,10 @@ def test_runs_end_with_the_trial_state(searched: Searched) -> None:
         run = client.get_run(trial.user_attrs["mlflow_run_id"])
         if trial.state == TrialState.COMPLETE:
             assert (run.info.status, run.data.tags["state"]) == ("FINISHED", "complete")
-            assert run.data.tags["best_epoch"] == str(
-                max(trial.intermediate_values, key=trial.intermediate_values.get))
+            # Steps are training documents seen: one report per epoch here.
+            best_step = max(trial.intermediate_values, key=trial.intermediate_values.get)
+            per_epoch = trial.user_attrs["epoch_docs"]
+            assert run.data.tags["best_epoch"] == str(best_step // per_epoch)
         else:
             assert trial.state == TrialState.PRUNED
             assert (run.info.status, run.data.tags["state"]) == ("KILLED", "pruned")
@@ -262,13 +268,19 @@ def test_epoch_metrics_are_logged_with_the_epoch_as_step(searched: Searched) -> 
     client = searched.client
     for trial in searched.study().trials:
         run_id = trial.user_attrs["mlflow_run_id"]
-        epochs = sorted(trial.intermediate_values)
-        assert epochs == list(range(1, len(epochs) + 1))
+        # Without report_every, one report per epoch, at the documents seen by its end.
+        per_epoch = trial.user_attrs["epoch_docs"]
+        steps = sorted(trial.intermediate_values)
+        epochs = list(range(1, len(steps) + 1))
+        assert steps == [epoch * per_epoch for epoch in epochs]
+        assert trial.user_attrs["epochs_done"] == len(epochs)
         for key in EPOCH_METRICS:
             history = client.get_metric_history(run_id, key)
             assert sorted(m.step for m in history) == epochs, key
         f1 = {m.step: m.value for m in client.get_metric_history(run_id, "dev_macro_f1")}
-        assert f1 == pytest.approx(trial.intermediate_values)
+        assert f1 == pytest.approx({e: trial.intermediate_values[e * per_epoch] for e in epochs})
+        reported = client.get_metric_history(run_id, "reported_dev_macro_f1")
+        assert {m.step: m.value for m in reported} == pytest.approx(trial.intermediate_values)
         lr = client.get_metric_history(run_id, "lr")
         assert lr[0].value == pytest.approx(trial.params["lr"])
         if trial.state == TrialState.COMPLETE:
