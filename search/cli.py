@@ -40,6 +40,7 @@ from search.studyfile import StudyFileError, builtin_study_path, load_study_file
 from search.studyspec import StudySpec
 from search.summary import RunSummary
 from search.tracking import DEFAULT_TRACKING_URI, RegisteredVersion, TrackingError, redact
+from search.workers import gpus_for
 
 app = typer.Typer(
     help="Tune a Hierarchical Attention Network with Optuna; every trial on record in MLflow.",
@@ -297,6 +298,9 @@ def run(
     workers: Annotated[int, typer.Option(
         min=1, help="Worker processes on this machine sharing the study (one GPU each, or "
         "an even share of the CPU cores).")] = 1,
+    workers_per_gpu: Annotated[int, typer.Option(
+        min=1, help="Workers sharing each GPU (a small model leaves most of a large GPU "
+        "idle); with K > 1, --workers defaults to K x the GPUs.")] = 1,
     threads: Annotated[int | None, typer.Option(
         min=1, help="CPU threads for this process; default: all cores, split among "
         "workers.")] = None,
@@ -319,16 +323,28 @@ def run(
         spec = lifecycle.with_overrides(load_study_file(config or builtin_study_path()),
                                         options, name=study, **file_format)
         typer.echo(f"study {spec.name!r} from {spec.source}; {_stores(options)}")
+        workers = _workers(workers, workers_per_gpu, device)
         if workers > 1:
             summary, code = _run_in_workers(
                 spec, options, workers=workers, trials=trials, threads=threads,
-                timeout=timeout, work_dir=work_dir, file_format=file_format)
+                timeout=timeout, work_dir=work_dir, file_format=file_format,
+                per_gpu=workers_per_gpu)
         else:
             summary, code = _run_here(spec, options, trials=trials, timeout=timeout,
                                       work_dir=work_dir, threads=threads, started=started), 0
     _print_summary(summary)
     if code:
         raise typer.Exit(code=code)
+
+
+def _workers(workers: int, per_gpu: int, device: str) -> int:
+    """--workers, or K x the GPUs when only --workers-per-gpu K > 1 is given."""
+    if per_gpu == 1:
+        return workers
+    gpus = gpus_for(device)
+    if not gpus:
+        fail(f"--workers-per-gpu {per_gpu}: no CUDA GPU for --device {device}")
+    return workers if workers > 1 else per_gpu * gpus
 
 
 def _stores(options: RunOptions) -> str:
@@ -352,7 +368,7 @@ def _run_here(spec: StudySpec, options: RunOptions, *, trials: int | None,
 
 def _run_in_workers(spec: StudySpec, options: RunOptions, *, workers: int,
                     trials: int | None, threads: int | None, timeout: float | None,
-                    work_dir: Path, file_format: dict[str, str | None]
+                    work_dir: Path, file_format: dict[str, str | None], per_gpu: int = 1
                     ) -> tuple[RunSummary, int]:
     """The trials in `workers` processes; this one trains the baseline first. Each worker
     gets the study name this process decided (a worker derives none of its own)."""
@@ -360,7 +376,7 @@ def _run_in_workers(spec: StudySpec, options: RunOptions, *, workers: int,
                         work_dir=work_dir, **file_format)
     return lifecycle.run_with_workers(
         spec, options, workers=workers, trials=trials, threads=threads, worker_args=args,
-        on_baseline=lambda outcome: typer.echo(baseline_line(outcome)))
+        per_gpu=per_gpu, on_baseline=lambda outcome: typer.echo(baseline_line(outcome)))
 
 
 # The options a worker gets on its command line. The stores' URLs travel in its environment

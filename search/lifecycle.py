@@ -444,7 +444,7 @@ def _search_context(prepared: PreparedStudy, *, parent_run_id: str, work_dir: Pa
 def run_with_workers(spec: StudySpec, options: RunOptions, *, workers: int,
                      trials: int | None, threads: int | None, worker_args: list[str],
                      on_baseline: Callable[[BaselineOutcome], None] | None = None,
-                     ) -> tuple[RunSummary, int]:
+                     per_gpu: int = 1) -> tuple[RunSummary, int]:
     """Split `trials` exactly among `workers` processes on this machine, each a `han-search
     run` with `worker_args`; returns the summary and the first failing worker's exit code."""
     started = time.perf_counter()
@@ -455,7 +455,7 @@ def run_with_workers(spec: StudySpec, options: RunOptions, *, workers: int,
     before = len(prepared.study.get_trials(
         deepcopy=False, states=tuple(s for s in TrialState if s != TrialState.WAITING)))
     plans = plan_workers(workers=workers, trials=trials or spec.trials, device=options.device,
-                         threads=threads)
+                         threads=threads, per_gpu=per_gpu)
     with prepared.parent_run() as parent:
         _baseline(prepared, parent.id, on_baseline)
         # URLs travel in the environment: they may hold passwords, which `ps` would show.

@@ -26,20 +26,28 @@ class WorkerPlan:
     device: str
 
 
+def gpus_for(device: str) -> int:
+    """CUDA devices a run on `device` may spread its workers over."""
+    return torch.cuda.device_count() if device in ("auto", "cuda") else 0
+
+
 def plan_workers(*, workers: int, trials: int, device: str, threads: int | None = None,
-                 cpu_count: int | None = None) -> list[WorkerPlan]:
+                 cpu_count: int | None = None, per_gpu: int = 1,
+                 gpu_count: int | None = None) -> list[WorkerPlan]:
     """Split the trials exactly (no lost or extra trial) and the devices fairly.
 
-    With GPUs, workers take CUDA devices round robin; on CPU they share the cores evenly,
-    since two workers each running every core's worth of threads slow each other down
-    many times over.
+    With GPUs (`gpu_count`, default: what `device` can use), workers fill them `per_gpu` at
+    a time: workers 0..K-1 on cuda:0, the next K on cuda:1, and round again when there are
+    more workers than K x GPUs. A small model leaves most of a large GPU idle, so several
+    trials share one. On CPU the workers share the cores evenly, since two workers each
+    running every core's worth of threads slow each other down many times over.
     """
     cores = cpu_count or os.cpu_count() or 1
-    gpus = torch.cuda.device_count() if device in ("auto", "cuda") else 0
+    gpus = gpus_for(device) if gpu_count is None else gpu_count
     plans = []
     for index in range(workers):
         share = trials // workers + (1 if index < trials % workers else 0)
-        worker_device = f"cuda:{index % gpus}" if gpus else device
+        worker_device = f"cuda:{index // per_gpu % gpus}" if gpus else device
         plans.append(WorkerPlan(index=index, trials=share,
                                 threads=threads or max(1, cores // workers),
                                 device=worker_device))
