@@ -331,10 +331,8 @@ def prepare_study(spec: StudySpec, options: RunOptions) -> PreparedStudy:
     tracker, storage = open_stores(options, lambda storage: check_same_data(
         spec.name, storage, dataset, class_names))
     study, created = _load_or_create_study(spec, storage, options.sampler_seed_offset)
-    if created and spec.enqueue_reference:
-        # skip_if_exists: two workers starting the same new study enqueue it once.
-        study.enqueue_trial(spec.reference_params(), user_attrs=records.reference_attrs(),
-                            skip_if_exists=True)
+    if created and spec.enqueue_reference and spec.reference_after == 0:
+        enqueue_reference(study, spec)
     StudyRecord(train_path=files.train, test_path=files.test, file_format=spec.file_format,
                 class_names=class_names).write(study)
     dataset.write(study)
@@ -356,6 +354,27 @@ def epoch_documents(spec: StudySpec, corpus: Corpus) -> int:
     assert corpus.labels is not None
     fold_of = stratified_folds(corpus.labels, folds=config.folds, seed=config.split_seed)
     return int((fold_of != config.dev_fold).sum())
+
+
+def enqueue_reference(study: optuna.Study, spec: StudySpec) -> None:
+    """The reference configuration as the study's next trial."""
+    # skip_if_exists: two workers queueing it at once queue it once.
+    study.enqueue_trial(spec.reference_params(), user_attrs=records.reference_attrs(),
+                        skip_if_exists=True)
+
+
+def reference_due(study: optuna.Study, spec: StudySpec, *, done: int,
+                  total: int | None) -> bool:
+    """Whether a study with `reference_after` should queue its reference trial now, `done`
+    of this session's `total` trials in: once that many trials are on record, or before the
+    session's last trial, so that no study goes without it."""
+    if not spec.enqueue_reference or spec.reference_after == 0:
+        return False
+    trials = study.get_trials(deepcopy=False)
+    if any(TrialRecord.of(trial).reference for trial in trials):
+        return False
+    started = sum(trial.state != TrialState.WAITING for trial in trials)
+    return started >= spec.reference_after or (total is not None and done >= total - 1)
 
 
 def describe_data(prepared: PreparedStudy) -> DataProfile:
@@ -396,6 +415,8 @@ def run_study(spec: StudySpec, options: RunOptions, *, trials: int | None = None
             return objective(trial, ctx)
 
         def after_trial(study: optuna.Study, trial: FrozenTrial) -> None:
+            if reference_due(study, prepared.spec, done=counter["index"], total=total):
+                enqueue_reference(study, prepared.spec)
             if progress is not None:
                 progress.trial_done(study, trial)
             log_history(parent, study, trial)
@@ -406,6 +427,8 @@ def run_study(spec: StudySpec, options: RunOptions, *, trials: int | None = None
             if counter["index"] % PLOT_EVERY == 0:
                 _refresh_parent(parent, study)
 
+        if reference_due(prepared.study, prepared.spec, done=0, total=total):
+            enqueue_reference(prepared.study, prepared.spec)
         try:
             # Out of memory is a property of the trial's settings, not of the study: the
             # trial fails with its shape in the reason and the study goes on; so does a

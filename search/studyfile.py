@@ -90,8 +90,9 @@ class _StudyTable(Table):
     direction: Literal["maximize", "minimize"] = "maximize"
     trials: int = Field(ge=1)
     enqueue_reference: bool = True
-    # Default: StudySpec's (None: not given).
+    # Defaults: StudySpec's (None: not given).
     baseline: bool | None = None
+    reference_after: int | None = Field(default=None, ge=0)
 
     @field_validator("name")
     @classmethod
@@ -304,7 +305,8 @@ class StudyFile(Table):
             space=tuple(self.space.values()),
             reference=self.reference.model_dump(exclude_unset=True), source=source.absolute(),
             register=self.export.registered_model,
-            **self.study.model_dump(include={"baseline"}, exclude_unset=True),
+            **self.study.model_dump(include={"baseline", "reference_after"},
+                                    exclude_unset=True),
         )
 
 

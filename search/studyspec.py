@@ -319,6 +319,10 @@ class StudySpec:
     register: str | None = None
     # Train the linear baseline (han.baseline) once per study, before its first trial.
     baseline: bool = True
+    # With enqueue_reference: the reference trial runs after this many trials of the study
+    # (0: first), so that a pruner past its startup trials can stop it like any other; a
+    # session that would end first runs it last, so every study has it on record.
+    reference_after: int = 0
 
     def make_sampler(self) -> optuna.samplers.BaseSampler:
         """A new sampler; samplers keep state (their random generator), so never share one."""

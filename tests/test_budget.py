@@ -174,3 +174,40 @@ def test_a_trial_running_at_the_timeout_stops_with_its_best_epoch(tmp_path: Path
     assert [f.path for f in client.list_artifacts(record.run_id, "checkpoint")] == [
         "checkpoint/best.pt"]
     assert np.isclose(run.data.metrics["best_dev_macro_f1"], trial.value)
+
+
+# ------------------------------------------------------------------------- the reference's place
+
+
+def _reference_study(tmp_path: Path, name: str, *, after: int, trials: int) -> Any:
+    easy_corpus(tmp_path / "train.tsv", docs=120)
+    path = study_toml(tmp_path / f"{name}.toml", name=name, train="train.tsv", trials=trials,
+                      reference=STRONG, extra_study=f"reference_after = {after}")
+    return load_study_file(path), RunOptions(storage=f"sqlite:///{tmp_path}/optuna.db",
+                                             tracking_uri=f"sqlite:///{tmp_path}/mlflow.db",
+                                             device="cpu")
+
+
+def test_the_reference_runs_after_the_pruners_startup_trials(tmp_path: Path) -> None:
+    spec, options = _reference_study(tmp_path, "late", after=2, trials=4)
+    assert spec.reference_after == 2
+    run_study(spec, options, work_dir=tmp_path / "work")
+    trials = optuna.load_study(study_name="late", storage=options.storage).trials
+    assert [TrialRecord.of(t).reference for t in trials] == [False, False, True, False]
+    assert trials[2].params == STRONG
+    # Once on record, a later session does not queue it again.
+    run_study(spec, options, trials=2, work_dir=tmp_path / "work")
+    trials = optuna.load_study(study_name="late", storage=options.storage).trials
+    assert sum(TrialRecord.of(t).reference for t in trials) == 1
+
+
+def test_a_session_too_short_to_reach_the_reference_runs_it_last(tmp_path: Path) -> None:
+    spec, options = _reference_study(tmp_path, "short", after=5, trials=2)
+    run_study(spec, options, work_dir=tmp_path / "work")
+    trials = optuna.load_study(study_name="short", storage=options.storage).trials
+    assert [TrialRecord.of(t).reference for t in trials] == [False, True]
+    (tmp_path / "one").mkdir()
+    spec, options = _reference_study(tmp_path / "one", "one", after=5, trials=1)
+    run_study(spec, options, work_dir=tmp_path / "one" / "work")
+    trials = optuna.load_study(study_name="one", storage=options.storage).trials
+    assert [TrialRecord.of(t).reference for t in trials] == [True]
