@@ -41,7 +41,7 @@ def bench(train_file: Path, *, model_config: dict[str, Any], data_config: DataCo
     WARMUP_STEPS untimed ones that absorb one-off kernel and allocator set-up.
     """
     torch_device = resolve_device(device)
-    bf16 = use_bf16(torch_device, precision)
+    bf16 = use_bf16(torch_device, precision, batch_size=batch_size)
     started = time.perf_counter()
     corpus = read_corpus(train_file, labelled=True, file_format=file_format)
     split = prepare(corpus, data_config)

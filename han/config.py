@@ -108,8 +108,9 @@ class TrainConfig:
     patience: int = 3
     seed: int = 0
     device: str = "auto"
-    # Training arithmetic. "auto": bf16 autocast on CUDA and on CPUs with native bf16
-    # (AVX512-BF16, AMX), where it runs the LSTMs about 1.7x faster; fp32 elsewhere.
+    # Training arithmetic. "auto": bf16 autocast where it was measured faster: CPUs with
+    # native bf16 (AVX512-BF16, AMX; about 1.7x on the LSTMs), GPUs at batches of 256 and
+    # more (han.device); fp32 elsewhere, plain AVX-512 included, which only emulates bf16.
     # Evaluation and prediction on CPU stay fp32 either way.
     precision: Precision = "auto"
     # Evaluation holds no activations for backward, so it can take larger batches.

@@ -284,7 +284,8 @@ def train(
     device = _training_device(train_config.device)
     reports = _Reports.of(data, data_config, train_config, on_report)
     step = _Step(data_config=data_config, train_config=train_config, device=device,
-                 bf16=use_bf16(device, train_config.precision), should_stop=should_stop,
+                 bf16=use_bf16(device, train_config.precision,
+                               batch_size=train_config.batch_size), should_stop=should_stop,
                  reports=reports)
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
     best_path = checkpoint_dir / BEST_CHECKPOINT
