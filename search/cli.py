@@ -116,7 +116,8 @@ class ConsoleProgress:
         self.best: float | None = None
 
     def _prefix(self, trial: optuna.Trial | FrozenTrial) -> str:
-        total = f"/{self.total}" if self.total else ""
+        # Skipped trials do not count against --trials: past it, the index stands alone.
+        total = f"/{self.total}" if self.total and self.index <= self.total else ""
         return f"[trial {self.index}{total} #{trial.number}]"
 
     def _eta(self) -> str:
@@ -400,6 +401,16 @@ def _worker_args(source: Path, options: RunOptions, *, study: str | None,
             for part in (flag, str(value))] + ["--skip-baseline"]
 
 
+def _reference_text(summary: RunSummary) -> str:
+    """The reference trial in the summary: its dev F1 against the best, or how it ended."""
+    trial = f"trial {summary.reference_trial}, the notebook's configuration"
+    if summary.reference_value is None:
+        return f"{trial}: {summary.reference_outcome}"
+    gain = ("" if summary.best_value is None
+            else f": best is {summary.best_value - summary.reference_value:+.4f}")
+    return f"{summary.reference_value:.4f} ({trial}){gain}"
+
+
 def _print_summary(summary: RunSummary) -> None:
     states = ", ".join(f"{count} {state}" for state, count in sorted(summary.states.items()))
     pruned = summary.states.get("pruned", 0)
@@ -414,10 +425,8 @@ def _print_summary(summary: RunSummary) -> None:
     ]
     if summary.best_value is not None:
         lines.append(f"best dev F1    {summary.best_value:.4f} (trial {summary.best_trial})")
-    if summary.reference_value is not None and summary.best_value is not None:
-        gain = summary.best_value - summary.reference_value
-        lines.append(f"reference      {summary.reference_value:.4f} (trial 0, the notebook's "
-                     f"configuration): best is {gain:+.4f}")
+    if summary.reference_trial is not None:
+        lines.append(f"reference      {_reference_text(summary)}")
     verdict = summaries.versus_baseline(summary.best_value, summary.baseline,
                                         maximize=summary.maximize)
     if summary.baseline is not None:

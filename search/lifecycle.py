@@ -34,7 +34,7 @@ from search.datasets import training_input
 from search.errors import SearchError
 from search.export import register_best
 from search.objective import SearchContext, objective
-from search.records import DatasetRecord, Key, StudyRecord, Tag, TrialRecord
+from search.records import DatasetRecord, Key, Outcome, StudyRecord, Tag, TrialRecord
 from search.reports import log_study_plots
 from search.storage import (
     DEFAULT_HEARTBEAT_S,
@@ -401,7 +401,9 @@ def run_study(spec: StudySpec, options: RunOptions, *, trials: int | None = None
     if progress is not None:
         progress.data_described(describe_data(prepared))
     total = trials if trials is not None else spec.trials
-    counter = {"index": 0}
+    # index: trials started this session; trained: those not skipped by the budget, which
+    # are what `total` counts (a skipped trial costs a few batches, not a trial's work).
+    counter = {"index": 0, "trained": 0}
     with prepared.parent_run() as parent:
         parent.log_datasets([training_input(prepared.dataset)])
         _baseline(prepared, parent.id, progress.baseline if progress else None)
@@ -426,6 +428,10 @@ def run_study(spec: StudySpec, options: RunOptions, *, trials: int | None = None
                 retry_stale_trial(study, trial)
             if counter["index"] % PLOT_EVERY == 0:
                 _refresh_parent(parent, study)
+            if TrialRecord.of(trial).outcome is not Outcome.SKIPPED:
+                counter["trained"] += 1
+            if counter["trained"] >= total:
+                study.stop()
 
         if reference_due(prepared.study, prepared.spec, done=0, total=total):
             enqueue_reference(prepared.study, prepared.spec)
@@ -433,7 +439,11 @@ def run_study(spec: StudySpec, options: RunOptions, *, trials: int | None = None
             # Out of memory is a property of the trial's settings, not of the study: the
             # trial fails with its shape in the reason and the study goes on; so does a
             # trial the budget stopped before its first epoch ended (the run then ends).
-            prepared.study.optimize(run_trial, n_trials=total, timeout=budget.left(),
+            # Under a timeout, skipped trials do not count: the run goes on to the timeout
+            # or to `total` trained trials (after_trial stops it), whichever comes first.
+            prepared.study.optimize(run_trial,
+                                    n_trials=total if budget.timeout is None else None,
+                                    timeout=budget.left(),
                                     callbacks=[after_trial],
                                     catch=(DeviceOutOfMemoryError, StoppedBeforeAnEpoch))
         finally:

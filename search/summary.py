@@ -27,6 +27,9 @@ class RunSummary:
     best_trial: int | None = None
     best_params: dict[str, Any] = field(default_factory=dict)
     reference_value: float | None = None
+    # The reference trial however it ended: its number, state and reason (None: not run).
+    reference_trial: int | None = None
+    reference_outcome: str | None = None
     baseline: BaselineRecord | None = None
     maximize: bool = True
     seconds: float = 0.0
@@ -53,9 +56,14 @@ def summarize(study: optuna.Study, *, storage: str, tracking_uri: str,
         best = study.best_trial
         summary.best_value, summary.best_trial, summary.best_params = (
             best.value, best.number, dict(best.params))
-    reference = [t for t in complete if TrialRecord.of(t).reference]
+    reference = [t for t in trials if TrialRecord.of(t).reference
+                 and t.state != TrialState.WAITING]
     if reference:
+        record = TrialRecord.of(reference[0])
+        summary.reference_trial = reference[0].number
         summary.reference_value = reference[0].value
+        summary.reference_outcome = record.state_name(reference[0]) + (
+            f" {record.reason}" if record.reason and reference[0].value is None else "")
     return summary
 
 

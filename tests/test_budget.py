@@ -211,3 +211,19 @@ def test_a_session_too_short_to_reach_the_reference_runs_it_last(tmp_path: Path)
     run_study(spec, options, work_dir=tmp_path / "one" / "work")
     trials = optuna.load_study(study_name="one", storage=options.storage).trials
     assert [TrialRecord.of(t).reference for t in trials] == [True]
+
+
+def test_skipped_trials_do_not_count_against_the_trial_count(tmp_path: Path) -> None:
+    spec, options = _study(tmp_path, "recount")
+    clock = FakeClock()
+
+    class FirstTrialMeetsNoTime(Recorder):
+        def next_trial(self, index: int, total: int | None) -> None:
+            # 0.01 s left for the first trial (the run itself started with the whole budget).
+            clock.now = 999.99 if index == 1 else 0.0
+
+    summary = run_study(spec, options, trials=1, work_dir=tmp_path / "work",
+                        progress=FirstTrialMeetsNoTime(), budget=Budget(1000, clock=clock))
+    trials = optuna.load_study(study_name="recount", storage=options.storage).trials
+    assert [TrialRecord.of(t).state_name(t) for t in trials] == ["skipped", "complete"]
+    assert summary.trials_this_run == 2

@@ -32,3 +32,25 @@ def test_auto_on_a_gpu_takes_bf16_from_large_batches_on() -> None:
     assert not use_bf16(cuda, "auto", batch_size=16)
     assert not use_bf16(cuda, "auto", batch_size=CUDA_BF16_MIN_BATCH - 1)
     assert use_bf16(cuda, "auto", batch_size=CUDA_BF16_MIN_BATCH)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_training_on_a_gpu_matches_the_cpu_path(tmp_path: Path) -> None:
+    # On a GPU the step reads the loss back only every CHECK_EVERY batches and keeps the
+    # predictions on the device until the epoch ends; the epoch's figures are the same kind.
+    from han.batching import prepare
+    from han.config import DataConfig, TrainConfig
+    from han.io import read_corpus
+    from han.train import train
+    from tests.conftest import easy_corpus
+    from tests.test_train import small_model
+
+    data = DataConfig(seg_len=16, max_segments=4, folds=4, min_count=1)
+    split = prepare(read_corpus(easy_corpus(tmp_path / "train.tsv"), labelled=True), data)
+    reports = []
+    result = train(split, model_config=small_model(split), data_config=data,
+                   train_config=TrainConfig(epochs=3, batch_size=8, lr=1e-2, device="cuda",
+                                            report_every=60),
+                   checkpoint_dir=tmp_path / "run", on_report=reports.append)
+    assert result.best_dev_f1 > 0.8
+    assert [r.step for r in reports if r.end_of_epoch] == [180, 360, 540]
