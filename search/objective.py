@@ -211,7 +211,10 @@ def _reporter(trial: optuna.Trial, run: RunHandle, ctx: SearchContext,
         trial.report(report.dev_macro_f1, report.step)
         if not report.end_of_epoch and ctx.on_report is not None:
             ctx.on_report(trial, report)
-        if trial.should_prune():
+        # The last epoch's report ends the trial anyway: pruning it there would only throw
+        # away a finished trial's result.
+        last = report.end_of_epoch and report.epoch >= watch.epochs
+        if not last and trial.should_prune():
             scored = "" if report.end_of_epoch else f" on {report.dev_docs:,} dev docs"
             raise optuna.TrialPruned(
                 f"at {report.step:,} documents, epoch {report.epoch} "
