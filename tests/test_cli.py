@@ -101,7 +101,9 @@ def test_run_prints_progress_and_a_summary(cli_study: CliStudy) -> None:
     assert baseline is not None
     line = f"baseline  dev F1 {baseline.dev_macro_f1:.4f} (TF-IDF 1-2-gram + SGDClassifier, "
     assert out.index(line) < out.index("[trial 1/2 #0] start ")
-    verdict = "beat the baseline" if best.value > baseline.dev_macro_f1 else "not beaten"
+    verdict = ("beat the baseline" if best.value > baseline.dev_macro_f1
+               else "tied the baseline" if best.value == baseline.dev_macro_f1
+               else "not beaten")
     assert f"baseline       dev F1 {baseline.dev_macro_f1:.4f} (" in out and verdict in out
     assert "[trial 1/2 #0] epoch 1/3 dev F1 " in out
     assert "[trial 2/2 #1] " in out

@@ -363,7 +363,8 @@ def test_suggest_int_step_and_float_step() -> None:
 @pytest.mark.parametrize("path", STUDIES, ids=[p.stem for p in STUDIES])
 def test_reference_trial_comes_first(path: Path) -> None:
     spec = load_study_file(path)
-    study = optuna.create_study(sampler=spec.make_sampler(), pruner=spec.make_pruner(),
+    study = optuna.create_study(sampler=spec.make_sampler(),
+                                pruner=spec.in_documents(1000).make_pruner(),
                                 direction=spec.direction)
     study.enqueue_trial(spec.reference_params())
     trial = study.ask()
