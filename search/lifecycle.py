@@ -18,7 +18,7 @@ import optuna
 import torch
 from optuna.trial import FrozenTrial, TrialState
 
-from han.batching import DataCache, stratified_folds
+from han.batching import DataCache
 from han.checkpoint import CheckpointError
 from han.config import COMPETITION_FORMAT, DataConfig, FileFormat, HANConfig
 from han.device import resolve_device
@@ -325,7 +325,7 @@ def prepare_study(spec: StudySpec, options: RunOptions) -> PreparedStudy:
     device = str(resolve_device(options.device))
     cache = DataCache()
     files, corpus = load_data(spec, options, cache)
-    spec = spec.in_documents(epoch_documents(spec, corpus))
+    spec = spec.in_documents(epoch_documents(spec, corpus, cache))
     dataset = fingerprint(files, corpus)
     class_names = corpus.label_values or spec.label_names
     tracker, storage = open_stores(options, lambda storage: check_same_data(
@@ -346,13 +346,13 @@ def prepare_study(spec: StudySpec, options: RunOptions) -> PreparedStudy:
                          cache=cache, dataset=dataset)
 
 
-def epoch_documents(spec: StudySpec, corpus: Corpus) -> int:
+def epoch_documents(spec: StudySpec, corpus: Corpus, cache: DataCache) -> int:
     """Training documents per epoch at the study's split (the reference's, should the folds
-    be searched): the unit that turns a study file's epochs into documents."""
+    be searched): the unit that turns a study file's epochs into documents. The split is
+    the one the data block and the reference trial use, so the cache computes it once."""
     _, data_kwargs, _ = split_settings({**spec.fixed, **spec.reference_params()})
     config = DataConfig(**data_kwargs)
-    assert corpus.labels is not None
-    fold_of = stratified_folds(corpus.labels, folds=config.folds, seed=config.split_seed)
+    fold_of, _, _ = cache.fold_vocabulary(corpus, config)
     return int((fold_of != config.dev_fold).sum())
 
 
