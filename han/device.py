@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 from typing import Any
 
 import numpy as np
@@ -58,3 +60,17 @@ def batch_tensors(batch: Batch, device: torch.device) -> tuple[torch.Tensor, ...
     if device.type == "cuda":
         return tuple(t.pin_memory().to(device, non_blocking=True) for t in tensors)
     return tensors
+
+
+def release_host_memory() -> None:
+    """Hand the heap's free pages back to the system (glibc's `malloc_trim`; elsewhere a
+    no-op). glibc keeps what a trial freed for reuse, fragmented: in one process running
+    trials of different shapes one after another, the resident memory then climbed with
+    every trial (1.0 to 2.6 GB over 50 trials on 11,000 documents) instead of staying at
+    what the largest trial needs."""
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return
+    trim = getattr(ctypes.CDLL(name), "malloc_trim", None)
+    if trim is not None:
+        trim(0)

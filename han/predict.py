@@ -12,7 +12,15 @@ import numpy as np
 import pandas as pd
 import torch
 
-from han.batching import Batch, DataCache, Segments, length_batches, make_batch, segment
+from han.batching import (
+    Batch,
+    DataCache,
+    Segments,
+    length_batches,
+    make_batch,
+    segment,
+    split_batch,
+)
 from han.checkpoint import LoadedModel, load_checkpoint
 from han.device import autocast, batch_tensors, resolve_device
 from han.io import Corpus, corpus_of_texts, load_corpus
@@ -21,30 +29,41 @@ from han.model import HAN
 # Documents per forward pass when predicting (memory, not results: a document's logits do not
 # depend on its batch mates).
 PREDICT_BATCH_SIZE = 64
+# On a CPU, a forward pass's memory grows with its padded tokens: a batch of 64 documents of
+# 8 x 256 tokens took several hundred MB, which the allocator then kept. Batches are cut
+# into chunks of at most this many tokens there (logits do not depend on batch mates); a
+# GPU takes them whole.
+CPU_PREDICT_MAX_TOKENS = 32_768
 
 
-def predict_batches(model: HAN, batches: Iterator[Batch], device: torch.device
-                    ) -> tuple[np.ndarray, np.ndarray]:
-    """Class probabilities of every document the batches hold, in the batches' order."""
+def predict_batches(model: HAN, batches: Iterator[Batch], device: torch.device, *,
+                    max_tokens: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Class probabilities of every document the batches hold, in the batches' order; each
+    forward pass takes at most `max_tokens` padded tokens (None: CPU_PREDICT_MAX_TOKENS on a
+    CPU, whole batches on a GPU)."""
+    if max_tokens is None and device.type == "cpu":
+        max_tokens = CPU_PREDICT_MAX_TOKENS
     model.eval()
     docs, probabilities = [], []
     # bf16 inference only on CUDA: on CPU, fp32 keeps a document's logits independent of
     # its batch mates to 1e-5.
     with torch.inference_mode(), autocast(device, bf16=device.type == "cuda"):
-        for batch in batches:
-            logits = model(*batch_tensors(batch, device))
-            probabilities.append(torch.softmax(logits.float(), dim=1).cpu().numpy())
-            docs.append(batch.doc_indices)
+        for whole in batches:
+            for batch in split_batch(whole, max_tokens):
+                logits = model(*batch_tensors(batch, device))
+                probabilities.append(torch.softmax(logits.float(), dim=1).cpu().numpy())
+                docs.append(batch.doc_indices)
     return np.concatenate(docs), np.concatenate(probabilities)
 
 
 def predict_probabilities(model: HAN, segments: Segments, docs: np.ndarray, *,
-                          batch_size: int, device: torch.device) -> np.ndarray:
+                          batch_size: int, device: torch.device,
+                          max_tokens: int | None = None) -> np.ndarray:
     """(len(docs), C) class probabilities of the documents `docs` (ascending indices), in
     that order, however the length-grouped batches ordered them."""
     batches = (make_batch(segments, chunk)
                for chunk in length_batches(segments, docs, batch_size=batch_size, rng=None))
-    batch_docs, probabilities = predict_batches(model, batches, device)
+    batch_docs, probabilities = predict_batches(model, batches, device, max_tokens=max_tokens)
     ordered = np.empty_like(probabilities)
     ordered[np.searchsorted(docs, batch_docs)] = probabilities
     return ordered

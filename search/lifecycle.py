@@ -21,7 +21,7 @@ from optuna.trial import FrozenTrial, TrialState
 from han.batching import DataCache
 from han.checkpoint import CheckpointError
 from han.config import COMPETITION_FORMAT, DataConfig, FileFormat, HANConfig
-from han.device import resolve_device
+from han.device import release_host_memory, resolve_device
 from han.files import check_writable, content_hash
 from han.io import Corpus, DataError
 from han.profile import DataProfile, describe
@@ -417,6 +417,7 @@ def run_study(spec: StudySpec, options: RunOptions, *, trials: int | None = None
             return objective(trial, ctx)
 
         def after_trial(study: optuna.Study, trial: FrozenTrial) -> None:
+            release_host_memory()
             if reference_due(study, prepared.spec, done=counter["index"], total=total):
                 enqueue_reference(study, prepared.spec)
             if progress is not None:

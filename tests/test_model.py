@@ -8,6 +8,7 @@ from han.batching import make_batch, segment
 from han.config import HANConfig
 from han.device import batch_tensors
 from han.model import HAN, AttentionPool, reverse_within_length
+from han.predict import predict_probabilities
 
 
 def small_config(**overrides) -> HANConfig:
@@ -34,6 +35,20 @@ def test_logits_do_not_depend_on_batch_mates(cell: str) -> None:
         for doc in range(4):
             alone = model(*batch_tensors(make_batch(segments, np.array([doc])), device))
             assert torch.allclose(alone[0], together[doc], atol=1e-5)
+
+
+def test_prediction_in_chunks_of_tokens_equals_whole_batches() -> None:
+    torch.manual_seed(0)
+    model = HAN(small_config())
+    segments = random_documents(np.random.default_rng(2), [3, 40, 17, 8, 25, 1, 12])
+    docs = np.arange(7)
+    cpu = torch.device("cpu")
+    whole = predict_probabilities(model, segments, docs, batch_size=7, device=cpu,
+                                  max_tokens=10**9)
+    # 20 tokens: one or two documents a forward pass, one alone when it is larger than that.
+    chunked = predict_probabilities(model, segments, docs, batch_size=7, device=cpu,
+                                    max_tokens=20)
+    np.testing.assert_allclose(chunked, whole, atol=1e-6)
 
 
 def test_shapes_and_no_nan_for_single_token_documents() -> None:
