@@ -3,17 +3,21 @@
 `report_every`, on a generated corpus at the competition's document lengths.
 
 Generates 20,000 documents (han.synthetic, the competition's length law: mean ~907 tokens),
-writes a study file (a small space that a 2-core CPU can search in minutes, successive
-halving with rungs in epochs), then runs the real command
+writes a study file (a small space that a 2-core CPU can search in minutes, 2 epochs), then
+runs the real command
 
     han-search run --config STUDY --trials 20 --device cpu
 
-in a fresh folder per variant; the variants differ only in `report_every` ("0.1 epochs",
-at the pruner's first rung, against none: one report per epoch). Prints per variant: wall
-time, trials complete and pruned, training documents seen by all trials, and the best dev
-macro-F1.
+in a fresh folder per variant; the variants differ only in `report_every` ("0.2 epochs"
+against none: one report per epoch). The sampler is random, seeded: both variants then train
+the same 20 configurations, and differ only in when the pruner may stop them (with TPE, the
+second variant's sampler would also learn from other evidence, and the comparison would mix
+that in). The pruner is a percentile rule that compares a trial with the complete trials at
+the same number of training documents: first at 0.2 epochs, then once an epoch, a trial whose
+best report is not in their top third stops. Prints per variant: wall time, trials complete
+and pruned, training documents seen by all trials, and the best dev macro-F1.
 
-Usage:  python bench/reports.py [--docs 20000] [--trials 20] [--keep DIR]
+Usage:  python bench/reports.py [--docs 20000] [--trials 20] [--seed 0] [--keep DIR]
 """
 
 from __future__ import annotations
@@ -43,18 +47,22 @@ SPACE = {
     "seg_len": {"type": "categorical", "choices": [16, 32]},
     "max_segments": {"type": "categorical", "choices": [2, 4]},
 }
-FIXED = {"epochs": 3, "batch_size": 64, "embed_dim": 32, "min_count": 2, "patience": 2,
-         "report_dev_docs": 500}
-PRUNER = {"name": "successive_halving", "min_resource": "0.1 epochs", "reduction_factor": 3}
+FIXED = {"batch_size": 64, "embed_dim": 32, "min_count": 2, "patience": 2,
+         "report_dev_docs": 1000}
 
 
-def run_variant(train: Path, folder: Path, *, trials: int, report_every: str | None) -> dict:
+def run_variant(train: Path, folder: Path, *, args: argparse.Namespace,
+                report_every: str | None) -> dict:
     folder.mkdir(parents=True, exist_ok=True)
-    fixed = FIXED | ({"report_every": report_every} if report_every else {})
-    study = study_toml(folder / "study.toml", name="reports", train=train, trials=trials,
-                       fixed=fixed, space=SPACE, pruner=PRUNER)
-    command = [*han_search_command(), "run", "--config", str(study), "--trials", str(trials),
-               "--device", "cpu"]
+    fixed = FIXED | {"epochs": args.epochs} | ({"report_every": report_every} if report_every
+                                              else {})
+    pruner = {"name": "percentile", "percentile": args.keep_percent, "n_startup_trials": 1,
+              "n_warmup_steps": args.first_check, "interval_steps": "1 epochs"}
+    study = study_toml(folder / "study.toml", name="reports", train=train, trials=args.trials,
+                       fixed=fixed, space=SPACE, pruner=pruner, sampler=args.sampler,
+                       seed=args.seed)
+    command = [*han_search_command(), "run", "--config", str(study), "--trials",
+               str(args.trials), "--device", "cpu"]
     started = time.perf_counter()
     with (folder / "run.log").open("w") as log:
         code = subprocess.run(command, cwd=folder, stdout=log, stderr=subprocess.STDOUT).returncode
@@ -75,11 +83,22 @@ def main() -> int:
     parser.add_argument("--docs", type=int, default=20_000)
     parser.add_argument("--trials", type=int, default=20)
     parser.add_argument("--keep", type=Path, help="work in this folder and keep it")
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--report-every", default="0.2 epochs")
+    parser.add_argument("--first-check", default="0.2 epochs",
+                        help="the pruner's first check (its n_warmup_steps); then one a epoch")
+    parser.add_argument("--keep-percent", type=float, default=33.0,
+                        help="a trial goes on while its best report is in this top percent "
+                             "of the complete trials' at the same step")
+    parser.add_argument("--sampler", default="random",
+                        help="random (default): both variants train the same configurations, "
+                             "so they differ only in when the pruner may act")
+    parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     folder = args.keep or Path(tempfile.mkdtemp(prefix="han-reports-"))
     train, _ = write_corpus(SyntheticSpec(n_train=args.docs, n_test=0), folder / "corpus")
-    rows = [run_variant(train, folder / name, trials=args.trials, report_every=every)
-            for name, every in (("epoch-end", None), ("tenth", "0.1 epochs"))]
+    rows = [run_variant(train, folder / name, args=args, report_every=every)
+            for name, every in (("epoch-end", None), ("inside", args.report_every))]
     print(f"{'reports':<14} {'wall':>8} {'complete':>9} {'pruned':>7} {'docs trained':>13} "
           f"{'epochs':>7} {'best dev F1':>12}")
     for row in rows:

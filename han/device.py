@@ -65,9 +65,9 @@ def batch_tensors(batch: Batch, device: torch.device) -> tuple[torch.Tensor, ...
 def release_host_memory() -> None:
     """Hand the heap's free pages back to the system (glibc's `malloc_trim`; elsewhere a
     no-op). glibc keeps what a trial freed for reuse, fragmented: in one process running
-    trials of different shapes one after another, the resident memory then climbed with
-    every trial (1.0 to 2.6 GB over 50 trials on 11,000 documents) instead of staying at
-    what the largest trial needs."""
+    trials of different shapes one after another, the resident memory climbed with every
+    trial (1.0 to 2.6 GB over 50 trials on 11,000 documents). Trimming after each trial
+    is not the whole cure: see the README's "A time budget"."""
     name = ctypes.util.find_library("c")
     if name is None:
         return
