@@ -20,6 +20,11 @@ from search.formatting import duration
 # about 6-7 minutes on 2 cores, so a fifth of a 40-minute budget holds one of its epochs and
 # leaves four fifths to the search.
 MAX_TRIAL_SHARE = 0.2
+# A run under --timeout ends after this many trials in a row were skipped: once the time
+# left fits none of the configurations the sampler draws, drawing on made hundreds of
+# skipped trials (each a few timed batches, an Optuna trial and an MLflow run) in the last
+# minutes of a 7-minute run.
+MAX_SKIPS_IN_A_ROW = 5
 
 
 @dataclass(frozen=True, kw_only=True)

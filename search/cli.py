@@ -419,7 +419,8 @@ def _print_summary(summary: RunSummary) -> None:
         "",
         f"study          {summary.study_name}",
         f"dataset        {_dataset(summary.dataset)}",
-        f"this run       {summary.trials_this_run} trials in {duration(summary.seconds)}",
+        f"this run       {summary.trials_this_run} trials in {duration(summary.seconds)}"
+        + (f"; ended early: {summary.ended_early}" if summary.ended_early else ""),
         f"all trials     {states}"
         + (f" ({100 * pruned / finished:.0f}% pruned)" if finished else ""),
     ]

@@ -29,10 +29,11 @@ from han.synthetic import SyntheticSpec, builtin_corpus
 from han.train import DeviceOutOfMemoryError, EpochMetrics, Report
 from search import records
 from search.baseline import BaselineOutcome, ensure_baseline
-from search.budget import Budget, StoppedBeforeAnEpoch, TrialEstimate
+from search.budget import MAX_SKIPS_IN_A_ROW, Budget, StoppedBeforeAnEpoch, TrialEstimate
 from search.datasets import training_input
 from search.errors import SearchError
 from search.export import register_best
+from search.formatting import duration
 from search.objective import SearchContext, objective
 from search.records import DatasetRecord, Key, Outcome, StudyRecord, Tag, TrialRecord
 from search.reports import log_study_plots
@@ -403,7 +404,8 @@ def run_study(spec: StudySpec, options: RunOptions, *, trials: int | None = None
     total = trials if trials is not None else spec.trials
     # index: trials started this session; trained: those not skipped by the budget, which
     # are what `total` counts (a skipped trial costs a few batches, not a trial's work).
-    counter = {"index": 0, "trained": 0}
+    counter = {"index": 0, "trained": 0, "skipped_in_a_row": 0}
+    ended_early: list[str] = []
     with prepared.parent_run() as parent:
         parent.log_datasets([training_input(prepared.dataset)])
         _baseline(prepared, parent.id, progress.baseline if progress else None)
@@ -429,8 +431,16 @@ def run_study(spec: StudySpec, options: RunOptions, *, trials: int | None = None
                 retry_stale_trial(study, trial)
             if counter["index"] % PLOT_EVERY == 0:
                 _refresh_parent(parent, study)
-            if TrialRecord.of(trial).outcome is not Outcome.SKIPPED:
+            if TrialRecord.of(trial).outcome is Outcome.SKIPPED:
+                counter["skipped_in_a_row"] += 1
+            else:
                 counter["trained"] += 1
+                counter["skipped_in_a_row"] = 0
+            if counter["skipped_in_a_row"] >= MAX_SKIPS_IN_A_ROW:
+                ended_early.append(
+                    f"the last {MAX_SKIPS_IN_A_ROW} trials drawn were skipped: none fitted "
+                    f"the budget ({duration(budget.left() or 0.0)} of --timeout left)")
+                study.stop()
             if counter["trained"] >= total:
                 study.stop()
 
@@ -452,6 +462,7 @@ def run_study(spec: StudySpec, options: RunOptions, *, trials: int | None = None
     summary = summarize(prepared.study, storage=options.storage,
                         tracking_uri=options.tracking_uri, parent_run_id=parent.id)
     summary.trials_this_run = counter["index"]
+    summary.ended_early = ended_early[0] if ended_early else None
     summary.not_logged = prepared.tracker.not_logged
     summary.runs_view = prepared.runs_view()
     register_champion(prepared.spec, options, summary)

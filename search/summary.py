@@ -33,6 +33,8 @@ class RunSummary:
     baseline: BaselineRecord | None = None
     maximize: bool = True
     seconds: float = 0.0
+    # Why the run ended before its --timeout or trial count (None: it did not).
+    ended_early: str | None = None
     not_logged: list[str] = field(default_factory=list)
     # The study's training data (None: a study from before datasets were recorded).
     dataset: DatasetRecord | None = None

@@ -18,7 +18,7 @@ from han.config import DataConfig
 from han.cost import EpochEstimate
 from han.io import load_corpus
 from han.profile import describe
-from search.budget import Budget, TrialSkipped, eta_seconds
+from search.budget import MAX_SKIPS_IN_A_ROW, Budget, TrialSkipped, eta_seconds
 from search.cli import data_block
 from search.lifecycle import RunOptions, run_study
 from search.records import Outcome, TrialRecord
@@ -227,3 +227,25 @@ def test_skipped_trials_do_not_count_against_the_trial_count(tmp_path: Path) -> 
     trials = optuna.load_study(study_name="recount", storage=options.storage).trials
     assert [TrialRecord.of(t).state_name(t) for t in trials] == ["skipped", "complete"]
     assert summary.trials_this_run == 2
+
+
+def test_a_run_whose_time_left_fits_no_trial_ends_after_a_few_skips(tmp_path: Path) -> None:
+    spec, options = _study(tmp_path, "storm")
+    clock = FakeClock()
+    progress = Recorder()
+
+    class NoTimeLeft(Recorder):
+        # The run starts with the whole budget (Optuna's own timeout, in real seconds, is
+        # then long: only the skips can end the run); every trial meets 0.1 s left.
+        def next_trial(self, index: int, total: int | None) -> None:
+            progress.next_trial(index, total)
+            clock.now = 999.9
+
+    summary = run_study(spec, options, trials=50, work_dir=tmp_path / "work",
+                        progress=NoTimeLeft(), budget=Budget(1000, clock=clock))
+    trials = optuna.load_study(study_name="storm", storage=options.storage).trials
+    assert len(trials) == MAX_SKIPS_IN_A_ROW
+    assert summary.states == {"skipped": MAX_SKIPS_IN_A_ROW}
+    assert summary.ended_early is not None
+    assert summary.ended_early.startswith(f"the last {MAX_SKIPS_IN_A_ROW} trials drawn were "
+                                          "skipped")
