@@ -20,10 +20,10 @@ from search.formatting import duration
 # about 6-7 minutes on 2 cores, so a fifth of a 40-minute budget holds one of its epochs and
 # leaves four fifths to the search.
 MAX_TRIAL_SHARE = 0.2
-# A run under --timeout ends after this many trials in a row were skipped: once the time
-# left fits none of the configurations the sampler draws, drawing on made hundreds of
-# skipped trials (each a few timed batches, an Optuna trial and an MLflow run) in the last
-# minutes of a 7-minute run.
+# A run under --timeout ends after this many trials in a row were skipped while the time
+# left is below the cheapest trial it estimated: drawing on made hundreds of skipped trials
+# (each a few timed batches, an Optuna trial and an MLflow run) in the last minutes of a
+# 7-minute run. Both conditions: a few costly draws in a row mid-run must not end it.
 MAX_SKIPS_IN_A_ROW = 5
 
 
@@ -71,6 +71,8 @@ class Budget:
         self.clock = clock
         self.started = clock() if started is None else started
         self.share = share
+        # The smallest cost of a trial estimated in this run (seconds; None: none yet).
+        self.cheapest: float | None = None
 
     def left(self) -> float | None:
         if self.timeout is None:
@@ -90,6 +92,7 @@ class Budget:
         """The trial's estimate; TrialSkipped when its cost alone exceeds the time left, or
         a single epoch of it exceeds a trial's cap (it could not report once within it)."""
         trial = TrialEstimate(epoch=estimate, epochs=epochs, left=self.left(), cap=self.cap)
+        self.cheapest = min(self.cheapest or trial.seconds, trial.seconds)
         if trial.left is not None and trial.seconds > trial.left:
             raise TrialSkipped(f"estimated {duration(trial.seconds)} > "
                                f"{duration(trial.left)} left")
@@ -98,6 +101,11 @@ class Budget:
                                f"{duration(trial.cap)} per trial "
                                f"({self.share:.0%} of --timeout)")
         return trial
+
+    def below_cheapest(self) -> bool:
+        """Whether the time left is less than the cheapest trial estimated in this run."""
+        left = self.left()
+        return left is not None and self.cheapest is not None and left < self.cheapest
 
     def stop_at_report(self, trial_started: float, epoch_seconds: float) -> str | None:
         """At a report: why the trial stops now (its next epoch, as long as the last one,

@@ -436,10 +436,12 @@ def run_study(spec: StudySpec, options: RunOptions, *, trials: int | None = None
             else:
                 counter["trained"] += 1
                 counter["skipped_in_a_row"] = 0
-            if counter["skipped_in_a_row"] >= MAX_SKIPS_IN_A_ROW:
+            if (counter["skipped_in_a_row"] >= MAX_SKIPS_IN_A_ROW
+                    and budget.below_cheapest()):
                 ended_early.append(
-                    f"the last {MAX_SKIPS_IN_A_ROW} trials drawn were skipped: none fitted "
-                    f"the budget ({duration(budget.left() or 0.0)} of --timeout left)")
+                    f"the last {MAX_SKIPS_IN_A_ROW} trials drawn were skipped, and the "
+                    f"{duration(budget.left() or 0.0)} of --timeout left are less than the "
+                    f"cheapest trial estimated in this run ({duration(budget.cheapest or 0.0)})")
                 study.stop()
             if counter["trained"] >= total:
                 study.stop()

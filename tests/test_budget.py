@@ -114,6 +114,21 @@ def test_a_trial_that_cannot_fit_is_refused_with_its_reason() -> None:
     assert Budget(None).admit(epoch, 100).left is None
 
 
+def test_the_time_left_is_compared_with_the_cheapest_trial_estimated() -> None:
+    clock = FakeClock()
+    budget = Budget(2400, clock=clock)
+    assert not budget.below_cheapest()  # nothing estimated yet
+    for train_seconds in (400, 100, 300):
+        epoch = EpochEstimate(train_seconds=train_seconds, eval_seconds=0, timed_batches=3,
+                              timed_seconds=1.0)
+        budget.admit(epoch, 1)
+    assert budget.cheapest == 100
+    clock.now = 2250  # 150 s left: a 100 s trial still fits
+    assert not budget.below_cheapest()
+    clock.now = 2350  # 50 s left
+    assert budget.below_cheapest()
+
+
 # ------------------------------------------------------------------------- in a real study
 
 
@@ -248,4 +263,5 @@ def test_a_run_whose_time_left_fits_no_trial_ends_after_a_few_skips(tmp_path: Pa
     assert summary.states == {"skipped": MAX_SKIPS_IN_A_ROW}
     assert summary.ended_early is not None
     assert summary.ended_early.startswith(f"the last {MAX_SKIPS_IN_A_ROW} trials drawn were "
-                                          "skipped")
+                                          "skipped, and the 0s of --timeout left are less "
+                                          "than the cheapest trial estimated")
