@@ -92,7 +92,8 @@ class Budget:
         """The trial's estimate; TrialSkipped when its cost alone exceeds the time left, or
         a single epoch of it exceeds a trial's cap (it could not report once within it)."""
         trial = TrialEstimate(epoch=estimate, epochs=epochs, left=self.left(), cap=self.cap)
-        self.cheapest = min(self.cheapest or trial.seconds, trial.seconds)
+        if self.cheapest is None or trial.seconds < self.cheapest:
+            self.cheapest = trial.seconds
         if trial.left is not None and trial.seconds > trial.left:
             raise TrialSkipped(f"estimated {duration(trial.seconds)} > "
                                f"{duration(trial.left)} left")
