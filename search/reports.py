@@ -78,7 +78,11 @@ def study_plot(plot: Callable[[optuna.Study], Any], study: optuna.Study, *,
             return None
     figure = axes.figure if hasattr(axes, "figure") else np.ravel(axes)[0].figure
     figure.set_size_inches(*size)
-    figure.tight_layout()
+    with warnings.catch_warnings():
+        # Best effort: with many trials the legend outgrows the figure, and matplotlib's
+        # "Tight layout not applied" landed in the middle of the run's progress lines.
+        warnings.simplefilter("ignore", UserWarning)
+        figure.tight_layout()
     return figure
 
 

@@ -497,3 +497,26 @@ def test_open_storage_with_heartbeats_warns_nothing(tmp_path: Path) -> None:
     assert isinstance(storage, optuna.storages.RDBStorage)
     assert [str(w.message) for w in caught
             if issubclass(w.category, FutureWarning | DeprecationWarning)] == []
+
+
+def test_a_study_plot_of_many_trials_warns_nothing_into_the_output() -> None:
+    # 60 trials: the intermediate values' legend outgrows the figure, and matplotlib's
+    # "Tight layout not applied" warning used to land among the run's progress lines.
+    import matplotlib.pyplot
+    from optuna.visualization import matplotlib as optuna_plots
+
+    from search.reports import study_plot
+
+    study = optuna.create_study(direction="maximize")
+    for number in range(60):
+        trial = study.ask()
+        trial.suggest_float("x", 0.0, 1.0)
+        for step in range(3):
+            trial.report(number / 100 + step, step)
+        study.tell(trial, 1.0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        figure = study_plot(optuna_plots.plot_intermediate_values, study)
+    assert figure is not None
+    matplotlib.pyplot.close(figure)
+    assert [str(w.message) for w in caught] == []
