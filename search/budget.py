@@ -108,6 +108,15 @@ class Budget:
         left = self.left()
         return left is not None and self.cheapest is not None and left < self.cheapest
 
+    def ends_after_skips(self, skipped_in_a_row: int) -> str | None:
+        """Why the run ends after `skipped_in_a_row` skipped trials (see MAX_SKIPS_IN_A_ROW),
+        or None to go on drawing."""
+        if skipped_in_a_row < MAX_SKIPS_IN_A_ROW or not self.below_cheapest():
+            return None
+        return (f"the last {skipped_in_a_row} trials drawn were skipped, and the "
+                f"{duration(self.left() or 0.0)} of --timeout left are less than the "
+                f"cheapest trial estimated in this run ({duration(self.cheapest or 0.0)})")
+
     def stop_at_report(self, trial_started: float, epoch_seconds: float) -> str | None:
         """At a report: why the trial stops now (its next epoch, as long as the last one,
         would end past its cap or the timeout), or None to go on."""

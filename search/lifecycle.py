@@ -29,11 +29,10 @@ from han.synthetic import SyntheticSpec, builtin_corpus
 from han.train import DeviceOutOfMemoryError, EpochMetrics, Report
 from search import records
 from search.baseline import BaselineOutcome, ensure_baseline
-from search.budget import MAX_SKIPS_IN_A_ROW, Budget, StoppedBeforeAnEpoch, TrialEstimate
+from search.budget import Budget, StoppedBeforeAnEpoch, TrialEstimate
 from search.datasets import training_input
 from search.errors import SearchError
 from search.export import register_best
-from search.formatting import duration
 from search.objective import SearchContext, objective
 from search.records import DatasetRecord, Key, Outcome, StudyRecord, Tag, TrialRecord
 from search.reports import log_study_plots
@@ -436,12 +435,9 @@ def run_study(spec: StudySpec, options: RunOptions, *, trials: int | None = None
             else:
                 counter["trained"] += 1
                 counter["skipped_in_a_row"] = 0
-            if (counter["skipped_in_a_row"] >= MAX_SKIPS_IN_A_ROW
-                    and budget.below_cheapest()):
-                ended_early.append(
-                    f"the last {MAX_SKIPS_IN_A_ROW} trials drawn were skipped, and the "
-                    f"{duration(budget.left() or 0.0)} of --timeout left are less than the "
-                    f"cheapest trial estimated in this run ({duration(budget.cheapest or 0.0)})")
+            reason = budget.ends_after_skips(counter["skipped_in_a_row"])
+            if reason is not None:
+                ended_early.append(reason)
                 study.stop()
             if counter["trained"] >= total:
                 study.stop()
