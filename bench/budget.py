@@ -72,22 +72,38 @@ def _tree_rss(root: int) -> int:
     return total
 
 
-def run_sampled(command: list[str], cwd: Path, log: Path) -> tuple[int, float, int]:
-    """Run `command`, its output to `log`: exit code, seconds, peak tree RSS in bytes."""
+def run_sampled(command: list[str], cwd: Path, log: Path, timeline: Path | None = None
+                ) -> tuple[int, float, int]:
+    """Run `command`, its output to `log`: exit code, seconds, peak tree RSS in bytes. With
+    `timeline`, every log line is prefixed with the seconds since the start and the tree's
+    RSS is written there (seconds, MB) at every sample, to find what a peak belongs to."""
     peak = [0]
     started = time.perf_counter()
+    samples = timeline.open("w") if timeline is not None else None
     with log.open("w") as out:
-        process = subprocess.Popen(command, cwd=cwd, stdout=out, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.PIPE,
+                                   stderr=subprocess.STDOUT, text=True, bufsize=1,
+                                   env={**os.environ, "PYTHONUNBUFFERED": "1"})
 
         def sample() -> None:
             while process.poll() is None:
-                peak[0] = max(peak[0], _tree_rss(process.pid))
+                rss = _tree_rss(process.pid)
+                peak[0] = max(peak[0], rss)
+                if samples is not None:
+                    samples.write(f"{time.perf_counter() - started:.1f},{rss / 2**20:.0f}\n")
                 time.sleep(0.2)
 
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
+        assert process.stdout is not None
+        for line in process.stdout:
+            prefix = f"[{time.perf_counter() - started:7.1f}s] " if timeline else ""
+            out.write(prefix + line)
+            out.flush()
         code = process.wait()
         sampler.join()
+    if samples is not None:
+        samples.close()
     return code, time.perf_counter() - started, peak[0]
 
 
@@ -110,6 +126,8 @@ def main() -> int:
     parser.add_argument("--config", type=Path, help="study file (default: the demo's)")
     parser.add_argument("--plain", action="store_true", help="no study file at all")
     parser.add_argument("--keep", type=Path, help="work in this folder and keep it")
+    parser.add_argument("--timeline", action="store_true",
+                        help="time-stamp the log and write memory.csv (seconds, MB)")
     args = parser.parse_args()
     folder = args.keep or Path(tempfile.mkdtemp(prefix="han-budget-"))
     folder.mkdir(parents=True, exist_ok=True)
@@ -126,7 +144,8 @@ def main() -> int:
                str(args.timeout), "--device", "cpu", "--study", "budget"]
     if not args.plain:
         command += ["--config", str(args.config or demo_study_for(train, folder / "study.toml"))]
-    code, seconds, peak = run_sampled(command, folder, folder / "run.log")
+    code, seconds, peak = run_sampled(command, folder, folder / "run.log",
+                                      folder / "memory.csv" if args.timeline else None)
     print(f"run          {' '.join(command[1:])}: exit {code}, log {folder / 'run.log'}")
     children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
     found = outcomes(f"sqlite:///{folder}/han-search.db")

@@ -12,8 +12,14 @@ import numpy as np
 from han.batching import Segments
 
 # The first training batch of a run pays one-off costs (kernel selection, allocator warm-up)
-# and is not timed; the next PROBE_BATCHES are.
+# and is not timed; then at least PROBE_BATCHES are, and for at least PROBE_SECONDS (or to
+# the epoch's end). Three batches alone took 0.1-0.3 s on small shapes, and estimates of one
+# configuration then ranged 1m35s-5m19s (11,000 documents, 2 cores): a few short batches,
+# each with its fixed cost (the optimiser step over a 107k-row embedding) and one-off
+# kernel choices for new widths, stood for the whole epoch. Two seconds of batches average
+# the length mix; a skipped trial costs that much more.
 PROBE_BATCHES = 3
+PROBE_SECONDS = 2.0
 # Evaluation time per padded token as a share of a training step's: a forward pass without
 # backward. README: 87.7 docs/s evaluating against 24.2 training, fp32 on 2 cores (0.28).
 EVAL_SHARE = 0.3
@@ -69,9 +75,9 @@ class Probe:
         if index == 0 and last > 0:
             self.started = time.perf_counter()  # the warm-up batch is not timed
             return
-        if index < PROBE_BATCHES and index < last:
-            return
         seconds = time.perf_counter() - self.started
+        if (index < PROBE_BATCHES or seconds < PROBE_SECONDS) and index < last:
+            return
         timed = slice(1, index + 1) if index else slice(0, 1)
         rate = seconds / max(int(self.train_tokens[timed].sum()), 1)
         report, self.report = self.report, None

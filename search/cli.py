@@ -278,8 +278,8 @@ def run(
     config: Annotated[Path | None, typer.Option(
         help="Study file (TOML); default: the built-in studies/demo.toml.")] = None,
     trials: Annotated[int | None, typer.Option(
-        min=1, help="Trials to run now (added to the study); default: the study file's.")] =
-        None,
+        min=1, help="Trials to train now (added to the study); default: as many as "
+        "--timeout holds when it is given, else the study file's count.")] = None,
     timeout: Annotated[float | None, typer.Option(
         min=1, help=f"Seconds the run may take, {MAX_TRIAL_SHARE:.0%} per trial.")] = None,
     train: Annotated[Path | None, typer.Option(
@@ -377,7 +377,8 @@ def _run_in_workers(spec: StudySpec, options: RunOptions, *, workers: int,
                         work_dir=work_dir, **file_format)
     return lifecycle.run_with_workers(
         spec, options, workers=workers, trials=trials, threads=threads, worker_args=args,
-        per_gpu=per_gpu, on_baseline=lambda outcome: typer.echo(baseline_line(outcome)))
+        timeout=timeout, per_gpu=per_gpu,
+        on_baseline=lambda outcome: typer.echo(baseline_line(outcome)))
 
 
 # The options a worker gets on its command line. The stores' URLs travel in its environment

@@ -377,6 +377,17 @@ def reference_due(study: optuna.Study, spec: StudySpec, *, done: int,
     return started >= spec.reference_after or (total is not None and done >= total - 1)
 
 
+def session_trials(spec: StudySpec, *, trials: int | None, timeout: float | None
+                   ) -> int | None:
+    """The trials a session trains: `--trials` when given; else, under `--timeout`, as many
+    as the time holds (None); else the study file's count. A user who gives only a time
+    means to spend it: with the study file's 50 trials a 40-minute run on a fast machine
+    ended 7 minutes early."""
+    if trials is not None:
+        return trials
+    return None if timeout is not None else spec.trials
+
+
 def describe_data(prepared: PreparedStudy) -> DataProfile:
     """The data block of a run: the training file, the reference configuration's split and
     vocabulary (kept in the cache for the trials), and what the study's segment shapes
@@ -392,15 +403,16 @@ def run_study(spec: StudySpec, options: RunOptions, *, trials: int | None = None
               progress: Progress | None = None,
               should_stop: Callable[[], bool] | None = None,
               budget: Budget | None = None) -> RunSummary:
-    """Run `trials` more trials of the study (the study file's count when None) within
-    `budget` (default: `timeout` seconds from now; see search.budget)."""
+    """Run `trials` more trials of the study within `budget` (default: `timeout` seconds
+    from now; see search.budget). `trials` None: as many as the budget holds when it has a
+    timeout, else the study file's count."""
     started = time.perf_counter()
     check_writable(work_dir, folder=True)
     budget = budget or Budget(timeout)
     prepared = prepare_study(spec, options)
     if progress is not None:
         progress.data_described(describe_data(prepared))
-    total = trials if trials is not None else spec.trials
+    total = session_trials(spec, trials=trials, timeout=budget.timeout)
     # index: trials started this session; trained: those not skipped by the budget, which
     # are what `total` counts (a skipped trial costs a few batches, not a trial's work).
     counter = {"index": 0, "trained": 0, "skipped_in_a_row": 0}
@@ -439,7 +451,7 @@ def run_study(spec: StudySpec, options: RunOptions, *, trials: int | None = None
             if reason is not None:
                 ended_early.append(reason)
                 study.stop()
-            if counter["trained"] >= total:
+            if budget.expired() or (total is not None and counter["trained"] >= total):
                 study.stop()
 
         if reference_due(prepared.study, prepared.spec, done=0, total=total):
@@ -486,10 +498,12 @@ def _search_context(prepared: PreparedStudy, *, parent_run_id: str, work_dir: Pa
 
 def run_with_workers(spec: StudySpec, options: RunOptions, *, workers: int,
                      trials: int | None, threads: int | None, worker_args: list[str],
+                     timeout: float | None = None,
                      on_baseline: Callable[[BaselineOutcome], None] | None = None,
                      per_gpu: int = 1) -> tuple[RunSummary, int]:
     """Split `trials` exactly among `workers` processes on this machine, each a `han-search
-    run` with `worker_args`; returns the summary and the first failing worker's exit code."""
+    run` with `worker_args` (which carry `timeout`: see `session_trials`); returns the
+    summary and the first failing worker's exit code."""
     started = time.perf_counter()
     # The study, its reference trial and parent run are created once, before the workers
     # race for them.
@@ -497,7 +511,8 @@ def run_with_workers(spec: StudySpec, options: RunOptions, *, workers: int,
     # The enqueued reference trial waits to be run: it counts as this run's.
     before = len(prepared.study.get_trials(
         deepcopy=False, states=tuple(s for s in TrialState if s != TrialState.WAITING)))
-    plans = plan_workers(workers=workers, trials=trials or spec.trials, device=options.device,
+    plans = plan_workers(workers=workers, device=options.device,
+                         trials=session_trials(spec, trials=trials, timeout=timeout),
                          threads=threads, per_gpu=per_gpu)
     with prepared.parent_run() as parent:
         _baseline(prepared, parent.id, on_baseline)
@@ -522,6 +537,8 @@ def _baseline(prepared: PreparedStudy, parent_run_id: str,
     outcome = ensure_baseline(prepared.spec, prepared.corpus, prepared.study,
                               tracker=prepared.tracker, parent_run_id=parent_run_id,
                               tags=prepared.run_tags, threads=torch.get_num_threads())
+    # Its sparse matrices are gone once it is scored; the trials need the memory.
+    release_host_memory()
     if show is not None:
         show(outcome)
 

@@ -21,7 +21,7 @@ import torch
 @dataclass(frozen=True)
 class WorkerPlan:
     index: int
-    trials: int
+    trials: int | None  # None: as many as the worker's --timeout holds
     threads: int
     device: str
 
@@ -31,10 +31,11 @@ def gpus_for(device: str) -> int:
     return torch.cuda.device_count() if device in ("auto", "cuda") else 0
 
 
-def plan_workers(*, workers: int, trials: int, device: str, threads: int | None = None,
+def plan_workers(*, workers: int, trials: int | None, device: str, threads: int | None = None,
                  cpu_count: int | None = None, per_gpu: int = 1,
                  gpu_count: int | None = None) -> list[WorkerPlan]:
-    """Split the trials exactly (no lost or extra trial) and the devices fairly.
+    """Split the trials exactly (no lost or extra trial) and the devices fairly. `trials`
+    None (a run under --timeout alone): every worker trains until the timeout.
 
     With GPUs (`gpu_count`, default: what `device` can use), workers fill them `per_gpu` at
     a time: workers 0..K-1 on cuda:0, the next K on cuda:1, and round again when there are
@@ -46,12 +47,13 @@ def plan_workers(*, workers: int, trials: int, device: str, threads: int | None 
     gpus = gpus_for(device) if gpu_count is None else gpu_count
     plans = []
     for index in range(workers):
-        share = trials // workers + (1 if index < trials % workers else 0)
+        share = None if trials is None else (
+            trials // workers + (1 if index < trials % workers else 0))
         worker_device = f"cuda:{index // per_gpu % gpus}" if gpus else device
         plans.append(WorkerPlan(index=index, trials=share,
                                 threads=threads or max(1, cores // workers),
                                 device=worker_device))
-    return [plan for plan in plans if plan.trials > 0]
+    return [plan for plan in plans if plan.trials is None or plan.trials > 0]
 
 
 def run_workers(plans: Sequence[WorkerPlan], base_args: Sequence[str], *,
@@ -67,8 +69,9 @@ def run_workers(plans: Sequence[WorkerPlan], base_args: Sequence[str], *,
     lock = threading.Lock()
     processes: list[subprocess.Popen[str]] = []
     for plan in plans:
-        args = [sys.executable, "-m", "search.cli", "run", *base_args,
-                "--trials", str(plan.trials), "--threads", str(plan.threads),
+        trials = [] if plan.trials is None else ["--trials", str(plan.trials)]
+        args = [sys.executable, "-m", "search.cli", "run", *base_args, *trials,
+                "--threads", str(plan.threads),
                 "--device", plan.device, "--worker-index", str(plan.index)]
         # Own process group: a terminal's Ctrl-C reaches the workers once, through pass_on
         # below, rather than twice (a second signal means "stop at once").

@@ -13,6 +13,7 @@ import pytest
 from mlflow import MlflowClient
 from optuna.trial import TrialState
 
+from han import cost
 from han.batching import DataCache, segment
 from han.config import DataConfig
 from han.cost import EpochEstimate
@@ -20,7 +21,7 @@ from han.io import load_corpus
 from han.profile import describe
 from search.budget import MAX_SKIPS_IN_A_ROW, Budget, TrialSkipped, eta_seconds
 from search.cli import data_block
-from search.lifecycle import RunOptions, run_study
+from search.lifecycle import RunOptions, run_study, session_trials
 from search.records import Outcome, TrialRecord
 from search.studyfile import load_study_file
 from tests.conftest import easy_corpus, write_tsv
@@ -265,3 +266,47 @@ def test_a_run_whose_time_left_fits_no_trial_ends_after_a_few_skips(tmp_path: Pa
     assert summary.ended_early.startswith(f"the last {MAX_SKIPS_IN_A_ROW} trials drawn were "
                                           "skipped, and the 0s of --timeout left are less "
                                           "than the cheapest trial estimated")
+
+
+def test_a_timeout_alone_trains_past_the_study_files_trial_count(tmp_path: Path) -> None:
+    # The study file says 1 trial; `--timeout` without `--trials` means "spend the time".
+    spec, options = _study(tmp_path, "spend")
+    assert spec.trials == 1
+    clock = FakeClock()
+
+    class TimeRunsOutAtTheFourthTrial(Recorder):
+        def next_trial(self, index: int, total: int | None) -> None:
+            assert total is None
+            clock.now = 999.9 if index >= 4 else 0.0
+
+    summary = run_study(spec, options, work_dir=tmp_path / "work",
+                        progress=TimeRunsOutAtTheFourthTrial(),
+                        budget=Budget(1000, clock=clock))
+    trials = optuna.load_study(study_name="spend", storage=options.storage).trials
+    trained = [t for t in trials if TrialRecord.of(t).outcome is not Outcome.SKIPPED]
+    assert len(trained) == 3 and summary.ended_early is not None
+
+
+def test_session_trials_follow_the_command_line(tmp_path: Path) -> None:
+    spec = load_study_file(study_toml(tmp_path / "count.toml", name="count",
+                                      train="train.tsv", trials=7))
+    assert session_trials(spec, trials=3, timeout=None) == 3
+    assert session_trials(spec, trials=3, timeout=60.0) == 3
+    assert session_trials(spec, trials=None, timeout=None) == 7
+    assert session_trials(spec, trials=None, timeout=60.0) is None
+
+
+def test_the_estimate_times_batches_for_at_least_probe_seconds(monkeypatch) -> None:
+    now = [0.0]
+    monkeypatch.setattr(cost.time, "perf_counter", lambda: now[0])
+    estimates: list[EpochEstimate] = []
+    probe = cost.Probe(np.full(100, 1000), 0, estimates.append)
+    probe.begin()
+    for index in range(100):
+        now[0] += 0.125  # PROBE_BATCHES such batches are far from PROBE_SECONDS
+        probe.batch_done(index)
+        if estimates:
+            break
+    timed = estimates[0].timed_batches
+    assert timed > cost.PROBE_BATCHES and estimates[0].timed_seconds >= cost.PROBE_SECONDS
+    assert estimates[0].train_seconds == pytest.approx(0.125 * 100)

@@ -55,3 +55,8 @@ def test_workers_per_gpu_without_a_gpu_is_a_one_line_error(tmp_path) -> None:
     assert result.exit_code == 2
     assert "--workers-per-gpu 2: no CUDA GPU for --device auto" in result.output
     assert not (tmp_path / "o.db").exists()
+
+
+def test_a_timeout_alone_gives_every_worker_the_whole_time() -> None:
+    plans = plan_workers(workers=3, trials=None, device="cpu", cpu_count=6)
+    assert [p.trials for p in plans] == [None, None, None]
