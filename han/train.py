@@ -26,7 +26,7 @@ from han.batching import (
 from han.checkpoint import save_checkpoint
 from han.config import DataConfig, HANConfig, TrainConfig
 from han.cost import EpochEstimate, Probe, padded_tokens
-from han.device import autocast, batch_tensors, resolve_device, use_bf16
+from han.device import autocast, batch_tensors, resolve_device, trim_heap, use_bf16
 from han.files import written_atomically
 from han.model import HAN
 from han.predict import predict_probabilities
@@ -379,6 +379,7 @@ class _Reports:
             run.model, data.segments, self.sample, batch_size=step.train_config.eval_batch_size,
             device=step.device).argmax(1)
         run.model.train()
+        trim_heap()
         self.last_step = point
         f1 = float(f1_score(data.labels[self.sample], predicted, average="macro",
                             zero_division=0))
@@ -438,6 +439,7 @@ def _epoch(run: _Run, data: EncodedSplit, epoch: int, step: _Step, *,
     dev_pred = predict_probabilities(run.model, data.segments, data.dev_docs,
                                      batch_size=step.train_config.eval_batch_size,
                                      device=step.device).argmax(1)
+    trim_heap()
     scores = macro_scores(data.labels[data.dev_docs], dev_pred)
     metrics = EpochMetrics(
         epoch=epoch,
