@@ -13,7 +13,8 @@ file (the demo's class names belong to the built-in corpus); with --plain no stu
 given at all. Peak memory: the largest sum of the process tree's resident sets, sampled
 every 0.2 s, and the children's ru_maxrss (the largest single process).
 
-Usage:  python bench/budget.py [--timeout 2400] [--docs 11000] [--keep DIR]
+Usage:  python bench/budget.py [--timeout 2400] [--docs 11000] [--keep DIR] [--plain]
+        [--precision fp32] [--timeline]
 """
 
 from __future__ import annotations
@@ -41,11 +42,13 @@ from search.studyfile import builtin_study_path, load_study_file
 from tests.helpers import han_search_command, study_toml
 
 
-def demo_study_for(train: Path, path: Path) -> Path:
-    """The built-in demo study's sampler, pruner, fixed settings and space, for `train`."""
+def demo_study_for(train: Path, path: Path, precision: str | None = None) -> Path:
+    """The built-in demo study's sampler, pruner, fixed settings and space, for `train`
+    (with `precision` fixed, when given)."""
     spec = load_study_file(builtin_study_path())
     space = {p.name: p.model_dump(exclude_none=True) for p in spec.space}
-    return study_toml(path, name="budget", train=train, trials=spec.trials, fixed=spec.fixed,
+    fixed = spec.fixed | ({"precision": precision} if precision else {})
+    return study_toml(path, name="budget", train=train, trials=spec.trials, fixed=fixed,
                       space=space, pruner=spec.pruner, reference={},
                       seed=spec.sampler.get("seed", 0))
 
@@ -126,6 +129,9 @@ def main() -> int:
     parser.add_argument("--config", type=Path, help="study file (default: the demo's)")
     parser.add_argument("--plain", action="store_true", help="no study file at all")
     parser.add_argument("--keep", type=Path, help="work in this folder and keep it")
+    parser.add_argument("--precision", choices=("auto", "fp32", "bf16"),
+                        help="fix the training arithmetic in the demo's study (fp32: the "
+                        "path a CPU without AVX512-BF16 takes)")
     parser.add_argument("--timeline", action="store_true",
                         help="time-stamp the log and write memory.csv (seconds, MB)")
     args = parser.parse_args()
@@ -143,7 +149,10 @@ def main() -> int:
     command = [*han_search_command(), "run", "--train", str(train), "--timeout",
                str(args.timeout), "--device", "cpu", "--study", "budget"]
     if not args.plain:
-        command += ["--config", str(args.config or demo_study_for(train, folder / "study.toml"))]
+        command += ["--config", str(args.config or demo_study_for(
+            train, folder / "study.toml", args.precision))]
+    elif args.precision:
+        parser.error("--precision needs a study file: drop --plain")
     code, seconds, peak = run_sampled(command, folder, folder / "run.log",
                                       folder / "memory.csv" if args.timeline else None)
     print(f"run          {' '.join(command[1:])}: exit {code}, log {folder / 'run.log'}")
