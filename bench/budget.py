@@ -43,13 +43,14 @@ from tests.helpers import han_search_command, study_toml
 
 
 def demo_study_for(train: Path, path: Path, precision: str | None = None) -> Path:
-    """The built-in demo study's sampler, pruner, fixed settings and space, for `train`
-    (with `precision` fixed, when given)."""
+    """The built-in demo study's sampler, pruner, fixed settings, space and place of the
+    reference trial, for `train` (with `precision` fixed, when given)."""
     spec = load_study_file(builtin_study_path())
     space = {p.name: p.model_dump(exclude_none=True) for p in spec.space}
     fixed = spec.fixed | ({"precision": precision} if precision else {})
     return study_toml(path, name="budget", train=train, trials=spec.trials, fixed=fixed,
                       space=space, pruner=spec.pruner, reference={},
+                      reference_after=spec.reference_after,
                       seed=spec.sampler.get("seed", 0))
 
 

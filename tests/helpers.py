@@ -29,12 +29,13 @@ def toml_value(value: Any) -> str:
 
 def study_toml(path: Path, *, name: str, train: Path, trials: int, fixed: dict[str, Any],
                space: dict[str, dict[str, Any]], pruner: dict[str, Any],
-               reference: dict[str, Any] | None = None, seed: int = 0,
-               sampler: str = "tpe") -> Path:
+               reference: dict[str, Any] | None = None, reference_after: int = 0,
+               seed: int = 0, sampler: str = "tpe") -> Path:
     """A small study file in the layout of studies/demo.toml."""
     lines = ["[study]", f"name = {toml_value(name)}", 'direction = "maximize"',
              f"trials = {trials}",
              f"enqueue_reference = {toml_value(reference is not None)}",
+             f"reference_after = {reference_after}",
              "", "[sampler]", f"name = {toml_value(sampler)}", f"seed = {seed}",
              "", "[pruner]", *(f"{k} = {toml_value(v)}" for k, v in pruner.items()),
              "", "[data]", f"train = {toml_value(str(train))}",
