@@ -13,7 +13,7 @@ against none: one report per epoch). The sampler is random, seeded: both variant
 the same 20 configurations, and differ only in when the pruner may stop them (with TPE, the
 second variant's sampler would also learn from other evidence, and the comparison would mix
 that in). The pruner is a percentile rule that compares a trial with the complete trials at
-the same number of training documents: first at 0.2 epochs, then once an epoch, a trial whose
+the same number of training documents: at every report from 0.2 epochs on, a trial whose
 best report is not in their top third stops. Prints per variant: wall time, trials complete
 and pruned, training documents seen by all trials, and the best dev macro-F1.
 
@@ -28,6 +28,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo's packages
 
@@ -47,17 +48,26 @@ SPACE = {
     "seg_len": {"type": "categorical", "choices": [16, 32]},
     "max_segments": {"type": "categorical", "choices": [2, 4]},
 }
+# The pruner's checks, its n_warmup_steps and interval_steps (see bench/pruner_replay.py for
+# how they were chosen).
+FIRST_CHECK = "0.2 epochs"
+CHECK_EVERY = "0.2 epochs"
 FIXED = {"batch_size": 64, "embed_dim": 32, "min_count": 2, "patience": 2,
          "report_dev_docs": 1000}
 
 
+def pruner_of(args: argparse.Namespace) -> dict[str, Any]:
+    """The [pruner] table both variants share."""
+    return {"name": "percentile", "percentile": args.keep_percent, "n_startup_trials": 1,
+            "n_warmup_steps": args.first_check, "interval_steps": args.check_every}
+
+
 def run_variant(train: Path, folder: Path, *, args: argparse.Namespace,
-                report_every: str | None) -> dict:
+                report_every: str | None, pruner: dict[str, Any]) -> dict:
+    """Runs the study in `folder` and sums up its trials."""
     folder.mkdir(parents=True, exist_ok=True)
     fixed = FIXED | {"epochs": args.epochs} | ({"report_every": report_every} if report_every
                                               else {})
-    pruner = {"name": "percentile", "percentile": args.keep_percent, "n_startup_trials": 1,
-              "n_warmup_steps": args.first_check, "interval_steps": "1 epochs"}
     study = study_toml(folder / "study.toml", name="reports", train=train, trials=args.trials,
                        fixed=fixed, space=SPACE, pruner=pruner, sampler=args.sampler,
                        seed=args.seed)
@@ -85,8 +95,10 @@ def main() -> int:
     parser.add_argument("--keep", type=Path, help="work in this folder and keep it")
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--report-every", default="0.2 epochs")
-    parser.add_argument("--first-check", default="0.2 epochs",
-                        help="the pruner's first check (its n_warmup_steps); then one a epoch")
+    parser.add_argument("--first-check", default=FIRST_CHECK,
+                        help="the pruner's first check (its n_warmup_steps)")
+    parser.add_argument("--check-every", default=CHECK_EVERY,
+                        help="the pruner's checks after the first (its interval_steps)")
     parser.add_argument("--keep-percent", type=float, default=33.0,
                         help="a trial goes on while its best report is in this top percent "
                              "of the complete trials' at the same step")
@@ -97,7 +109,8 @@ def main() -> int:
     args = parser.parse_args()
     folder = args.keep or Path(tempfile.mkdtemp(prefix="han-reports-"))
     train, _ = write_corpus(SyntheticSpec(n_train=args.docs, n_test=0), folder / "corpus")
-    rows = [run_variant(train, folder / name, args=args, report_every=every)
+    rows = [run_variant(train, folder / name, args=args, report_every=every,
+                        pruner=pruner_of(args))
             for name, every in (("epoch-end", None), ("inside", args.report_every))]
     print(f"{'reports':<14} {'wall':>8} {'complete':>9} {'pruned':>7} {'docs trained':>13} "
           f"{'epochs':>7} {'best dev F1':>12}")

@@ -1,0 +1,141 @@
+#!/usr/bin/env python3
+"""How to choose the pruner of bench/reports.py: record whole learning curves once, then
+replay them through Optuna's pruners offline.
+
+Per seed, runs bench/reports.py's study once with no pruner and reports every 0.2 epoch
+(the real command, in DIR/seed-N; an existing recording is reused), so every one of
+the 20 configurations leaves its whole curve in the Optuna storage. Training is
+deterministic and the random sampler draws the same configurations whatever is pruned, so
+feeding a curve to a pruner step by step and stopping where it says predicts a real run's
+decisions, for both variants of bench/reports.py: reports every 0.2 epoch, or only at epoch
+ends (the curve's points at whole epochs, which score the full dev fold in both). For its
+default pruner on seeds 0-2 it predicted 48%, 48% and 35% of the documents; real runs
+trained 48%, 48% and 38%.
+
+Prints, per pruner setting and seed, the documents trained with reports inside epochs as a
+share of those trained with reports at epoch ends, and the change in the best dev F1; the
+last column is the worst seed. bench/reports.py then measures the chosen setting for real.
+
+Usage:  python bench/pruner_replay.py [--seeds 0 1 2] [--keep DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo's packages
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from bench.reports import FIXED, run_variant
+from han.synthetic import SyntheticSpec, write_corpus
+from search.records import TrialRecord
+from search.storage import open_study
+from search.studyspec import PRUNER_STEPS, PRUNERS, in_documents
+
+REPORT_EVERY = "0.2 epochs"
+
+
+@dataclass(frozen=True)
+class Replay:
+    docs: int  # training documents seen by all trials
+    best: float  # the best complete trial's value
+
+
+def record(folder: Path, *, train: Path, seed: int, trials: int, epochs: int) -> list[FrozenTrial]:
+    """Whole curves of `trials` seeded random configurations, recorded once in `folder`."""
+    storage = folder / "han-search.db"
+    if not storage.exists():
+        args = argparse.Namespace(epochs=epochs, trials=trials, sampler="random", seed=seed)
+        run_variant(train, folder, args=args, report_every=REPORT_EVERY,
+                    pruner={"name": "none"})
+    found = open_study("reports", f"sqlite:///{storage}").trials
+    complete = [t for t in found if t.state == TrialState.COMPLETE]
+    if len(complete) != trials:
+        sys.exit(f"{folder}: {len(complete)} of {trials} trials complete; see its run.log")
+    return complete
+
+
+def replay(curves: list[FrozenTrial], pruner: optuna.pruners.BasePruner, *,
+           epoch_docs: int, inside: bool) -> Replay:
+    """The decisions `pruner` takes on `curves` in their order: reports at every recorded
+    step (`inside`) or at whole epochs only."""
+    study = optuna.create_study(direction="maximize", pruner=pruner)
+    docs, best = 0, float("-inf")
+    for curve in curves:
+        trial = study.ask()
+        steps = sorted(step for step in curve.intermediate_values
+                       if inside or step % epoch_docs == 0)
+        for step in steps:
+            trial.report(curve.intermediate_values[step], step)
+            if trial.should_prune():
+                study.tell(trial, state=TrialState.PRUNED)
+                docs += step
+                break
+        else:
+            study.tell(trial, curve.value)
+            docs += steps[-1]
+            best = max(best, curve.value)
+    return Replay(docs=docs, best=best)
+
+
+def settings() -> list[dict[str, object]]:
+    """The percentile rules tried: top third or half, first check at 0.2-0.6 epoch, then
+    every report or once an epoch, after 1 or 2 complete trials."""
+    return [{"name": "percentile", "percentile": keep, "n_startup_trials": startup,
+             "n_warmup_steps": first, "interval_steps": every}
+            for keep, startup, first, every in itertools.product(
+                (33.0, 50.0), (1, 2), ("0.2 epochs", "0.4 epochs", "0.6 epochs"),
+                ("0.2 epochs", "1 epochs"))]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--docs", type=int, default=20_000)
+    parser.add_argument("--trials", type=int, default=20)
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--keep", type=Path, help="work in this folder and keep it (and "
+                                                  "reuse its recordings)")
+    args = parser.parse_args()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    folder = args.keep or Path(tempfile.mkdtemp(prefix="han-replay-"))
+    corpus = folder / "corpus"
+    train = corpus / "train.tsv"
+    if not train.exists():
+        train, _ = write_corpus(SyntheticSpec(n_train=args.docs, n_test=0), corpus)
+    pools = {seed: record(folder / f"seed-{seed}", train=train, seed=seed,
+                          trials=args.trials, epochs=args.epochs) for seed in args.seeds}
+    print(f"fixed {FIXED}; {args.trials} trials x {args.epochs} epochs; reports every "
+          f"{REPORT_EVERY}; cells: documents inside / at epoch ends, best F1 change")
+    header = f"{'keep':>5} {'startup':>7} {'first':>6} {'every':>6}"
+    print(header + "".join(f" {'seed ' + str(s):>15}" for s in args.seeds) + f" {'worst':>15}")
+    for setting in settings():
+        cells, worst_share, worst_change = [], 0.0, float("inf")
+        for curves in pools.values():
+            epoch_docs = TrialRecord.of(curves[0]).epoch_docs
+            assert epoch_docs, "the recording has no epoch size"
+            table = {key: in_documents(value, epoch_docs) if key in PRUNER_STEPS else value
+                     for key, value in setting.items() if key != "name"}
+            runs = [replay(curves, PRUNERS["percentile"](**table), epoch_docs=epoch_docs,
+                           inside=inside) for inside in (False, True)]
+            share, change = runs[1].docs / runs[0].docs, runs[1].best - runs[0].best
+            worst_share, worst_change = max(worst_share, share), min(worst_change, change)
+            cells.append(f"{share:5.0%} {change:+.3f}")
+        first = str(setting["n_warmup_steps"]).split()[0]
+        every = str(setting["interval_steps"]).split()[0]
+        print(f"{setting['percentile']:>5.0f} {setting['n_startup_trials']:>7} {first:>6} "
+              f"{every:>6}" + "".join(f" {c:>15}" for c in cells)
+              + f" {worst_share:5.0%} {worst_change:+.3f}")
+    print(f"recordings in {folder}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
