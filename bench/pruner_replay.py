@@ -25,7 +25,7 @@ import argparse
 import itertools
 import sys
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo's packages
@@ -33,13 +33,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo's packa
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from bench.reports import FIXED, run_variant
+from bench.reports import FIXED, REPORT_EVERY, run_variant
 from han.synthetic import SyntheticSpec, write_corpus
 from search.records import TrialRecord
 from search.storage import open_study
-from search.studyspec import PRUNER_STEPS, PRUNERS, in_documents
+from search.studyfile import load_study_file
+from search.studyspec import StudySpec
 
-REPORT_EVERY = "0.2 epochs"
+
+@dataclass(frozen=True)
+class Pool:
+    curves: list[FrozenTrial]  # the complete trials, in their order
+    spec: StudySpec  # the recording's study file
+    epoch_docs: int  # training documents per epoch
 
 
 @dataclass(frozen=True)
@@ -48,7 +54,7 @@ class Replay:
     best: float  # the best complete trial's value
 
 
-def record(folder: Path, *, train: Path, seed: int, trials: int, epochs: int) -> list[FrozenTrial]:
+def record(folder: Path, *, train: Path, seed: int, trials: int, epochs: int) -> Pool:
     """Whole curves of `trials` seeded random configurations, recorded once in `folder`."""
     storage = folder / "han-search.db"
     if not storage.exists():
@@ -59,19 +65,23 @@ def record(folder: Path, *, train: Path, seed: int, trials: int, epochs: int) ->
     complete = [t for t in found if t.state == TrialState.COMPLETE]
     if len(complete) != trials:
         sys.exit(f"{folder}: {len(complete)} of {trials} trials complete; see its run.log")
-    return complete
+    epoch_docs = TrialRecord.of(complete[0]).epoch_docs
+    if not epoch_docs:
+        sys.exit(f"{folder}: the recording has no epoch size")
+    return Pool(curves=complete, spec=load_study_file(folder / "study.toml"),
+                epoch_docs=epoch_docs)
 
 
-def replay(curves: list[FrozenTrial], pruner: optuna.pruners.BasePruner, *,
-           epoch_docs: int, inside: bool) -> Replay:
-    """The decisions `pruner` takes on `curves` in their order: reports at every recorded
-    step (`inside`) or at whole epochs only."""
+def replay(pool: Pool, setting: dict[str, object], *, inside: bool) -> Replay:
+    """The decisions the pruner `setting` describes takes on the pool's curves in their
+    order: reports at every recorded step (`inside`) or at whole epochs only."""
+    pruner = replace(pool.spec, pruner=setting).in_documents(pool.epoch_docs).make_pruner()
     study = optuna.create_study(direction="maximize", pruner=pruner)
     docs, best = 0, float("-inf")
-    for curve in curves:
+    for curve in pool.curves:
         trial = study.ask()
         steps = sorted(step for step in curve.intermediate_values
-                       if inside or step % epoch_docs == 0)
+                       if inside or step % pool.epoch_docs == 0)
         for step in steps:
             trial.report(curve.intermediate_values[step], step)
             if trial.should_prune():
@@ -118,13 +128,8 @@ def main() -> int:
     print(header + "".join(f" {'seed ' + str(s):>15}" for s in args.seeds) + f" {'worst':>15}")
     for setting in settings():
         cells, worst_share, worst_change = [], 0.0, float("inf")
-        for curves in pools.values():
-            epoch_docs = TrialRecord.of(curves[0]).epoch_docs
-            assert epoch_docs, "the recording has no epoch size"
-            table = {key: in_documents(value, epoch_docs) if key in PRUNER_STEPS else value
-                     for key, value in setting.items() if key != "name"}
-            runs = [replay(curves, PRUNERS["percentile"](**table), epoch_docs=epoch_docs,
-                           inside=inside) for inside in (False, True)]
+        for pool in pools.values():
+            runs = [replay(pool, setting, inside=inside) for inside in (False, True)]
             share, change = runs[1].docs / runs[0].docs, runs[1].best - runs[0].best
             worst_share, worst_change = max(worst_share, share), min(worst_change, change)
             cells.append(f"{share:5.0%} {change:+.3f}")

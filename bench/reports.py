@@ -50,6 +50,7 @@ SPACE = {
 }
 # The pruner's checks, its n_warmup_steps and interval_steps (see bench/pruner_replay.py for
 # how they were chosen).
+REPORT_EVERY = "0.2 epochs"  # the variant with reports inside epochs
 FIRST_CHECK = "0.2 epochs"
 CHECK_EVERY = "0.2 epochs"
 FIXED = {"batch_size": 64, "embed_dim": 32, "min_count": 2, "patience": 2,
@@ -94,7 +95,7 @@ def main() -> int:
     parser.add_argument("--trials", type=int, default=20)
     parser.add_argument("--keep", type=Path, help="work in this folder and keep it")
     parser.add_argument("--epochs", type=int, default=2)
-    parser.add_argument("--report-every", default="0.2 epochs")
+    parser.add_argument("--report-every", default=REPORT_EVERY)
     parser.add_argument("--first-check", default=FIRST_CHECK,
                         help="the pruner's first check (its n_warmup_steps)")
     parser.add_argument("--check-every", default=CHECK_EVERY,
