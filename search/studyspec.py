@@ -19,6 +19,7 @@ import optuna
 from pydantic import ConfigDict, Field, PrivateAttr, TypeAdapter, ValidationError, model_validator
 
 from han.config import DataConfig, FileFormat, HANConfig, TrainConfig
+from search.pruners import FieldPercentilePruner
 from search.studyerrors import STRICT, Table, check_keys, fail, type_name
 
 SAMPLERS: dict[str, type[optuna.samplers.BaseSampler]] = {
@@ -29,6 +30,7 @@ PRUNERS: dict[str, type[optuna.pruners.BasePruner]] = {
     "hyperband": optuna.pruners.HyperbandPruner, "median": optuna.pruners.MedianPruner,
     "none": optuna.pruners.NopPruner, "percentile": optuna.pruners.PercentilePruner,
     "successive_halving": optuna.pruners.SuccessiveHalvingPruner,
+    "field_percentile": FieldPercentilePruner,
 }
 CONFIGS: tuple[type, ...] = (HANConfig, DataConfig, TrainConfig)
 #: Settings counted in training documents, which a study file may write as epochs instead
