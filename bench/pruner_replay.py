@@ -49,6 +49,11 @@ class Pool:
     spec: StudySpec  # the recording's study file
     epoch_docs: int  # training documents per epoch
 
+    @property
+    def unpruned_docs(self) -> int:
+        """Training documents of all the curves, none pruned."""
+        return sum(max(curve.intermediate_values) for curve in self.curves)
+
 
 @dataclass(frozen=True)
 class Replay:
@@ -139,7 +144,7 @@ def main() -> int:
         for pool in pools.values():
             runs = [replay(pool, setting, inside=inside) for inside in (False, True)]
             share, change = runs[1].docs / runs[0].docs, runs[1].best - runs[0].best
-            whole = runs[1].docs / sum(max(c.intermediate_values) for c in pool.curves)
+            whole = runs[1].docs / pool.unpruned_docs
             worst_share, worst_change = max(worst_share, share), min(worst_change, change)
             worst_whole = max(worst_whole, whole)
             cells.append(f"{share:4.0%} {whole:4.0%} {change:+.3f}")

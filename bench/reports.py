@@ -15,9 +15,8 @@ second variant's sampler would also learn from other evidence, and the compariso
 that in). The pruner is search.pruners' field_percentile rule: at 0.2 epoch and every 0.4
 epoch after (0.6, 1.0, 1.4, 1.8), a trial whose best report is not in the top fifth of the
 reports every other trial made at the same number of training documents (complete and
-pruned ones) stops.
-Prints per variant: wall time, trials complete and pruned, training documents seen by all
-trials, and the best dev macro-F1.
+pruned ones) stops. Prints per variant: wall time, trials complete and pruned, training
+documents seen by all trials, and the best dev macro-F1.
 
 Usage:  python bench/reports.py [--docs 20000] [--trials 20] [--seed 0] [--keep DIR]
 """

@@ -56,8 +56,9 @@ class FieldPercentilePruner(optuna.pruners.BasePruner):
         trials = study.get_trials(deepcopy=False, states=_FIELD)
         if sum(t.state == TrialState.COMPLETE for t in trials) < self._n_startup_trials:
             return False
-        field = [value for t in trials if t.number != trial.number
-                 and not math.isnan(value := t.intermediate_values.get(step, math.nan))]
+        field = [t.intermediate_values[step] for t in trials
+                 if t.number != trial.number and step in t.intermediate_values]
+        field = [value for value in field if not math.isnan(value)]
         if len(field) < self._n_min_trials:
             return False
         reports = [v for v in trial.intermediate_values.values() if not math.isnan(v)]
@@ -69,7 +70,8 @@ class FieldPercentilePruner(optuna.pruners.BasePruner):
 
     def _first_report_in_interval(self, trial: FrozenTrial, step: int) -> bool:
         """Whether `step` is the trial's first report at or past the latest grid point
-        (n_warmup_steps + k * interval_steps), so reports off the grid are checked once."""
+        (n_warmup_steps + k * interval_steps), so reports off the grid are checked once.
+        Optuna's PercentilePruner decides the same in a private helper, not imported here."""
         grid_point = (step - self._n_warmup_steps) // self._interval_steps * self._interval_steps
         earlier = [s for s in trial.intermediate_values if s < step]
         return not earlier or max(earlier) < grid_point + self._n_warmup_steps
