@@ -1,6 +1,6 @@
-"""The time budget of a run (`--timeout`): the time left, each trial's share of it, whether a
-trial's estimated cost fits before it starts, when a running trial stops, and an ETA that
-never promises more time than is left."""
+"""The time budget of a run (`--timeout`): the time left, each trial's share of it, how many
+of a trial's epochs fit before it starts (none: it is skipped), when a running trial stops,
+and an ETA that never promises more time than is left."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from search.formatting import duration
 # leaves four fifths to the search.
 MAX_TRIAL_SHARE = 0.2
 # A run under --timeout ends after this many trials in a row were skipped while the time
-# left is below the cheapest trial it estimated: drawing on made hundreds of skipped trials
+# left is below the cheapest epoch it estimated: drawing on made hundreds of skipped trials
 # (each a few timed batches, an Optuna trial and an MLflow run) in the last minutes of a
 # 7-minute run. Both conditions: a few costly draws in a row mid-run must not end it.
 MAX_SKIPS_IN_A_ROW = 5
@@ -30,10 +30,12 @@ MAX_SKIPS_IN_A_ROW = 5
 @dataclass(frozen=True, kw_only=True)
 class TrialEstimate:
     """A trial's cost as estimated before its first epoch: an epoch's time (training batches
-    and the dev evaluation), the epochs it would run, and the budget it meets."""
+    and the dev evaluation), the epochs it would run (`epochs`, of the `planned` ones: as
+    many as fit the time left and the trial's cap), and the budget it meets."""
 
     epoch: EpochEstimate
     epochs: int
+    planned: int
     left: float | None  # seconds of --timeout left when it was made; None: no timeout
     cap: float | None  # the most seconds the trial may take; None: no timeout
 
@@ -42,7 +44,9 @@ class TrialEstimate:
         return self.epochs * self.epoch.seconds
 
     def describe(self) -> str:
-        text = (f"estimated {duration(self.seconds)} ({self.epochs} x "
+        epochs = (str(self.epochs) if self.epochs == self.planned
+                  else f"{self.epochs} of {self.planned}")
+        text = (f"estimated {duration(self.seconds)} ({epochs} x "
                 f"{duration(self.epoch.seconds)} per epoch)")
         if self.left is not None:
             text += f", {duration(self.left)} left"
@@ -50,9 +54,10 @@ class TrialEstimate:
 
 
 class TrialSkipped(optuna.TrialPruned):
-    """A trial's estimated cost does not fit what is left of the budget (the message says
-    by how much): it ends pruned after the few batches of its estimate, recorded as
-    skipped, so the sampler learns to avoid what the budget cannot afford."""
+    """Not one epoch of a trial, as estimated, fits what is left of the budget or the
+    trial's share of it (the message says by how much): it ends pruned after the few
+    batches of its estimate, recorded as skipped, so the sampler learns to avoid what the
+    budget cannot afford."""
 
 
 class StoppedBeforeAnEpoch(TrainingInterrupted):
@@ -71,7 +76,7 @@ class Budget:
         self.clock = clock
         self.started = clock() if started is None else started
         self.share = share
-        # The smallest cost of a trial estimated in this run (seconds; None: none yet).
+        # The cheapest epoch estimated in this run (seconds; None: none yet).
         self.cheapest: float | None = None
 
     def left(self) -> float | None:
@@ -89,22 +94,27 @@ class Budget:
         return None if self.timeout is None else self.share * self.timeout
 
     def admit(self, estimate: EpochEstimate, epochs: int) -> TrialEstimate:
-        """The trial's estimate; TrialSkipped when its cost alone exceeds the time left, or
-        a single epoch of it exceeds a trial's cap (it could not report once within it)."""
-        trial = TrialEstimate(epoch=estimate, epochs=epochs, left=self.left(), cap=self.cap)
-        if self.cheapest is None or trial.seconds < self.cheapest:
-            self.cheapest = trial.seconds
-        if trial.left is not None and trial.seconds > trial.left:
-            raise TrialSkipped(f"estimated {duration(trial.seconds)} > "
-                               f"{duration(trial.left)} left")
-        if trial.cap is not None and estimate.seconds > trial.cap:
+        """The trial's estimate, with the epochs it may run: all `epochs`, or as many as fit
+        the time left and the trial's cap (it then stops at the report before the first
+        that does not, and keeps its best epoch). TrialSkipped when not one epoch fits: the
+        trial could not report once."""
+        left, cap = self.left(), self.cap
+        if self.cheapest is None or estimate.seconds < self.cheapest:
+            self.cheapest = estimate.seconds
+        if left is not None and estimate.seconds > left:
             raise TrialSkipped(f"estimated {duration(estimate.seconds)} per epoch > "
-                               f"{duration(trial.cap)} per trial "
-                               f"({self.share:.0%} of --timeout)")
-        return trial
+                               f"{duration(left)} left")
+        if cap is not None and estimate.seconds > cap:
+            raise TrialSkipped(f"estimated {duration(estimate.seconds)} per epoch > "
+                               f"{duration(cap)} per trial ({self.share:.0%} of --timeout)")
+        room = min((s for s in (left, cap) if s is not None), default=None)
+        fitting = (epochs if room is None or estimate.seconds <= 0
+                   else min(epochs, int(room // estimate.seconds)))
+        return TrialEstimate(epoch=estimate, epochs=fitting, planned=epochs, left=left, cap=cap)
 
     def below_cheapest(self) -> bool:
-        """Whether the time left is less than the cheapest trial estimated in this run."""
+        """Whether the time left is less than the cheapest epoch estimated in this run: no
+        trial drawn like the ones so far could report once."""
         left = self.left()
         return left is not None and self.cheapest is not None and left < self.cheapest
 
@@ -115,7 +125,7 @@ class Budget:
             return None
         return (f"the last {skipped_in_a_row} trials drawn were skipped, and the "
                 f"{duration(self.left() or 0.0)} of --timeout left are less than the "
-                f"cheapest trial estimated in this run ({duration(self.cheapest or 0.0)})")
+                f"cheapest epoch estimated in this run ({duration(self.cheapest or 0.0)})")
 
     def stop_at_report(self, trial_started: float, epoch_seconds: float) -> str | None:
         """At a report: why the trial stops now (its next epoch, as long as the last one,

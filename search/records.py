@@ -184,7 +184,8 @@ _OUTCOME = "outcome"
 class Outcome(enum.StrEnum):
     """What the budget did to a trial, on top of its Optuna state.
 
-    SKIPPED: not trained, its estimated cost exceeding the time left (Optuna PRUNED).
+    SKIPPED: not trained, not one epoch (estimated) fitting the time left or the
+    trial's share of it (Optuna PRUNED).
     STOPPED: cut short by --timeout or its share of it; with a finished epoch it is
     COMPLETE with its best epoch's dev F1 and checkpoint, else FAIL.
     """

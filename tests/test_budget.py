@@ -27,6 +27,10 @@ from search.studyfile import load_study_file
 from tests.conftest import easy_corpus, write_tsv
 from tests.test_search import STRONG, Recorder, study_toml
 
+# A reading of FakeClock under Budget(1000): a microsecond left, less than any epoch of the
+# tests' tiny corpora, yet not the timeout itself (that stops a trial, not skips it).
+NO_TIME_LEFT = 1000 - 1e-6
+
 
 class FakeClock:
     """Seconds that pass only when a test says so; `expire_after_epoch` makes --timeout
@@ -101,33 +105,57 @@ def test_eta_never_exceeds_the_time_left() -> None:
         assert eta is not None and eta <= max(2400 - now, 0)
 
 
-def test_a_trial_that_cannot_fit_is_refused_with_its_reason() -> None:
+def test_a_trial_runs_the_epochs_that_fit_and_is_refused_when_none_does() -> None:
     clock = FakeClock()
     budget = Budget(2400, clock=clock)
-    epoch = EpochEstimate(train_seconds=250, eval_seconds=50, timed_batches=3,
+    epoch = EpochEstimate(train_seconds=80, eval_seconds=20, timed_batches=3,
                           timed_seconds=2.0)
-    assert budget.admit(epoch, 5).seconds == 1500
-    clock.now = 1700  # 700 s left
-    with pytest.raises(TrialSkipped, match=r"estimated 25m00s > 11m40s left"):
-        budget.admit(epoch, 5)
-    with pytest.raises(TrialSkipped, match="per trial"):  # one epoch > a fifth of 2400 s
-        Budget(2400, clock=clock, share=0.1).admit(epoch, 1)
-    assert Budget(None).admit(epoch, 100).left is None
+    assert budget.admit(epoch, 3).seconds == 300  # all 3 fit the 480 s cap
+    capped = budget.admit(epoch, 10)  # the cap (a fifth of 2400 s) holds 4 epochs
+    assert (capped.epochs, capped.planned, capped.seconds) == (4, 10, 400)
+    assert capped.describe() == "estimated 6m40s (4 of 10 x 1m40s per epoch), 40m00s left"
+    clock.now = 2150  # 250 s left: 2 epochs fit
+    late = budget.admit(epoch, 5)
+    assert (late.epochs, late.seconds) == (2, 200)
+    assert late.describe().startswith("estimated 3m20s (2 of 5 x 1m40s per epoch)")
+    clock.now = 2310  # 90 s left: not one epoch
+    with pytest.raises(TrialSkipped, match=r"estimated 1m40s per epoch > 1m30s left"):
+        budget.admit(epoch, 1)
+    with pytest.raises(TrialSkipped, match=r"per epoch > 2m00s per trial \(5% of"):
+        Budget(2400, clock=FakeClock(), share=0.05).admit(
+            EpochEstimate(train_seconds=200, eval_seconds=0, timed_batches=3,
+                          timed_seconds=1.0), 5)
+    unlimited = Budget(None).admit(epoch, 100)
+    assert unlimited.left is None and unlimited.epochs == 100
 
 
-def test_the_time_left_is_compared_with_the_cheapest_trial_estimated() -> None:
+def test_the_time_left_is_compared_with_the_cheapest_epoch_estimated() -> None:
     clock = FakeClock()
     budget = Budget(2400, clock=clock)
     assert not budget.below_cheapest()  # nothing estimated yet
     for train_seconds in (400, 100, 300):
         epoch = EpochEstimate(train_seconds=train_seconds, eval_seconds=0, timed_batches=3,
                               timed_seconds=1.0)
-        budget.admit(epoch, 1)
-    assert budget.cheapest == 100
-    clock.now = 2250  # 150 s left: a 100 s trial still fits
+        budget.admit(epoch, 5)
+    assert budget.cheapest == 100  # an epoch, not the 500 s of the trial's five
+    clock.now = 2250  # 150 s left: one 100 s epoch still fits
     assert not budget.below_cheapest()
     clock.now = 2350  # 50 s left
     assert budget.below_cheapest()
+
+
+def test_a_trial_stops_at_the_report_before_an_epoch_that_would_not_fit() -> None:
+    clock = FakeClock()
+    budget = Budget(2400, clock=clock)  # a trial's cap: 480 s
+    clock.now = 300  # a trial started at 0, epochs of 100 s: a 4th would end at 400
+    assert budget.stop_at_report(0, 100) is None
+    clock.now = 400  # a 5th would end at 500, past the cap
+    assert budget.stop_at_report(0, 100) == ("budget: another epoch (1m40s) would pass the "
+                                             "trial's 8m00s cap (20% of --timeout)")
+    clock.now = 2350  # a trial started at 2100: its cap holds another epoch, the timeout not
+    assert budget.stop_at_report(2100, 100) == ("budget: another epoch (1m40s) would end "
+                                                "past --timeout (50s left)")
+    assert Budget(None).stop_at_report(0, 1e9) is None
 
 
 # ------------------------------------------------------------------------- in a real study
@@ -140,25 +168,6 @@ def _study(tmp_path: Path, name: str) -> tuple[Any, RunOptions]:
     options = RunOptions(storage=f"sqlite:///{tmp_path}/optuna.db",
                          tracking_uri=f"sqlite:///{tmp_path}/mlflow.db", device="cpu")
     return spec, options
-
-
-def test_a_trial_whose_estimate_exceeds_the_time_left_is_skipped(tmp_path: Path) -> None:
-    spec, options = _study(tmp_path, "skip")
-    clock = FakeClock()
-    budget = Budget(1000, clock=clock)
-    clock.now = 999.9  # 0.1 s left: any estimate exceeds it
-    progress = Recorder()
-    summary = run_study(spec, options, work_dir=tmp_path / "work", progress=progress,
-                        budget=budget)
-    trial = optuna.load_study(study_name="skip", storage=options.storage).trials[0]
-    record = TrialRecord.of(trial)
-    assert trial.state == TrialState.PRUNED and record.outcome is Outcome.SKIPPED
-    assert record.reason is not None and record.reason.startswith("skipped: estimated ")
-    assert record.reason.endswith(" > 0s left")
-    assert summary.states == {"skipped": 1}
-    assert ("data", 120) in progress.events and ("estimate", 0) not in progress.events
-    run = MlflowClient(options.tracking_uri).get_run(record.run_id)
-    assert run.data.tags["state"] == "skipped" and run.info.status == "KILLED"
 
 
 def test_a_trial_running_at_the_timeout_stops_with_its_best_epoch(tmp_path: Path) -> None:
@@ -235,8 +244,8 @@ def test_skipped_trials_do_not_count_against_the_trial_count(tmp_path: Path) -> 
 
     class FirstTrialMeetsNoTime(Recorder):
         def next_trial(self, index: int, total: int | None) -> None:
-            # 0.01 s left for the first trial (the run itself started with the whole budget).
-            clock.now = 999.99 if index == 1 else 0.0
+            # No time left for the first trial (the run itself started with the whole budget).
+            clock.now = NO_TIME_LEFT if index == 1 else 0.0
 
     summary = run_study(spec, options, trials=1, work_dir=tmp_path / "work",
                         progress=FirstTrialMeetsNoTime(), budget=Budget(1000, clock=clock))
@@ -245,27 +254,34 @@ def test_skipped_trials_do_not_count_against_the_trial_count(tmp_path: Path) -> 
     assert summary.trials_this_run == 2
 
 
-def test_a_run_whose_time_left_fits_no_trial_ends_after_a_few_skips(tmp_path: Path) -> None:
+def test_trials_that_cannot_fit_one_epoch_are_skipped_and_end_the_run(tmp_path: Path) -> None:
     spec, options = _study(tmp_path, "storm")
     clock = FakeClock()
-    progress = Recorder()
 
     class NoTimeLeft(Recorder):
         # The run starts with the whole budget (Optuna's own timeout, in real seconds, is
-        # then long: only the skips can end the run); every trial meets 0.1 s left.
+        # then long: only the skips can end the run); every trial meets no time left.
         def next_trial(self, index: int, total: int | None) -> None:
-            progress.next_trial(index, total)
-            clock.now = 999.9
+            super().next_trial(index, total)
+            clock.now = NO_TIME_LEFT
 
+    progress = NoTimeLeft()
     summary = run_study(spec, options, trials=50, work_dir=tmp_path / "work",
-                        progress=NoTimeLeft(), budget=Budget(1000, clock=clock))
+                        progress=progress, budget=Budget(1000, clock=clock))
     trials = optuna.load_study(study_name="storm", storage=options.storage).trials
     assert len(trials) == MAX_SKIPS_IN_A_ROW
     assert summary.states == {"skipped": MAX_SKIPS_IN_A_ROW}
     assert summary.ended_early is not None
     assert summary.ended_early.startswith(f"the last {MAX_SKIPS_IN_A_ROW} trials drawn were "
                                           "skipped, and the 0s of --timeout left are less "
-                                          "than the cheapest trial estimated")
+                                          "than the cheapest epoch estimated")
+    record = TrialRecord.of(trials[0])
+    assert trials[0].state == TrialState.PRUNED and record.outcome is Outcome.SKIPPED
+    assert record.reason is not None and record.reason.startswith("skipped: estimated ")
+    assert record.reason.endswith(" per epoch > 0s left")
+    assert ("data", 120) in progress.events and ("estimate", 0) not in progress.events
+    run = MlflowClient(options.tracking_uri).get_run(record.run_id)
+    assert run.data.tags["state"] == "skipped" and run.info.status == "KILLED"
 
 
 def test_a_timeout_alone_trains_past_the_study_files_trial_count(tmp_path: Path) -> None:
@@ -277,7 +293,7 @@ def test_a_timeout_alone_trains_past_the_study_files_trial_count(tmp_path: Path)
     class TimeRunsOutAtTheFourthTrial(Recorder):
         def next_trial(self, index: int, total: int | None) -> None:
             assert total is None
-            clock.now = 999.9 if index >= 4 else 0.0
+            clock.now = NO_TIME_LEFT if index >= 4 else 0.0
 
     summary = run_study(spec, options, work_dir=tmp_path / "work",
                         progress=TimeRunsOutAtTheFourthTrial(),
