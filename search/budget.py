@@ -107,9 +107,10 @@ class Budget:
         if cap is not None and estimate.seconds > cap:
             raise TrialSkipped(f"estimated {duration(estimate.seconds)} per epoch > "
                                f"{duration(cap)} per trial ({self.share:.0%} of --timeout)")
-        room = min((s for s in (left, cap) if s is not None), default=None)
-        fitting = (epochs if room is None or estimate.seconds <= 0
-                   else min(epochs, int(room // estimate.seconds)))
+        if left is None or cap is None or estimate.seconds <= 0:
+            fitting = epochs
+        else:
+            fitting = min(epochs, int(min(left, cap) // estimate.seconds))
         return TrialEstimate(epoch=estimate, epochs=fitting, planned=epochs, left=left, cap=cap)
 
     def below_cheapest(self) -> bool:
