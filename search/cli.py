@@ -224,8 +224,9 @@ def stop_on_signals() -> Iterator[Callable[[], bool]]:
         for sig, old in previous.items():
             signal.signal(sig, old)
         if received:
-            typer.echo("stopped: the running trial is marked failed (interrupted); run the "
-                       "same command again to continue the study", err=True)
+            typer.echo("stopped: a trial interrupted mid-epoch is marked failed "
+                       "(interrupted); run the same command again to continue the study",
+                       err=True)
             raise typer.Exit(code=128 + received[0])
 
 

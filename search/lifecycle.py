@@ -451,7 +451,11 @@ def run_study(spec: StudySpec, options: RunOptions, *, trials: int | None = None
             if reason is not None:
                 ended_early.append(reason)
                 study.stop()
-            if budget.expired() or (total is not None and counter["trained"] >= total):
+            # A stop asked for while the trial was ending (its last report, its upload)
+            # ends the run here; the next trial would only start to be interrupted.
+            stop_asked = should_stop is not None and should_stop()
+            if stop_asked or budget.expired() or (
+                    total is not None and counter["trained"] >= total):
                 study.stop()
 
         if reference_due(prepared.study, prepared.spec, done=0, total=total):

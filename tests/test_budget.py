@@ -1,6 +1,7 @@
 """The run's budget: the data block, per-trial estimates, skipping what cannot fit, stopping
-at --timeout with the best epoch kept, and an ETA within the time left. Clocks are fakes, so
-nothing here depends on the machine's speed; speed and memory figures are bench/budget.py's."""
+at --timeout with the best epoch kept (and at a user's stop between trials), and an ETA
+within the time left. Clocks are fakes, so nothing here depends on the machine's speed;
+speed and memory figures are bench/budget.py's."""
 
 from __future__ import annotations
 
@@ -199,6 +200,22 @@ def test_a_trial_running_at_the_timeout_stops_with_its_best_epoch(tmp_path: Path
     assert [f.path for f in client.list_artifacts(record.run_id, "checkpoint")] == [
         "checkpoint/best.pt"]
     assert np.isclose(run.data.metrics["best_dev_macro_f1"], trial.value)
+
+
+def test_a_stop_asked_for_as_a_trial_ends_starts_no_other(tmp_path: Path) -> None:
+    # SIGTERM during a trial's last report: the trial ends as it would have, and no next
+    # trial starts only to be interrupted (a failed trial with no work in it).
+    spec, options = _study(tmp_path, "signal")
+    asked: list[bool] = []
+
+    class StopAsTheFirstTrialEnds(Recorder):
+        def trial_done(self, study: optuna.Study, trial: Any) -> None:
+            asked.append(True)
+
+    run_study(spec, options, trials=3, work_dir=tmp_path / "work",
+              progress=StopAsTheFirstTrialEnds(), should_stop=lambda: bool(asked))
+    trials = optuna.load_study(study_name="signal", storage=options.storage).trials
+    assert [t.state for t in trials] == [TrialState.COMPLETE]
 
 
 # ------------------------------------------------------------------------- the reference's place
