@@ -57,6 +57,8 @@ def in_documents(value: Any, docs_per_epoch: int) -> Any:
                          f"got {value!r}")
     epochs = float(match.group(1))
     return max(1, round(epochs * docs_per_epoch)) if epochs > 0 else 0
+
+
 #: HANConfig fields that come from the data, never from a study.
 FROM_DATA = ("vocab_size", "num_classes", "pretrained_embeddings")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 from pathlib import Path
 
 import optuna
@@ -396,3 +397,18 @@ def test_split_settings_covers_every_study_setting() -> None:
     settable = set(DEFAULTS) - {"vocab_size", "num_classes", "pretrained_embeddings"}
     parts = split_settings(dict.fromkeys(settable, 1))
     assert sorted(name for part in parts for name in part) == sorted(settable)
+
+
+def test_the_gpu_study_bench_derives_a_valid_study_file(tmp_path: Path) -> None:
+    # bench/gpu_study.py edits tianchi.toml's text; a GPU machine's time is scarce, so the
+    # edits are checked here: they still apply, and the study they give loads.
+    source = Path(__file__).resolve().parent.parent / "bench" / "gpu_study.py"
+    module_spec = importlib.util.spec_from_file_location("gpu_study", source)
+    assert module_spec is not None and module_spec.loader is not None
+    gpu_study = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(gpu_study)
+    path = tmp_path / "study.toml"
+    path.write_text(gpu_study.study_file_text(epochs=3), encoding="utf-8")
+    spec = load_study_file(path)
+    assert (spec.baseline, spec.fixed["epochs"], spec.test_path) == (False, 3, None)
+    assert spec.in_documents(1000).pruner["max_resource"] == 3000
