@@ -112,8 +112,9 @@ def command_line_data(spec: StudySpec, options: RunOptions) -> bool:
     """Whether the run trains on a file given on the command line rather than the study
     file's data (its own train file, or the built-in corpus when it names none).
 
-    The study file's `[data] labels` and `[study] name` belong to its data: data from the
-    command line names its classes itself and gets a study of its own (see `study_name`).
+    The study file's `[data] labels`, `[data] test` and `[study] name` belong to its data:
+    data from the command line names its classes itself, comes with its own test file (or
+    none) and gets a study of its own (see `study_name`).
     """
     if options.train is None:
         return False
@@ -131,9 +132,12 @@ def study_name(spec: StudySpec, options: RunOptions, given: str | None = None) -
 
 
 def for_data(spec: StudySpec, options: RunOptions) -> StudySpec:
-    """The spec with the class names that apply to the run's data: the study file's `[data]
-    labels` for its own data, none for a command-line file (its classes name themselves)."""
-    return replace(spec, label_names=None) if command_line_data(spec, options) else spec
+    """The spec with the class names and test file that apply to the run's data: the study
+    file's `[data] labels` and `test` for its own data, none for a command-line file (its
+    classes name themselves; its test file is `--test`)."""
+    if command_line_data(spec, options):
+        return replace(spec, label_names=None, test_path=None)
+    return spec
 
 
 def resolve_data(spec: StudySpec, options: RunOptions) -> DataFiles:

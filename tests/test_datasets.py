@@ -259,7 +259,7 @@ def test_a_study_is_named_after_its_training_file(file: str, name: str) -> None:
     assert name_for_file(Path(file)) == name
 
 
-def test_class_names_and_name_of_the_study_files_data_only(tmp_path: Path) -> None:
+def test_class_names_test_file_and_name_of_the_study_files_data_only(tmp_path: Path) -> None:
     demo = load_study_file(builtin_study_path())
     given = RunOptions(train=tmp_path / "mine.tsv")
     assert with_overrides(demo, given).name == "mine"
@@ -267,11 +267,15 @@ def test_class_names_and_name_of_the_study_files_data_only(tmp_path: Path) -> No
     assert for_data(demo, given).label_names is None  # the built-in corpus's names
     assert with_overrides(demo, RunOptions()).name == "demo"
     assert for_data(demo, RunOptions()).label_names == demo.label_names
-    config = study_toml(tmp_path / "own.toml", name="own", train="own.tsv", labels=["x", "y"])
+    config = study_toml(tmp_path / "own.toml", name="own", train="own.tsv", test="test.tsv",
+                        labels=["x", "y"])
     own = load_study_file(config)
     same = RunOptions(train=tmp_path / "own.tsv")  # its own file, named again
     assert with_overrides(own, same).name == "own"
     assert for_data(own, same).label_names == ("x", "y")
+    assert for_data(own, same).test_path == tmp_path / "test.tsv"
+    # Another file keeps none of them: the study file's test file goes with its own data.
+    assert for_data(own, given).test_path is None
 
 
 # ------------------------------------------------------------------- output paths
