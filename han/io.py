@@ -154,6 +154,29 @@ def read_texts(path: str | os.PathLike[str], *, file_format: FileFormat = COMPET
     return frame[fmt.text_col].fillna("").head(limit).tolist()
 
 
+def read_column(path: str | os.PathLike[str], *, file_format: FileFormat,
+                column: str) -> list[str]:
+    """One column of the file as its text, a row per document in file order: the ids a
+    submission carries beside its labels. A missing column is the one-line error."""
+    path = Path(path)
+    fmt = file_format
+    kind = f"{_SEPARATOR_NAMES.get(fmt.sep, repr(fmt.sep))}-separated file"
+    reader, header = _open_delimited(path, fmt, kind)
+    columns, values = list(header or []), []
+    try:
+        for frame in reader:
+            columns = list(frame.columns)
+            if column not in columns:
+                break
+            values += frame[column].fillna("").tolist()
+    except (UnicodeDecodeError, pd.errors.ParserError) as error:
+        raise DataError(f"{path}: cannot read as a {kind} ({first_line(error)})") from error
+    if column not in columns:
+        found = ", ".join(repr(name) for name in columns[:4])
+        raise DataError(f"{path}: line 1: missing column '{column}'; found {found}")
+    return values
+
+
 _SEPARATOR_NAMES = {"\t": "tab", ",": "comma", ";": "semicolon", "|": "pipe"}
 
 

@@ -512,6 +512,9 @@ def export_best(
         metavar="NAME", help="Also register the model (with --folds, the ensemble) in "
         "MLflow's Model Registry as NAME, alias 'champion': mlflow.pyfunc.load_model("
         "'models:/NAME@champion') labels texts as this file does.")] = None,
+    id_col: Annotated[str | None, typer.Option(
+        metavar="COLUMN", help="Copy this column of the test file (its document ids) into "
+        "the submission, before the labels.")] = None,
 ) -> None:
     """Predict the test file with the best complete trial and write the submission CSV."""
     if folds is not None:
@@ -519,7 +522,7 @@ def export_best(
             refitted = export_refit(study_name=study, storage=storage,
                                     tracking_uri=tracking_uri, folds=folds, test=test,
                                     out=out, device=device, echo=typer.echo,
-                                    register=register)
+                                    register=register, id_col=id_col)
         for note in refitted.notes:
             typer.echo(f"note: {note}")
         typer.echo(f"out-of-fold macro-F1 {refitted.oof_macro_f1:.4f} "
@@ -533,7 +536,7 @@ def export_best(
     with user_errors():
         result = export.export_best(study_name=study, storage=storage,
                                     tracking_uri=tracking_uri, test=test, out=out,
-                                    device=device, register=register)
+                                    device=device, register=register, id_col=id_col)
     for note in result.notes:
         typer.echo(f"note: {note}")
     typer.echo(f"wrote {result.rows} predictions to {result.out} from trial {result.trial} "

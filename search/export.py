@@ -14,6 +14,7 @@ from optuna.trial import FrozenTrial, TrialState
 from han.batching import DataCache
 from han.checkpoint import CheckpointError
 from han.files import check_writable, written_atomically
+from han.io import read_column
 from han.predict import Prediction, predict
 from search import registry
 from search.errors import SearchError
@@ -64,10 +65,41 @@ def resolve_test_path(study: optuna.Study, test: Path | None, *, cache: DataCach
     return test_path
 
 
-def write_submission(out: Path, prediction: Prediction) -> None:
-    """The prediction's label column in file order, written atomically."""
+@dataclass(frozen=True)
+class SubmissionIds:
+    """The test file's id column, a value per document in file order, which the submission
+    carries as its first column."""
+
+    column: str
+    values: list[str]
+
+
+def submission_ids(study: optuna.Study, test_path: Path, id_col: str | None, *,
+                   cache: DataCache) -> SubmissionIds | None:
+    """The id column `id_col` of the test file (already read into `cache`), checked before
+    any work: it exists, it is not the label column, it has a value per document."""
+    if id_col is None:
+        return None
+    file_format = StudyRecord.of(study).file_format
+    if id_col == file_format.label_col:
+        raise SearchError(f"--id-col {id_col!r} is the label column the submission writes")
+    values = read_column(test_path, file_format=file_format, column=id_col)
+    documents = cache.load_corpus(test_path, labelled=False, file_format=file_format).num_docs
+    if len(values) != documents:
+        raise SearchError(f"{test_path}: column {id_col!r} has {len(values)} values for "
+                          f"{documents} documents")
+    return SubmissionIds(column=id_col, values=values)
+
+
+def write_submission(out: Path, prediction: Prediction,
+                     ids: SubmissionIds | None = None) -> None:
+    """The prediction's label column in file order, after the ids when given, written
+    atomically."""
+    frame = prediction.submission()
+    if ids is not None:
+        frame.insert(0, ids.column, ids.values)
     with written_atomically(out) as temporary:
-        prediction.submission().to_csv(temporary, index=False)
+        frame.to_csv(temporary, index=False)
 
 
 def label_counts(labels: np.ndarray) -> dict[int, int]:
@@ -99,9 +131,10 @@ def corrupt_checkpoint(trial: FrozenTrial, run_id: str | None, error: Checkpoint
 def export_best(*, study_name: str, storage: str = DEFAULT_STORAGE,
                 tracking_uri: str = DEFAULT_TRACKING_URI, test: Path | None = None,
                 out: Path = Path("submission.csv"), device: str = "auto",
-                register: str | None = None) -> ExportResult:
-    """Predict the test file with the best complete trial's checkpoint; write `label` CSV.
-    With `register`, the checkpoint is also registered as an MLflow Model of that name."""
+                register: str | None = None, id_col: str | None = None) -> ExportResult:
+    """Predict the test file with the best complete trial's checkpoint; write `label` CSV,
+    after the test file's `id_col` when given. With `register`, the checkpoint is also
+    registered as an MLflow Model of that name."""
     check_writable(out)
     if register is not None:
         check_name(register)
@@ -109,6 +142,7 @@ def export_best(*, study_name: str, storage: str = DEFAULT_STORAGE,
     best_trial(study)
     cache = DataCache()
     test_path = resolve_test_path(study, test, cache=cache)
+    ids = submission_ids(study, test_path, id_col, cache=cache)
     tracker = Tracker(tracking_uri=tracking_uri)
     with tempfile.TemporaryDirectory(prefix="han-export-") as scratch:
         best, run_id, checkpoint = best_checkpoint(study, tracker, Path(scratch))
@@ -117,7 +151,7 @@ def export_best(*, study_name: str, storage: str = DEFAULT_STORAGE,
         except CheckpointError as error:
             downloaded = checkpoint != TrialRecord.of(best).local_checkpoint
             raise corrupt_checkpoint(best, run_id, error, downloaded=downloaded) from None
-        write_submission(out, prediction)
+        write_submission(out, prediction, ids)
         registered = None if register is None else registry.register(
             tracker, Champion(run_id=_model_run(study, run_id), checkpoints=[checkpoint]),
             name=register, example_file=test_path)

@@ -40,7 +40,14 @@ from han.predict import Prediction, predict, predict_probabilities
 from han.train import EpochMetrics, train
 from search import records, registry
 from search.errors import SearchError
-from search.export import best_trial_run, label_counts, resolve_test_path, write_submission
+from search.export import (
+    SubmissionIds,
+    best_trial_run,
+    label_counts,
+    resolve_test_path,
+    submission_ids,
+    write_submission,
+)
 from search.lifecycle import code_tags
 from search.objective import SearchContext, build_configs
 from search.records import DatasetRecord, Key, Role, RunState, StudyRecord, Tag
@@ -125,6 +132,7 @@ class Refit:
     parent_run_id: str
     setup: TrialSetup
     test_path: Path
+    ids: SubmissionIds | None
     device: str
 
     @property
@@ -135,9 +143,10 @@ class Refit:
 def export_refit(*, study_name: str, storage: str, tracking_uri: str, folds: int,
                  test: Path | None = None, out: Path = Path("submission.csv"),
                  device: str = "auto", echo: Echo | None = None,
-                 register: str | None = None) -> RefitResult:
-    """Refit the best trial on `folds` folds, write the ensemble's submission, log it all;
-    with `register`, the ensemble is registered as an MLflow Model of that name.
+                 register: str | None = None, id_col: str | None = None) -> RefitResult:
+    """Refit the best trial on `folds` folds, write the ensemble's submission (after the test
+    file's `id_col` when given), log it all; with `register`, the ensemble is registered as
+    an MLflow Model of that name.
 
     Every input is checked before any training, so a bad argument costs nothing.
     """
@@ -145,7 +154,7 @@ def export_refit(*, study_name: str, storage: str, tracking_uri: str, folds: int
     if register is not None:
         check_name(register)
     refit = prepare_refit(study_name=study_name, storage=storage, tracking_uri=tracking_uri,
-                          folds=folds, test=test, device=device)
+                          folds=folds, test=test, device=device, id_col=id_col)
     with refit_run(refit) as run, temporary_directory("han-refit-") as scratch:
         results = fold_results(refit, run.id, Path(scratch), echo or (lambda _message: None))
         oof_f1 = out_of_fold_f1(results, refit.setup.corpus)
@@ -153,7 +162,7 @@ def export_refit(*, study_name: str, storage: str, tracking_uri: str, folds: int
         ensemble = ensemble_prediction([r.checkpoint for r in results], refit.test_path,
                                        device=refit.device, weights=weights,
                                        cache=refit.setup.cache)
-        write_submission(out, ensemble)
+        write_submission(out, ensemble, refit.ids)
         fold_f1s = tuple(r.best_dev_f1 for r in results)
         run.log_metrics({
             Key.OOF_F1: oof_f1, Key.BEST_TRIAL_DEV_F1: refit.value,
@@ -177,15 +186,16 @@ def export_refit(*, study_name: str, storage: str, tracking_uri: str, folds: int
 
 
 def prepare_refit(*, study_name: str, storage: str, tracking_uri: str, folds: int,
-                  test: Path | None, device: str) -> Refit:
+                  test: Path | None, device: str, id_col: str | None = None) -> Refit:
     """Check every input of a refit: the fold count, the study, its best trial and runs,
-    the test file, the study file's settings."""
+    the test file and its id column, the study file's settings."""
     if folds < 2:
         raise SearchError(f"--folds must be at least 2, got {folds}")
     study = open_study(study_name, storage)
     best, trial_run_id = best_trial_run(study)
     cache = DataCache()
     test_path = resolve_test_path(study, test, cache=cache)
+    ids = submission_ids(study, test_path, id_col, cache=cache)
     tracker = Tracker(tracking_uri=tracking_uri)
     trial_run = tracker.get_run(trial_run_id)
     parent_run_id = trial_run.data.tags.get(Tag.PARENT)
@@ -200,7 +210,7 @@ def prepare_refit(*, study_name: str, storage: str, tracking_uri: str, folds: in
                           f"{setup.corpus.num_docs} documents")
     return Refit(study_name=study_name, best=best, folds=folds, tracker=tracker,
                  experiment_id=trial_run.info.experiment_id, trial_run_id=trial_run_id,
-                 parent_run_id=parent_run_id, setup=setup, test_path=test_path,
+                 parent_run_id=parent_run_id, setup=setup, test_path=test_path, ids=ids,
                  device=device_name)
 
 

@@ -21,7 +21,7 @@ from han.predict import predict
 from han.train import train
 from han.vocab import UNK, Vocabulary, load_embeddings
 from tests.conftest import NEWS_CLASSES, chinese_news
-from tests.test_cli import invoke
+from tests.test_cli import assert_user_error, invoke
 from tests.test_search import STRONG, study_toml
 
 CSV_CHARS = FileFormat(sep=",", text_col="content", label_col="category", tokens="chars")
@@ -186,6 +186,10 @@ def news(tmp_path_factory: pytest.TempPathFactory) -> NewsStudy:
     root = tmp_path_factory.mktemp("news")
     chinese_news(root / "news.csv", docs=120)
     truth = chinese_news(root / "news-test.csv", docs=40, seed=5, labelled=False)
+    # A test file as users keep them: an id column before the text.
+    test_file = pd.read_csv(root / "news-test.csv")
+    test_file.insert(0, "id", [f"n{index:04d}" for index in range(len(test_file))])
+    test_file.to_csv(root / "news-test.csv", index=False)
     config = study_toml(root / "study.toml", name="news", train="news.csv",
                         test="news-test.csv", trials=2, reference=STRONG)
     read_as = ["--sep", ",", "--text-col", "content", "--tokens", "chars"]
@@ -200,7 +204,7 @@ def news(tmp_path_factory: pytest.TempPathFactory) -> NewsStudy:
     assert run.exit_code == 0, run.output
     export = ("export-best", "--study", "news", *stores, "--device", "cpu")
     single = invoke(*export, "--out", root / "single.csv")
-    refit = invoke(*export, "--out", root / "refit.csv", "--folds", "2")
+    refit = invoke(*export, "--out", root / "refit.csv", "--folds", "2", "--id-col", "id")
     return NewsStudy(root=root, storage=stores[1], tracking_uri=stores[3], truth=truth,
                      run=run, single=single, refit=refit)
 
@@ -213,6 +217,24 @@ def test_study_records_the_file_format_and_class_names(news: NewsStudy) -> None:
     run = MlflowClient(tracking_uri=news.tracking_uri).get_run(run_id)
     assert run.data.tags["data.tokens"] == "chars" and run.data.tags["data.sep"] == ","
 
+
+
+def test_export_carries_the_test_files_id_column(news: NewsStudy) -> None:
+    export = ("export-best", "--study", "news", "--storage", news.storage, "--tracking-uri",
+              news.tracking_uri, "--device", "cpu")
+    result = invoke(*export, "--out", news.root / "ids.csv", "--id-col", "id")
+    assert result.exit_code == 0, result.output
+    frame = news.submission("ids.csv")
+    ids = pd.read_csv(news.root / "news-test.csv")["id"].tolist()
+    assert list(frame.columns) == ["id", "category"] and frame["id"].tolist() == ids
+    assert frame["category"].tolist() == news.submission("single.csv")["category"].tolist()
+    assert news.submission("refit.csv")["id"].tolist() == ids
+    # Checked before any prediction: nothing is written.
+    assert_user_error(invoke(*export, "--out", news.root / "no.csv", "--id-col", "ID"),
+                      "news-test.csv: line 1: missing column 'ID'; found 'id', 'content'")
+    assert_user_error(invoke(*export, "--out", news.root / "no.csv", "--id-col", "category"),
+                      "--id-col 'category' is the label column")
+    assert not (news.root / "no.csv").exists()
 
 
 def test_embeddings_command_reads_raw_text(news: NewsStudy) -> None:
@@ -229,7 +251,8 @@ def test_exports_write_the_original_label_names(news: NewsStudy, export: str) ->
     result = getattr(news, export)
     assert result.exit_code == 0, result.output
     frame = news.submission(f"{export}.csv")
-    assert list(frame.columns) == ["category"]
+    # The refit was asked for the test file's ids (--id-col id), the single export not.
+    assert list(frame.columns) == (["id", "category"] if export == "refit" else ["category"])
     assert len(frame) == len(news.truth)
     assert set(frame["category"]) <= set(NEWS_CLASSES)
     accuracy = float(np.mean(frame["category"].to_numpy() == np.array(news.truth)))
