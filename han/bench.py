@@ -13,7 +13,7 @@ import torch
 
 from han.batching import EncodedSplit, prepare
 from han.config import COMPETITION_FORMAT, DataConfig, FileFormat, TrainConfig
-from han.device import resolve_device, use_bf16
+from han.device import check_precision, resolve_device, use_bf16
 from han.io import read_corpus
 from han.model import HAN, config_for
 from han.predict import predict_probabilities
@@ -41,6 +41,7 @@ def bench(train_file: Path, *, model_config: dict[str, Any], data_config: DataCo
     WARMUP_STEPS untimed ones that absorb one-off kernel and allocator set-up.
     """
     torch_device = resolve_device(device)
+    check_precision(torch_device, precision)
     bf16 = use_bf16(torch_device, precision, batch_size=batch_size)
     started = time.perf_counter()
     corpus = read_corpus(train_file, labelled=True, file_format=file_format)

@@ -15,13 +15,27 @@ import torch
 from han.batching import Batch
 
 
+class DeviceError(ValueError):
+    """A device or an arithmetic this machine cannot give; the message is one line."""
+
+
 def resolve_device(name: str) -> torch.device:
     """'auto' means the first CUDA device when there is one."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} asked for, but CUDA is not available")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise DeviceError(f"device {name!r}: expected auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            build = ("a CPU-only build" if torch.version.cuda is None
+                     else f"built for CUDA {torch.version.cuda}, but finds no GPU")
+            raise DeviceError(f"device {name!r}: CUDA is not available (torch "
+                              f"{torch.__version__} is {build})")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise DeviceError(f"device {name!r}: this machine has "
+                              f"{torch.cuda.device_count()} CUDA device(s)")
     return device
 
 
@@ -48,6 +62,27 @@ def use_bf16(device: torch.device, precision: str, *, batch_size: int | None = N
     if device.type == "cuda":
         return batch_size is None or batch_size >= CUDA_BF16_MIN_BATCH
     return device.type == "cpu" and native_bf16()
+
+
+def check_precision(device: torch.device, precision: str) -> None:
+    """Refuse bf16 where it cannot run at all, before any work: a CPU whose oneDNN has no
+    bf16 (without AVX-512 the LSTM's primitive is not even created), a GPU without it."""
+    if precision != "bf16":
+        return
+    if device.type == "cpu" and not _onednn_runs_bf16():
+        raise DeviceError("precision bf16: this CPU cannot run the LSTMs in bf16 (oneDNN "
+                          "needs AVX-512 for it); use fp32, or auto")
+    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise DeviceError(f"precision bf16: {torch.cuda.get_device_name(device)} has no "
+                          "bf16; use fp32, or auto")
+
+
+def _onednn_runs_bf16() -> bool:
+    """oneDNN's own answer; a build without its probe (no oneDNN) is not second-guessed."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return True
 
 
 def autocast(device: torch.device, *, bf16: bool) -> contextlib.AbstractContextManager[Any]:

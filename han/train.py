@@ -26,7 +26,14 @@ from han.batching import (
 from han.checkpoint import save_checkpoint
 from han.config import DataConfig, HANConfig, TrainConfig
 from han.cost import EpochEstimate, Probe, padded_tokens
-from han.device import autocast, batch_tensors, resolve_device, trim_heap, use_bf16
+from han.device import (
+    autocast,
+    batch_tensors,
+    check_precision,
+    resolve_device,
+    trim_heap,
+    use_bf16,
+)
 from han.files import written_atomically
 from han.model import HAN
 from han.predict import predict_probabilities
@@ -282,6 +289,7 @@ def train(
     batches (han.cost.Probe). A `should_stop` stop raises TrainingInterrupted carrying the
     result so far."""
     device = _training_device(train_config.device)
+    check_precision(device, train_config.precision)
     reports = _Reports.of(data, data_config, train_config, on_report)
     step = _Step(data_config=data_config, train_config=train_config, device=device,
                  bf16=use_bf16(device, train_config.precision,

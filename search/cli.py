@@ -21,6 +21,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from han.checkpoint import CheckpointError
 from han.config import COMPETITION_FORMAT, DataConfig, FileFormat, HANConfig, TokenMode, TrainConfig
+from han.device import DeviceError
 from han.files import UnwritablePath, check_writable
 from han.io import DataError, load_corpus
 from han.profile import PERCENTILES, DataProfile
@@ -50,7 +51,7 @@ app = typer.Typer(
 )
 
 USER_ERRORS = (DataError, StudyFileError, SearchError, TrackingError, CheckpointError,
-               UnwritablePath)
+               UnwritablePath, DeviceError)
 
 StudyName = Annotated[str | None, typer.Option(
     "--study", help="Study name; default: the training file's name when --train is given "

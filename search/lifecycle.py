@@ -21,7 +21,7 @@ from optuna.trial import FrozenTrial, TrialState
 from han.batching import DataCache
 from han.checkpoint import CheckpointError
 from han.config import COMPETITION_FORMAT, DataConfig, FileFormat, HANConfig
-from han.device import release_host_memory, resolve_device
+from han.device import DeviceError, check_precision, release_host_memory, resolve_device
 from han.files import check_writable, content_hash
 from han.io import Corpus, DataError
 from han.profile import DataProfile, describe
@@ -44,7 +44,7 @@ from search.storage import (
     retry_stale_trial,
 )
 from search.studyfile import name_for_file
-from search.studyspec import StudySpec, split_settings
+from search.studyspec import DEFAULTS, CategoricalParam, StudySpec, split_settings
 from search.summary import RunSummary, summarize
 from search.tracking import (
     DEFAULT_TRACKING_URI,
@@ -318,6 +318,19 @@ def open_stores(options: RunOptions, *before_tracking: Callable[[optuna.storages
     return tracker, storage
 
 
+def check_precisions(spec: StudySpec, device: torch.device) -> None:
+    """Every arithmetic the study trains in, fixed or searched, checked on `device`: bf16
+    where it cannot run is refused before anything is written, not in each trial."""
+    searched = next((param for param in spec.space if param.name == "precision"), None)
+    precisions = (searched.choices if isinstance(searched, CategoricalParam)
+                  else [spec.fixed.get("precision", DEFAULTS["precision"])])
+    for precision in precisions:
+        try:
+            check_precision(device, precision)
+        except DeviceError as error:
+            raise DeviceError(f"{spec.source}: {error}") from None
+
+
 def prepare_study(spec: StudySpec, options: RunOptions) -> PreparedStudy:
     """Check every input, then open or create the study (with its reference trial).
 
@@ -326,7 +339,9 @@ def prepare_study(spec: StudySpec, options: RunOptions) -> PreparedStudy:
     if options.seed is not None:
         spec = replace(spec, sampler=spec.sampler | {"seed": options.seed})
     spec = for_data(spec, options)
-    device = str(resolve_device(options.device))
+    torch_device = resolve_device(options.device)
+    check_precisions(spec, torch_device)
+    device = str(torch_device)
     cache = DataCache()
     files, corpus = load_data(spec, options, cache)
     spec = spec.in_documents(epoch_documents(spec, corpus, cache))

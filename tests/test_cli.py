@@ -8,6 +8,7 @@ from pathlib import Path
 import optuna
 import pandas as pd
 import pytest
+import torch
 import typer.main
 from mlflow import MlflowClient
 from optuna.trial import TrialState
@@ -294,6 +295,19 @@ def _bad_input(tmp_path: Path, case: str) -> tuple[list[str], str]:
         chinese_news(tmp_path / "news.csv", docs=8)
         return (["--train", "news.csv", "--sep", ",", "--text-col", "content",
                  "--label-col", "category"], "news.csv: line 2: non-integer token")
+    if case == "unknown device":
+        return ["--device", "gpu0"], "device 'gpu0': expected auto, cpu, cuda or cuda:N"
+    if case == "CUDA on a machine without it":
+        if torch.cuda.is_available():
+            pytest.skip("this machine has CUDA")
+        return ["--device", "cuda"], "device 'cuda': CUDA is not available (torch "
+    if case == "bf16 on a CPU that cannot run it":
+        if torch.ops.mkldnn._is_mkldnn_bf16_supported():
+            pytest.skip("this CPU runs bf16 (natively or emulated)")
+        text = config.read_text(encoding="utf-8")
+        config.write_text(text.replace("[fixed]\n", '[fixed]\nprecision = "bf16"\n'),
+                          encoding="utf-8")
+        return [], "study.toml: precision bf16: this CPU cannot run the LSTMs in bf16"
     assert case == "missing test file"
     return ["--test", "missing-test.tsv"], "missing-test.tsv: no such file"
 
@@ -318,6 +332,9 @@ def _bad_input(tmp_path: Path, case: str) -> tuple[list[str], str]:
     "file format for the built-in corpus",
     "label name not among the class names",
     "text file read as ids",
+    "unknown device",
+    "CUDA on a machine without it",
+    "bf16 on a CPU that cannot run it",
 ])
 def test_run_refuses_bad_input_before_creating_anything(tmp_path: Path, case: str) -> None:
     args, fragment = _bad_input(tmp_path, case)

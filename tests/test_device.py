@@ -8,7 +8,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from han.device import CUDA_BF16_MIN_BATCH, native_bf16, use_bf16
+from han.device import (
+    CUDA_BF16_MIN_BATCH,
+    DeviceError,
+    check_precision,
+    native_bf16,
+    resolve_device,
+    use_bf16,
+)
 
 CPUINFO = Path("/proc/cpuinfo")
 
@@ -25,6 +32,26 @@ def test_native_bf16_follows_the_cpu_flags() -> None:
 def test_explicit_precision_wins() -> None:
     for device in (torch.device("cpu"), torch.device("cuda")):
         assert use_bf16(device, "bf16") and not use_bf16(device, "fp32")
+
+
+def test_a_device_this_machine_cannot_give_is_one_line() -> None:
+    with pytest.raises(DeviceError, match=r"^device 'gpu0': expected auto, cpu, cuda or"):
+        resolve_device("gpu0")
+    if not torch.cuda.is_available():
+        with pytest.raises(DeviceError, match=r"^device 'cuda:1': CUDA is not available"):
+            resolve_device("cuda:1")
+    assert resolve_device("cpu") == torch.device("cpu")
+
+
+def test_bf16_is_refused_only_where_it_cannot_run() -> None:
+    cpu = torch.device("cpu")
+    check_precision(cpu, "fp32")
+    check_precision(cpu, "auto")
+    if torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        check_precision(cpu, "bf16")
+    else:  # no AVX-512: the LSTM's oneDNN primitive fails to build in bf16
+        with pytest.raises(DeviceError, match=r"^precision bf16: this CPU cannot run"):
+            check_precision(cpu, "bf16")
 
 
 def test_auto_on_a_gpu_takes_bf16_from_large_batches_on() -> None:
