@@ -145,7 +145,7 @@ def read_texts(path: str | os.PathLike[str], *, file_format: FileFormat = COMPET
     """The raw text of the file's first `limit` documents, as `corpus_of_texts` takes them."""
     path = Path(path)
     fmt = file_format
-    kind = f"{_SEPARATOR_NAMES.get(fmt.sep, repr(fmt.sep))}-separated file"
+    kind = _file_kind(fmt)
     reader, header = _open_delimited(path, fmt, kind)
     frame = next(iter(reader), None)
     if frame is None or fmt.text_col not in frame.columns:
@@ -160,7 +160,7 @@ def read_column(path: str | os.PathLike[str], *, file_format: FileFormat,
     submission carries beside its labels. A missing column is the one-line error."""
     path = Path(path)
     fmt = file_format
-    kind = f"{_SEPARATOR_NAMES.get(fmt.sep, repr(fmt.sep))}-separated file"
+    kind = _file_kind(fmt)
     reader, header = _open_delimited(path, fmt, kind)
     columns, values = list(header or []), []
     try:
@@ -171,9 +171,7 @@ def read_column(path: str | os.PathLike[str], *, file_format: FileFormat,
             values += frame[column].fillna("").tolist()
     except (UnicodeDecodeError, pd.errors.ParserError) as error:
         raise DataError(f"{path}: cannot read as a {kind} ({first_line(error)})") from error
-    if column not in columns:
-        found = ", ".join(repr(name) for name in columns[:4])
-        raise DataError(f"{path}: line 1: missing column '{column}'; found {found}")
+    _require_columns(path, columns, fmt, [column])
     return values
 
 
@@ -190,7 +188,7 @@ def _offsets(lengths: np.ndarray) -> np.ndarray:
 def _read_delimited(path: Path, *, labelled: bool, fmt: FileFormat,
                     label_order: Sequence[str] | None) -> Corpus:
     """Any delimited file, read by pandas' C parser chunk by chunk; errors name the line."""
-    kind = f"{_SEPARATOR_NAMES.get(fmt.sep, repr(fmt.sep))}-separated file"
+    kind = _file_kind(fmt)
     reader, header = _open_delimited(path, fmt, kind)
     chunks = _ParsedChunks(path, fmt, labelled=labelled, label_order=label_order)
     try:
@@ -354,9 +352,19 @@ def compact_ids(ids: np.ndarray) -> np.ndarray:
     return ids.astype(np.int32)
 
 
+def _file_kind(fmt: FileFormat) -> str:
+    """How errors name a file of this format: 'tab-separated file', ..."""
+    return f"{_SEPARATOR_NAMES.get(fmt.sep, repr(fmt.sep))}-separated file"
+
+
 def _check_columns(path: Path, header: Sequence[str], fmt: FileFormat, *,
                    labelled: bool) -> None:
-    needed = [fmt.label_col, fmt.text_col] if labelled else [fmt.text_col]
+    _require_columns(path, header, fmt,
+                     [fmt.label_col, fmt.text_col] if labelled else [fmt.text_col])
+
+
+def _require_columns(path: Path, header: Sequence[str], fmt: FileFormat,
+                     needed: Sequence[str]) -> None:
     for column in needed:
         if column not in header:
             found = ", ".join(repr(name) for name in header[:4])
