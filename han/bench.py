@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import resource
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from han.batching import EncodedSplit, prepare
+from han.batching import EncodedSplit, prepare, split_batch
 from han.config import COMPETITION_FORMAT, DataConfig, FileFormat, TrainConfig
 from han.device import check_precision, resolve_device, use_bf16
 from han.io import read_corpus
@@ -32,13 +34,16 @@ def _synchronize(device: torch.device) -> None:
 
 
 def bench(train_file: Path, *, model_config: dict[str, Any], data_config: DataConfig,
-          batch_size: int, steps: int, device: str, precision: str = "auto",
+          batch_size: int, steps: int | None, device: str, precision: str = "auto",
           file_format: FileFormat = COMPETITION_FORMAT,
           max_batch_tokens: int | None = TrainConfig.max_batch_tokens) -> dict[str, Any]:
-    """Time parsing+encoding the whole file, then `steps` training and evaluation batches.
+    """Time parsing+encoding the whole file, then `steps` training and evaluation batches
+    (None: the rest of one epoch, and the whole dev fold).
 
     Training batches are drawn as in training (grouped by length, shuffled), after
     WARMUP_STEPS untimed ones that absorb one-off kernel and allocator set-up.
+    `word_tokens_per_doc` is the padded tokens (segments x width) the word encoder ran per
+    timed document, `real_tokens_per_doc` the tokens among them: their ratio is the padding.
     """
     torch_device = resolve_device(device)
     check_precision(torch_device, precision)
@@ -52,9 +57,9 @@ def bench(train_file: Path, *, model_config: dict[str, Any], data_config: DataCo
     model = build_model(config_for(split, **model_config), split).to(torch_device)
     # As `train` takes a step: in chunks on CPU, whole on a GPU.
     max_tokens = max_batch_tokens if torch_device.type == "cpu" else None
-    docs, seconds = _time_training(model, split, batch_size=batch_size, steps=steps,
-                                   device=torch_device, bf16=bf16, max_tokens=max_tokens)
-    eval_docs = split.dev_docs[: batch_size * steps]
+    timed = _time_training(model, split, batch_size=batch_size, steps=steps,
+                           device=torch_device, bf16=bf16, max_tokens=max_tokens)
+    eval_docs = split.dev_docs if steps is None else split.dev_docs[: batch_size * steps]
     eval_seconds = _time_evaluation(model, split, eval_docs, batch_size=batch_size,
                                     device=torch_device)
     return {
@@ -77,32 +82,46 @@ def bench(train_file: Path, *, model_config: dict[str, Any], data_config: DataCo
         "encode_seconds": round(encode_seconds, 3),
         "encode_docs_per_s": round(corpus.num_docs / encode_seconds, 1),
         "encode_peak_rss_mb": round(encode_rss, 1),
-        "train_docs_per_s": round(docs / seconds, 2),
+        "train_docs": timed.docs,
+        "train_docs_per_s": round(timed.docs / timed.seconds, 2),
+        "word_tokens_per_doc": round(timed.word_tokens / timed.docs, 1),
+        "real_tokens_per_doc": round(timed.real_tokens / timed.docs, 1),
         "eval_docs_per_s": round(len(eval_docs) / eval_seconds, 2),
         "peak_rss_mb": round(peak_rss_mb(), 1),
     }
 
 
-def _time_training(model: HAN, split: EncodedSplit, *, batch_size: int, steps: int,
-                   device: torch.device, bf16: bool,
-                   max_tokens: int | None) -> tuple[int, float]:
-    """Documents trained on and seconds taken by `steps` timed training steps."""
+@dataclass
+class _Timed:
+    docs: int = 0
+    seconds: float = 0.0
+    word_tokens: int = 0
+    real_tokens: int = 0
+
+
+def _time_training(model: HAN, split: EncodedSplit, *, batch_size: int, steps: int | None,
+                   device: torch.device, bf16: bool, max_tokens: int | None) -> _Timed:
+    """What `steps` timed training steps (None: the rest of one epoch) trained on and took."""
     optimizer = torch.optim.Adam(model.parameters(), lr=TrainConfig.lr)
     batches = split.batches(split.train_docs, batch_size=batch_size,
                             rng=np.random.default_rng(0))
     model.train()
-    docs, seconds = 0, 0.0
-    for index in range(WARMUP_STEPS + steps):
+    timed = _Timed()
+    for index in itertools.count() if steps is None else range(WARMUP_STEPS + steps):
         _synchronize(device)
         tick = time.perf_counter()  # batch building counts: it is part of every step
-        batch = next(batches)
+        batch = next(batches, None)
+        if batch is None:
+            break
         train_step(model, optimizer, batch, device, clip=TrainConfig.clip, bf16=bf16,
                    step=index, max_tokens=max_tokens)
         _synchronize(device)
         if index >= WARMUP_STEPS:
-            seconds += time.perf_counter() - tick
-            docs += batch.size
-    return docs, seconds
+            timed.seconds += time.perf_counter() - tick
+            timed.docs += batch.size
+            timed.word_tokens += sum(chunk.tokens.size for chunk in split_batch(batch, max_tokens))
+            timed.real_tokens += int(batch.token_lengths.sum())
+    return timed
 
 
 def _time_evaluation(model: HAN, split: EncodedSplit, docs: np.ndarray, *, batch_size: int,
