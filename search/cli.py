@@ -607,14 +607,15 @@ def show(
 def report(
     study: Annotated[str, typer.Option(help="Study name.")] = "demo",
     out: Annotated[Path, typer.Option(
-        help="Folder for STUDY-report.html (created if missing).")] = Path("."),
+        help="Where to write the page: a file ending in .html, or a folder for "
+        "STUDY-report.html (created if missing).")] = Path("."),
     storage: Storage = stores.DEFAULT_STORAGE,
     tracking_uri: TrackingUri = DEFAULT_TRACKING_URI,
 ) -> None:
     """Write a self-contained HTML report of a study and log it on its MLflow parent run."""
     with user_errors():
         result = write_report(study_name=study, storage=storage, tracking_uri=tracking_uri,
-                              out_dir=out)
+                              out=out)
     typer.echo(f"wrote {result.out} ({result.size_bytes / 1024:.0f} KB, {result.trials} "
                f"trials) in {result.seconds:.1f}s")
     logged = result.logged

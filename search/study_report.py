@@ -6,6 +6,8 @@ from __future__ import annotations
 import html
 import io
 import re
+import shutil
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -68,6 +70,11 @@ def report_name(study_name: str) -> str:
     return f"{study_name}-report.html"
 
 
+def report_path(out: Path, study_name: str) -> Path:
+    """`out` itself when it names an .html file, else STUDY-report.html inside folder `out`."""
+    return out if out.suffix.lower() in (".html", ".htm") else out / report_name(study_name)
+
+
 # ------------------------------------------------------------------- writing and logging
 
 
@@ -91,15 +98,16 @@ class ReportResult:
 
 
 def write_report(*, study_name: str, storage: str, tracking_uri: str,
-                 out_dir: Path) -> ReportResult:
-    """Write OUT_DIR/STUDY-report.html atomically, then log it on the study's parent run.
+                 out: Path) -> ReportResult:
+    """Write the page atomically to `out` (see `report_path`), then log it on the study's
+    parent run.
 
-    An unwritable OUT_DIR raises UnwritablePath before anything is read, an unknown study or
+    An unwritable `out` raises UnwritablePath before anything is read, an unknown study or
     storage SearchError; neither leaves a file. MLflow trouble never costs the page: it is
     written first, and the result says why it was not logged.
     """
     started = time.perf_counter()
-    out = out_dir / report_name(study_name)
+    out = report_path(out, study_name)
     check_writable(out)
     study = open_study(study_name, storage)
     page = render_report(study, class_names=StudyRecord.of(study).class_names, storage=storage)
@@ -136,9 +144,14 @@ def log_report(page: Path, *, study_name: str, tracking_uri: str) -> Logged:
             return Logged(warning=_not_logged(tracker))
         return Logged(note=f"study {study_name!r} has no MLflow parent run in "
                       f"{redact(tracking_uri)}; the report was not logged")
-    if not tracker.run(run_id).log_artifact(page, artifact_path=REPORT_ARTIFACT_DIR):
+    # One name in MLflow whatever the file was called, so a later report replaces it there.
+    name = report_name(study_name)
+    with tempfile.TemporaryDirectory() as folder:
+        upload = page if page.name == name else Path(shutil.copyfile(page, Path(folder) / name))
+        uploaded = tracker.run(run_id).log_artifact(upload, artifact_path=REPORT_ARTIFACT_DIR)
+    if not uploaded:
         return Logged(parent_run_id=run_id, warning=_not_logged(tracker))
-    return Logged(parent_run_id=run_id, artifact=f"{REPORT_ARTIFACT_DIR}/{page.name}")
+    return Logged(parent_run_id=run_id, artifact=f"{REPORT_ARTIFACT_DIR}/{name}")
 
 
 def _not_logged(tracker: Tracker) -> str:

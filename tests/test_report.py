@@ -313,6 +313,21 @@ def test_an_out_folder_that_is_a_file_is_one_error_line(reported: Reported,
     assert files_under(_in_tmp) == {Path("taken")}
 
 
+def test_an_out_path_ending_in_html_is_the_page_itself(reported: Reported,
+                                                        _in_tmp: Path) -> None:
+    # `--out report.html` is a file name to a user, not a folder to create; MLflow keeps
+    # the study's one name for it, so this upload replaces the fixture's.
+    result = invoke("report", "--study", STUDY, "--out", "pages/latest.html", "--storage",
+                    reported.storage, "--tracking-uri", reported.tracking_uri)
+    assert result.exit_code == 0, result.output
+    assert files_under(_in_tmp) == {Path("pages"), Path("pages/latest.html")}
+    assert result.stdout.splitlines()[1].startswith(
+        f"logged to MLflow {reported.tracking_uri} as report/{STUDY}-report.html on ")
+    parent = reported.parent_runs()[0]
+    artifacts = [a.path for a in reported.client.list_artifacts(parent.info.run_id, "report")]
+    assert artifacts == [f"report/{STUDY}-report.html"]
+
+
 # ------------------------------------------------------------------- pure renders
 
 
