@@ -48,7 +48,7 @@ from search.export import (
     submission_ids,
     write_submission,
 )
-from search.lifecycle import code_tags
+from search.lifecycle import code_tags, epoch_documents
 from search.objective import SearchContext, build_configs
 from search.records import DatasetRecord, Key, Role, RunState, StudyRecord, Tag
 from search.registry import Champion, check_name
@@ -265,6 +265,8 @@ def trial_setup(*, study: optuna.Study, trial: FrozenTrial, trial_run: Run,
     # only its own data, and the study may have run on a file given on the command line.
     spec = replace(load_spec(study_file), label_names=record.class_names)
     corpus = study_training_data(study, record, cache)
+    # Settings given in epochs ("0.25 epochs") become documents as the search made them.
+    spec = spec.in_documents(epoch_documents(spec, corpus, cache))
     logged = trial_run.data.params
     # A --seed given to `run` overrides the training seed; only the run's params keep it.
     seed = int(logged[Key.SEED]) if Key.SEED in logged else None
