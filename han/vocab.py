@@ -17,6 +17,15 @@ PAD = 0
 UNK = 1
 
 
+
+class DimensionMismatch(DataError):
+    """A word2vec file whose vectors do not have the model's embed_dim."""
+
+    def __init__(self, *, path: Path, file_dim: int, dim: int) -> None:
+        super().__init__(f"{path}: line 1: vectors have dimension {file_dim}, the model's "
+                         f"embed_dim is {dim}")
+        self.file_dim, self.dim = file_dim, dim
+
 @dataclass(frozen=True)
 class Vocabulary:
     """Maps raw token ids to model ids: 0 is padding, 1 is UNK, then kept tokens by id.
@@ -164,8 +173,7 @@ def read_word2vec(path: str | os.PathLike[str], *, dim: int,
                             f"got {' '.join(header)[:40]!r}")
         count, file_dim = int(header[0]), int(header[1])
         if file_dim != dim:
-            raise DataError(f"{path}: line 1: vectors have dimension {file_dim}, the model's "
-                            f"embed_dim is {dim}")
+            raise DimensionMismatch(path=path, file_dim=file_dim, dim=dim)
         words: list[str] = []
         rows: list[np.ndarray] = []
         for line_number, line in enumerate(handle, start=2):

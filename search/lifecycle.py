@@ -27,6 +27,7 @@ from han.io import Corpus, DataError
 from han.profile import DataProfile, describe
 from han.synthetic import SyntheticSpec, builtin_corpus
 from han.train import DeviceOutOfMemoryError, EpochMetrics, Report
+from han.vocab import DimensionMismatch
 from search import records
 from search.baseline import BaselineOutcome, ensure_baseline
 from search.budget import Budget, StoppedBeforeAnEpoch, TrialEstimate
@@ -291,8 +292,14 @@ def load_data(spec: StudySpec, options: RunOptions,
     if files.test is not None:
         cache.load_corpus(files.test, labelled=False, file_format=file_format)
     if files.embeddings is not None:
-        cache.word2vec(files.embeddings, dim=spec.fixed.get("embed_dim", HANConfig.embed_dim),
-                       tokens=file_format.tokens)
+        try:
+            cache.word2vec(files.embeddings, dim=spec.fixed.get("embed_dim", HANConfig.embed_dim),
+                           tokens=file_format.tokens)
+        except DimensionMismatch as mismatch:
+            # `han-search embeddings` writes 100 dimensions, the demo's model has 64.
+            raise SearchError(f"{mismatch}; train vectors of {mismatch.dim} (han-search "
+                              f"embeddings --dim {mismatch.dim}) or set embed_dim = "
+                              f"{mismatch.file_dim} in the study file's [fixed]") from None
     if spec.label_names is not None and len(spec.label_names) < corpus.num_classes:
         raise SearchError(f"{spec.source}: [data] labels: {len(spec.label_names)} names for "
                           f"{corpus.num_classes} classes in {files.train}")

@@ -272,7 +272,10 @@ def _bad_input(tmp_path: Path, case: str) -> tuple[list[str], str]:
         return ["--embeddings", "w2v.txt"], "w2v.txt: line 1: expected a word2vec header"
     if case == "embeddings of another dimension":
         (tmp_path / "w2v.txt").write_text("1 3\n5 0.1 0.2 0.3\n", encoding="utf-8")
-        return ["--embeddings", "w2v.txt"], "w2v.txt: line 1: vectors have dimension 3"
+        return ["--embeddings", "w2v.txt"], (
+            "w2v.txt: line 1: vectors have dimension 3, the model's embed_dim is 16; train "
+            "vectors of 16 (han-search embeddings --dim 16) or set embed_dim = 3 in the study "
+            "file's [fixed]")
     if case == "embeddings with a short row":
         (tmp_path / "w2v.txt").write_text("2 16\n5 0.1 0.2\n", encoding="utf-8")
         return ["--embeddings", "w2v.txt"], "w2v.txt: line 2: expected a token and 16"
