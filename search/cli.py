@@ -247,7 +247,9 @@ def bench(
     sent_hidden: Annotated[int | None, typer.Option(
         help="Segment (sentence) BiLSTM hidden size.")] = None,
     batch_size: Annotated[int, typer.Option(help="Documents per batch.")] = 16,
-    steps: Annotated[int, typer.Option(help="Timed training and evaluation batches.")] = 20,
+    steps: Annotated[int, typer.Option(
+        min=0, help="Timed training and evaluation batches; 0: the rest of one epoch after "
+        "the untimed first two, and the whole dev fold.")] = 20,
     device: Device = "cpu",
     precision: Annotated[str, typer.Option(
         help="Training arithmetic: auto (bf16 where the hardware has it), fp32 or bf16.")] =
@@ -269,7 +271,7 @@ def bench(
         except ValueError as error:
             fail(str(error))
         figures = run_bench(train, model_config=model, data_config=data_config,
-                            batch_size=batch_size, steps=steps, device=device,
+                            batch_size=batch_size, steps=steps or None, device=device,
                             precision=precision, file_format=read_as)
     typer.echo(json.dumps(figures))
 

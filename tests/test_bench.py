@@ -37,6 +37,13 @@ def test_bench_command_prints_one_json_line(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     figures = json.loads(result.output.strip().splitlines()[-1])
     assert figures["train_docs"] == 8 and figures["steps"] == 2
+    # --steps 0: the whole epoch, 54 training documents of 60, the first two batches untimed.
+    result = CliRunner().invoke(app, ["bench", "--train", str(train), "--seg-len", "32",
+                                      "--word-hidden", "8", "--sent-hidden", "8",
+                                      "--batch-size", "4", "--steps", "0"])
+    assert result.exit_code == 0, result.output
+    figures = json.loads(result.output.strip().splitlines()[-1])
+    assert figures["train_docs"] == 54 - 8 and figures["steps"] is None
 
 
 def _notebook_bench() -> ModuleType:
