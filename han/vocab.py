@@ -17,7 +17,6 @@ PAD = 0
 UNK = 1
 
 
-
 class DimensionMismatch(DataError):
     """A word2vec file whose vectors do not have the model's embed_dim."""
 
@@ -25,6 +24,7 @@ class DimensionMismatch(DataError):
         super().__init__(f"{path}: line 1: vectors have dimension {file_dim}, the model's "
                          f"embed_dim is {dim}")
         self.file_dim, self.dim = file_dim, dim
+
 
 @dataclass(frozen=True)
 class Vocabulary:

@@ -71,8 +71,10 @@ def report_name(study_name: str) -> str:
 
 
 def report_path(out: Path, study_name: str) -> Path:
-    """`out` itself when it names an .html file, else STUDY-report.html inside folder `out`."""
-    return out if out.suffix.lower() in (".html", ".htm") else out / report_name(study_name)
+    """`out` itself when it names an .html file (not an existing folder), else
+    STUDY-report.html inside folder `out`."""
+    is_page = out.suffix.lower() in (".html", ".htm") and not out.is_dir()
+    return out if is_page else out / report_name(study_name)
 
 
 # ------------------------------------------------------------------- writing and logging
