@@ -4,13 +4,16 @@ trials of workers that died."""
 from __future__ import annotations
 
 import importlib.util
+import time
 import warnings
 from pathlib import Path
 from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
+from sqlalchemy.exc import IntegrityError, ProgrammingError
 
+from han.errors import first_line
 from han.files import UnwritablePath, check_writable
 from search import records
 from search.errors import SearchError
@@ -21,6 +24,8 @@ DEFAULT_STORAGE = "sqlite:///han-search.db"
 DEFAULT_HEARTBEAT_S = 10
 # A trial whose worker died is retried at most this many times.
 MAX_RETRIES = 2
+# Tries to open a storage whose tables another process is creating at the same moment.
+CREATE_ATTEMPTS = 5
 
 
 def check_sqlite_target(url: str, *, what: str, must_exist: bool = False) -> None:
@@ -79,13 +84,25 @@ def open_storage(url: str, *, heartbeat_s: int | None = None,
 
         heartbeat = {"heartbeat_interval": heartbeat_s, "grace_period": 3 * heartbeat_s,
                      "heartbeat_stale_trial_callback": on_stale}
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **heartbeat)
-    except Exception as error:  # SQLAlchemy raises many types for a bad URL or server
-        text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise SearchError(f"storage {redact(url)}: cannot open ({text[:200]})") from error
+    attempt = 1
+    while True:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **heartbeat)
+        except (IntegrityError, ProgrammingError) as error:
+            # Workers started together on a new PostgreSQL database all create its tables;
+            # the losers fail on a duplicate, and find the tables made when they try again.
+            if attempt == CREATE_ATTEMPTS:
+                raise _cannot_open(url, error) from error
+            time.sleep(0.5 * attempt)
+            attempt += 1
+        except Exception as error:  # SQLAlchemy raises many types for a bad URL or server
+            raise _cannot_open(url, error) from error
+
+
+def _cannot_open(url: str, error: Exception) -> SearchError:
+    return SearchError(f"storage {redact(url)}: cannot open ({first_line(error, limit=200)})")
 
 
 def retry_stale_trial(study: optuna.Study, trial: FrozenTrial) -> None:

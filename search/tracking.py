@@ -18,7 +18,7 @@ import urllib.parse
 import urllib.request
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -33,7 +33,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking._tracking_service.utils import _use_tracking_uri
 
 from han.errors import first_line
-from han.files import check_writable
+from han.files import check_writable, folder_lock
 from search import records
 from search.records import MAX_PARAM_LENGTH, DataContext, Role, RunState, Tag
 
@@ -100,13 +100,24 @@ class RetryPolicy:
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
+def _store_creation_lock(tracking_uri: str) -> AbstractContextManager[None]:
+    """Opening a SQLite store creates and migrates its schema; two processes doing it to one
+    new file at once race through the migrations and the loser fails (two `han-search run`
+    started together on a fresh folder). The first to hold the folder does it alone."""
+    folder = Path(tracking_uri.removeprefix("sqlite:///")).parent
+    if not tracking_uri.startswith("sqlite:///") or not folder.is_dir():
+        return nullcontext()
+    return folder_lock(folder)
+
+
 class Requests:
     """Requests to one MLflow store under a RetryPolicy: required ones return their value or
     raise TrackingError; best-effort writes warn, are listed in `not_logged` and say False."""
 
     def __init__(self, tracking_uri: str, policy: RetryPolicy) -> None:
         self.tracking_uri = tracking_uri
-        self.client = MlflowClient(tracking_uri=tracking_uri)
+        with _store_creation_lock(tracking_uri):
+            self.client = MlflowClient(tracking_uri=tracking_uri)
         self.policy = policy
         self.not_logged: list[str] = []
         self._failed_at = -math.inf
