@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
+import numpy as np
 import optuna
 import torch
 from optuna.trial import FrozenTrial, TrialState
@@ -351,7 +352,9 @@ def prepare_study(spec: StudySpec, options: RunOptions) -> PreparedStudy:
     device = str(torch_device)
     cache = DataCache()
     files, corpus = load_data(spec, options, cache)
-    spec = spec.in_documents(epoch_documents(spec, corpus, cache))
+    train_docs = epoch_documents(spec, corpus, cache)
+    check_learnable(files.train, corpus, train_docs)
+    spec = spec.in_documents(train_docs)
     dataset = fingerprint(files, corpus)
     class_names = corpus.label_values or spec.label_names
     tracker, storage = open_stores(options, lambda storage: check_same_data(
@@ -370,6 +373,18 @@ def prepare_study(spec: StudySpec, options: RunOptions) -> PreparedStudy:
     return PreparedStudy(spec=spec, options=options, files=files, corpus=corpus,
                          tracker=tracker, study=study, run_tags=run_tags, device=device,
                          cache=cache, dataset=dataset)
+
+
+def check_learnable(train: Path, corpus: Corpus, train_docs: int) -> None:
+    """Refuse data that a classifier cannot learn from or be scored on: every trial would
+    run, and score nothing."""
+    assert corpus.labels is not None
+    if np.unique(corpus.labels).size < 2:
+        raise SearchError(f"{train}: all {corpus.num_docs} documents have the same label; a "
+                          "classifier needs two classes or more")
+    if not 0 < train_docs < corpus.num_docs:
+        raise SearchError(f"{train}: {corpus.num_docs} documents are too few for the study's "
+                          "folds: its dev fold or its training folds would be empty")
 
 
 def epoch_documents(spec: StudySpec, corpus: Corpus, cache: DataCache) -> int:

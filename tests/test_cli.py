@@ -264,6 +264,10 @@ def _bad_input(tmp_path: Path, case: str) -> tuple[list[str], str]:
     if case == "negative label":
         write_tsv(tmp_path / "negative.tsv", [(1, "5 6"), (-2, "7 8")])
         return ["--train", "negative.tsv"], "negative.tsv: line 3: negative label '-2'"
+    if case == "one class":
+        write_tsv(tmp_path / "one.tsv", [(3, "5 6"), (3, "7 8"), (3, "9")])
+        return ["--train", "one.tsv"], ("one.tsv: all 3 documents have the same label; a "
+                                        "classifier needs two classes or more")
     if case == "empty text":
         write_tsv(tmp_path / "blank.tsv", [(1, "5 6"), (2, "")])
         return ["--train", "blank.tsv"], "blank.tsv: line 3: empty text"
@@ -327,6 +331,7 @@ def _bad_input(tmp_path: Path, case: str) -> tuple[list[str], str]:
     "comma-separated train file",
     "negative label",
     "empty text",
+    "one class",
     "embeddings with a wrong header",
     "embeddings of another dimension",
     "embeddings with a short row",
