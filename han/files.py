@@ -10,7 +10,7 @@ import os
 import tempfile
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 
@@ -85,10 +85,17 @@ def content_hash(path: str | os.PathLike[str]) -> str:
 def folder_lock(folder: str | os.PathLike[str]) -> Iterator[None]:
     """Hold an exclusive advisory lock on `folder` while the block runs; other processes
     asking for it wait. The lock is taken on the folder itself (flock), so no lock file is
-    left behind."""
-    descriptor = os.open(folder, os.O_RDONLY)
+    left behind; where the folder cannot be opened or locked (some network filesystems),
+    the block runs unlocked rather than not at all."""
     try:
-        fcntl.flock(descriptor, fcntl.LOCK_EX)
+        descriptor: int | None = os.open(folder, os.O_RDONLY)
+    except OSError:
+        descriptor = None
+    try:
+        if descriptor is not None:
+            with suppress(OSError):
+                fcntl.flock(descriptor, fcntl.LOCK_EX)
         yield
     finally:
-        os.close(descriptor)  # releases the lock
+        if descriptor is not None:
+            os.close(descriptor)  # releases the lock

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -13,7 +15,7 @@ import han.batching
 from han.batching import DataCache, prepare
 from han.config import DataConfig
 from han.errors import first_line
-from han.files import written_atomically
+from han.files import folder_lock, written_atomically
 from han.io import DataError
 from han.vocab import load_embeddings
 from tests.conftest import easy_corpus
@@ -75,3 +77,18 @@ def test_first_line() -> None:
     assert first_line(ValueError("  one\ntwo  ")) == "one"
     assert first_line(ValueError("")) == "ValueError"
     assert first_line(ValueError("abcdef"), limit=3) == "abc"
+
+
+def test_folder_lock_excludes_other_processes_and_leaves_no_file(tmp_path: Path) -> None:
+    try_lock = ("import fcntl, os, sys; d = os.open(sys.argv[1], os.O_RDONLY); "
+                "fcntl.flock(d, fcntl.LOCK_EX | fcntl.LOCK_NB)")
+    with folder_lock(tmp_path):
+        held = subprocess.run([sys.executable, "-c", try_lock, str(tmp_path)],
+                              capture_output=True, text=True)
+        assert held.returncode != 0 and "BlockingIOError" in held.stderr
+    free = subprocess.run([sys.executable, "-c", try_lock, str(tmp_path)])
+    assert free.returncode == 0
+    assert list(tmp_path.iterdir()) == []
+    # A folder that cannot be opened runs the block unlocked instead of failing it.
+    with folder_lock(tmp_path / "missing"):
+        pass
