@@ -40,15 +40,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo's packa
 
 from han.bench import bench
 from han.config import DataConfig
-from han.io import read_corpus
+from han.io import Corpus, read_corpus
 from han.synthetic import SyntheticSpec, write_corpus
 
 DEFAULT_SEED_PIPELINE = Path(__file__).resolve().parents[2] / "shared/reference/seed_pipeline.py"
 
 
-def random_word2vec(train: Path, path: Path, *, dim: int = 100, words: int = 5000) -> Path:
+def random_word2vec(corpus: Corpus, path: Path, *, dim: int = 100, words: int = 5000) -> Path:
     """Random vectors for the corpus's most frequent ids: any vectors do for timing."""
-    corpus = read_corpus(train, labelled=True)
     counts = np.bincount(corpus.tokens)
     ids = np.argsort(counts)[::-1][:words]
     rng = np.random.default_rng(0)
@@ -106,7 +105,8 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     folder = Path(tempfile.mkdtemp(prefix="han-notebook-"))
     train, test = write_corpus(SyntheticSpec(n_train=args.docs, n_test=200), folder)
-    vectors = random_word2vec(train, folder / "w2v.txt")
+    corpus = read_corpus(train, labelled=True)
+    vectors = random_word2vec(corpus, folder / "w2v.txt")
     steps = None if args.epoch else args.batches
     notebook = notebook_docs_per_s(args.seed_pipeline, train, test, vectors,
                                    batches=steps or 0, threads=args.threads)
@@ -119,8 +119,7 @@ def main() -> int:
                       device="cpu", precision="fp32", max_batch_tokens=None)
         print(json.dumps({"pipeline": "han-search, batches whole", **whole}), flush=True)
     notebook_tokens = notebook_word_tokens_per_doc(
-        read_corpus(train, labelled=True).lengths, seg_len=shape.seg_len,
-        max_segments=shape.max_segments, batch_size=16)
+        corpus.lengths, seg_len=shape.seg_len, max_segments=shape.max_segments, batch_size=16)
     ratio = ours["train_docs_per_s"] / notebook
     print(f"fp32 training, reference configuration, batch 16, {args.threads} threads, "
           f"{'one epoch' if args.epoch else f'{args.batches} batches'}: notebook "

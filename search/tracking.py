@@ -104,10 +104,9 @@ def _store_creation_lock(tracking_uri: str) -> AbstractContextManager[None]:
     """Opening a SQLite store creates and migrates its schema; two processes doing it to one
     new file at once race through the migrations and the loser fails (two `han-search run`
     started together on a fresh folder). The first to hold the folder does it alone."""
-    folder = Path(tracking_uri.removeprefix("sqlite:///")).parent
-    if not tracking_uri.startswith("sqlite:///") or not folder.is_dir():
+    if not tracking_uri.startswith("sqlite:///"):
         return nullcontext()
-    return folder_lock(folder)
+    return folder_lock(Path(tracking_uri.removeprefix("sqlite:///")).parent)
 
 
 class Requests:
