@@ -10,6 +10,11 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 CellType = Literal["lstm", "gru"]
+# How the training loss weighs classes: "none" (the notebook's plain cross-entropy),
+# "sqrt" (each class by the square root of its inverse frequency) or "inverse" (by its
+# inverse frequency: every class weighs as much in the loss as in macro-F1).
+ClassWeight = Literal["none", "sqrt", "inverse"]
+CLASS_WEIGHTS: tuple[ClassWeight, ...] = ("none", "sqrt", "inverse")
 Precision = Literal["auto", "fp32", "bf16"]
 TokenMode = Literal["ids", "chars", "words"]
 TOKEN_MODES: tuple[TokenMode, ...] = ("ids", "chars", "words")
@@ -105,6 +110,7 @@ class TrainConfig:
     lr_decay: float = 0.75
     decay_steps: int = 1000
     clip: float = 5.0
+    class_weight: ClassWeight = "none"
     patience: int = 3
     seed: int = 0
     device: str = "auto"
@@ -138,6 +144,9 @@ class TrainConfig:
             raise ValueError("lr and clip must be positive")
         if not 0.0 < self.lr_decay <= 1.0:
             raise ValueError(f"lr_decay must be in (0, 1], got {self.lr_decay}")
+        if self.class_weight not in CLASS_WEIGHTS:
+            raise ValueError(f"class_weight must be one of {', '.join(CLASS_WEIGHTS)}, "
+                             f"got {self.class_weight!r}")
         if self.precision not in ("auto", "fp32", "bf16"):
             raise ValueError(f"precision must be auto, fp32 or bf16, got {self.precision!r}")
 

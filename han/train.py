@@ -73,6 +73,9 @@ class EpochMetrics:
     lr: float
     epoch_seconds: float
     train_docs_per_s: float
+    # Mean cross-entropy of the dev fold, unweighted: ln C for a uniform guess. NaN in the
+    # history of a run saved before it was recorded.
+    dev_loss: float = math.nan
 
     def as_dict(self) -> dict[str, float]:
         return {key: value for key, value in asdict(self).items() if key != "epoch"}
@@ -149,6 +152,14 @@ def build_model(model_config: HANConfig, data: EncodedSplit | None = None) -> HA
     return model
 
 
+def cross_entropy(probabilities: np.ndarray, labels: np.ndarray) -> float:
+    """Mean negative log-likelihood of `labels` under (N, C) `probabilities`."""
+    if not len(labels):
+        return math.nan
+    chosen = probabilities[np.arange(len(labels)), labels].astype(np.float64)
+    return float(-np.log(np.maximum(chosen, 1e-12)).mean())
+
+
 def macro_scores(true: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
     precision, recall, f1, _ = precision_recall_fscore_support(
         true, predicted, average="macro", zero_division=0
@@ -157,17 +168,34 @@ def macro_scores(true: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
             "dev_macro_recall": float(recall), "dev_accuracy": accuracy_score(true, predicted)}
 
 
+def class_weights(labels: np.ndarray, num_classes: int, scheme: str) -> np.ndarray | None:
+    """Each class's weight in the training loss for the training labels `labels`: None for
+    "none"; for "inverse" n / (C n_c), for "sqrt" its square root (a class with no training
+    document gets 0: it never meets the loss). Only the ratios matter: a batch's loss is
+    divided by its documents' total weight."""
+    if scheme == "none":
+        return None
+    counts = np.bincount(labels, minlength=num_classes).astype(np.float64)
+    weights = np.zeros(num_classes)
+    present = counts > 0
+    weights[present] = len(labels) / (present.sum() * counts[present])
+    return np.sqrt(weights) if scheme == "sqrt" else weights
+
+
 def train_step(model: HAN, optimizer: torch.optim.Optimizer, batch: Batch,
                device: torch.device, *, clip: float, bf16: bool, epoch: int = 1,
                step: int = 0, max_tokens: int | None = None,
-               check_finite: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+               check_finite: bool = True,
+               weights: np.ndarray | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """One optimisation step on a labelled batch: forward (under bf16 autocast when asked),
-    cross-entropy in fp32, backward, gradient clipping to norm `clip`, update.
+    cross-entropy in fp32 (each document weighted by its class's entry of `weights` when
+    given: the batch's loss is then the weighted mean), backward, gradient clipping to norm
+    `clip`, update.
 
     With `max_tokens`, a batch of more padded tokens (segments x width) goes forward and
     backward in chunks of documents that each hold at most that many (one document may hold
-    more), the gradients summed with each chunk's share of the documents: the same step as
-    one pass, with the activations of one chunk alive at a time (a batch of 32 documents of
+    more), each chunk's loss its documents' share of the batch's: the same step as one
+    pass, with the activations of one chunk alive at a time (a batch of 32 documents of
     8 x 256 tokens holds 1.6 GB of them).
 
     Returns the loss (a 0-dim tensor on `device`) and the logits, both detached. With
@@ -178,15 +206,20 @@ def train_step(model: HAN, optimizer: torch.optim.Optimizer, batch: Batch,
     optimizer.zero_grad(set_to_none=True)
     total: torch.Tensor | None = None
     logits = []
+    assert batch.labels is not None
+    # Chunks sum their documents' losses over the whole batch's weight: the same step as one
+    # pass over the batch.
+    batch_weight = float(batch.size if weights is None else weights[batch.labels].sum())
+    weight = None if weights is None else torch.from_numpy(weights).float().to(device)
     for chunk in split_batch(batch, max_tokens):
         tokens, token_lengths, seg_counts = batch_tensors(chunk, device)
         labels = torch.from_numpy(chunk.labels).to(device, non_blocking=True)
         with autocast(device, bf16=bf16):
             chunk_logits = model(tokens, token_lengths, seg_counts)
-        share = chunk.size / batch.size
-        loss = nn.functional.cross_entropy(chunk_logits.float(), labels) * share
+        loss = nn.functional.cross_entropy(chunk_logits.float(), labels, weight=weight,
+                                           reduction="sum") / max(batch_weight, 1e-12)
         if check_finite and not math.isfinite(value := loss.item()):
-            raise NonFiniteLossError(epoch=epoch, step=step, loss=value / share)
+            raise NonFiniteLossError(epoch=epoch, step=step, loss=value)
         loss.backward()
         total = loss.detach() if total is None else total + loss.detach()
         logits.append(chunk_logits.detach())
@@ -294,7 +327,9 @@ def train(
     step = _Step(data_config=data_config, train_config=train_config, device=device,
                  bf16=use_bf16(device, train_config.precision,
                                batch_size=train_config.batch_size), should_stop=should_stop,
-                 reports=reports)
+                 reports=reports,
+                 weights=class_weights(data.labels[data.train_docs], data.num_classes,
+                                       train_config.class_weight))
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
     best_path = checkpoint_dir / BEST_CHECKPOINT
     state_path = checkpoint_dir / STATE_FILE
@@ -417,6 +452,8 @@ class _Step:
     bf16: bool
     should_stop: Callable[[], bool] | None
     reports: _Reports
+    # Each class's weight in the loss (train_config.class_weight); None: unweighted.
+    weights: np.ndarray | None = None
 
     @property
     def max_tokens(self) -> int | None:
@@ -444,14 +481,17 @@ def _epoch(run: _Run, data: EncodedSplit, epoch: int, step: _Step, *,
         torch.cuda.synchronize(step.device)
     train_seconds = time.perf_counter() - started
 
-    dev_pred = predict_probabilities(run.model, data.segments, data.dev_docs,
-                                     batch_size=step.train_config.eval_batch_size,
-                                     device=step.device).argmax(1)
+    dev_probabilities = predict_probabilities(run.model, data.segments, data.dev_docs,
+                                              batch_size=step.train_config.eval_batch_size,
+                                              device=step.device)
     trim_heap()
-    scores = macro_scores(data.labels[data.dev_docs], dev_pred)
+    dev_true = data.labels[data.dev_docs]
+    dev_pred = dev_probabilities.argmax(1)
+    scores = macro_scores(dev_true, dev_pred)
     metrics = EpochMetrics(
         epoch=epoch,
         train_loss=total_loss / max(seen, 1),
+        dev_loss=cross_entropy(dev_probabilities, dev_true),
         train_macro_f1=float(f1_score(np.concatenate(train_true),
                                       np.concatenate(train_pred), average="macro",
                                       zero_division=0)),
@@ -508,7 +548,8 @@ def _train_batches(run: _Run, data: EncodedSplit, epoch: int, step: _Step, *,
             loss, logits = train_step(run.model, run.optimizer, batch, step.device,
                                       clip=config.clip, bf16=step.bf16, epoch=epoch,
                                       step=index, max_tokens=step.max_tokens,
-                                      check_finite=on_cpu or index % CHECK_EVERY == 0)
+                                      check_finite=on_cpu or index % CHECK_EVERY == 0,
+                                      weights=step.weights)
         except torch.OutOfMemoryError as error:
             rows, width = batch.tokens.shape
             raise DeviceOutOfMemoryError(

@@ -9,6 +9,7 @@ from han.config import HANConfig
 from han.device import batch_tensors
 from han.model import HAN, AttentionPool, reverse_within_length
 from han.predict import predict_probabilities
+from han.train import class_weights, cross_entropy, train_step
 
 
 def small_config(**overrides) -> HANConfig:
@@ -87,3 +88,43 @@ def test_pretrained_embeddings_are_frozen_and_added() -> None:
     assert torch.equal(model.words.embed.weight, torch.zeros(50, 8))
     trainable = {name for name, p in model.named_parameters() if p.requires_grad}
     assert "words.pretrained.weight" not in trainable
+
+
+def test_class_weights_follow_the_scheme() -> None:
+    labels = np.array([0] * 8 + [1] * 2)
+    assert class_weights(labels, 3, "none") is None
+    inverse = class_weights(labels, 3, "inverse")
+    # n / (C n_c) over the classes present; a class without training documents gets 0.
+    np.testing.assert_allclose(inverse, [10 / 16, 10 / 4, 0.0])
+    np.testing.assert_allclose(class_weights(labels, 3, "sqrt"), np.sqrt(inverse))
+
+
+def test_weighted_step_in_chunks_equals_one_pass() -> None:
+    segments = random_documents(np.random.default_rng(3), [3, 40, 17, 8, 25, 1])
+    labels = np.array([0, 1, 1, 2, 0, 0])
+    batch = make_batch(segments, np.arange(6), labels)
+    weights = class_weights(labels, 5, "inverse")
+    grads = []
+    for max_tokens in (None, 20):
+        torch.manual_seed(0)
+        model = HAN(small_config(dropout=0.0))
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
+        loss, _ = train_step(model, optimizer, batch, torch.device("cpu"), clip=1e9,
+                             bf16=False, max_tokens=max_tokens, weights=weights)
+        grads.append((float(loss), model.classify.weight.grad.clone()))
+    (whole_loss, whole_grad), (chunked_loss, chunked_grad) = grads
+    assert chunked_loss == pytest.approx(whole_loss, rel=1e-5)
+    torch.testing.assert_close(chunked_grad, whole_grad, atol=1e-6, rtol=1e-4)
+    # The weighted mean: the documents' losses over their classes' total weight.
+    torch.manual_seed(0)
+    model = HAN(small_config(dropout=0.0)).eval()
+    logits = model(*batch_tensors(batch, torch.device("cpu")))
+    per_doc = torch.nn.functional.cross_entropy(logits, torch.from_numpy(labels),
+                                                reduction="none").detach().numpy()
+    expected = (per_doc * weights[labels]).sum() / weights[labels].sum()
+    assert whole_loss == pytest.approx(expected, rel=1e-5)
+
+
+def test_cross_entropy_of_a_uniform_guess_is_log_classes() -> None:
+    probabilities = np.full((4, 5), 0.2)
+    assert cross_entropy(probabilities, np.array([0, 1, 2, 4])) == pytest.approx(np.log(5))
