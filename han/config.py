@@ -133,13 +133,16 @@ class TrainConfig:
     report_every: int | None = None
     # Reports inside an epoch score this many dev documents, a fixed stratified sample (the
     # same for every run of the same split); each epoch's end scores the whole dev fold.
-    report_dev_docs: int = 1000
+    # None: as many as keep a report's noise near han.metrics.TARGET_NOISE on the dev
+    # fold's classes (rare classes need more), at most the whole fold.
+    report_dev_docs: int | None = None
 
     def __post_init__(self) -> None:
         _check_positive(self, "epochs", "batch_size", "decay_steps", "patience",
-                        "eval_batch_size", "max_batch_tokens", "report_dev_docs")
-        if self.report_every is not None:
-            _check_positive(self, "report_every")
+                        "eval_batch_size", "max_batch_tokens")
+        for name in ("report_every", "report_dev_docs"):
+            if getattr(self, name) is not None:
+                _check_positive(self, name)
         if self.lr <= 0 or self.clip <= 0:
             raise ValueError("lr and clip must be positive")
         if not 0.0 < self.lr_decay <= 1.0:

@@ -35,6 +35,7 @@ from han.device import (
     use_bf16,
 )
 from han.files import written_atomically
+from han.metrics import macro_f1_noise, sample_size
 from han.model import HAN
 from han.predict import predict_probabilities
 
@@ -76,6 +77,8 @@ class EpochMetrics:
     # Mean cross-entropy of the dev fold, unweighted: ln C for a uniform guess. NaN in the
     # history of a run saved before it was recorded.
     dev_loss: float = math.nan
+    # The noise of dev_macro_f1 (han.metrics.macro_f1_noise); NaN likewise.
+    dev_macro_f1_noise: float = math.nan
 
     def as_dict(self) -> dict[str, float]:
         return {key: value for key, value in asdict(self).items() if key != "epoch"}
@@ -105,6 +108,9 @@ class Report:
     docs_seen: int
     dev_macro_f1: float
     dev_docs: int
+    # The report's noise: the standard deviation of its macro-F1 over resamples of the
+    # documents it scored (han.metrics.macro_f1_noise).
+    dev_macro_f1_noise: float = 0.0
     epoch_metrics: EpochMetrics | None = None
 
     @property
@@ -396,8 +402,8 @@ class _Reports:
     def of(cls, data: EncodedSplit, data_config: DataConfig, train_config: TrainConfig,
            callback: ReportCallback | None) -> _Reports:
         # Seeded by the split's seed alone: every trial of a study scores the same sample.
-        sample = stratified_sample(data.labels, data.dev_docs,
-                                   size=train_config.report_dev_docs,
+        size = train_config.report_dev_docs or sample_size(data.labels[data.dev_docs])
+        sample = stratified_sample(data.labels, data.dev_docs, size=size,
                                    seed=data_config.split_seed)
         return cls(grid=ReportGrid(train_config.report_every, len(data.train_docs)),
                    sample=sample, dev_size=len(data.dev_docs), callback=callback)
@@ -424,10 +430,11 @@ class _Reports:
         run.model.train()
         trim_heap()
         self.last_step = point
-        f1 = float(f1_score(data.labels[self.sample], predicted, average="macro",
-                            zero_division=0))
+        true = data.labels[self.sample]
+        f1 = float(f1_score(true, predicted, average="macro", zero_division=0))
         if self.callback(Report(step=point, epoch=epoch, docs_seen=after, dev_macro_f1=f1,
-                                dev_docs=len(self.sample))):
+                                dev_docs=len(self.sample),
+                                dev_macro_f1_noise=macro_f1_noise(true, predicted))):
             raise _StoppedAtReport
 
     def epoch_done(self, metrics: EpochMetrics) -> bool:
@@ -439,7 +446,8 @@ class _Reports:
         self.last_step = point
         return bool(self.callback(Report(
             step=point, epoch=metrics.epoch, docs_seen=metrics.epoch * self.grid.epoch_docs,
-            dev_macro_f1=metrics.dev_macro_f1, dev_docs=self.dev_size, epoch_metrics=metrics)))
+            dev_macro_f1=metrics.dev_macro_f1, dev_docs=self.dev_size,
+            dev_macro_f1_noise=metrics.dev_macro_f1_noise, epoch_metrics=metrics)))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -492,6 +500,7 @@ def _epoch(run: _Run, data: EncodedSplit, epoch: int, step: _Step, *,
         epoch=epoch,
         train_loss=total_loss / max(seen, 1),
         dev_loss=cross_entropy(dev_probabilities, dev_true),
+        dev_macro_f1_noise=macro_f1_noise(dev_true, dev_pred),
         train_macro_f1=float(f1_score(np.concatenate(train_true),
                                       np.concatenate(train_pred), average="macro",
                                       zero_division=0)),

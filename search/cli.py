@@ -134,7 +134,10 @@ class ConsoleProgress:
 
     def trial_started(self, trial: optuna.Trial, params: dict[str, Any]) -> None:
         text = ", ".join(f"{k}={short(v)}" for k, v in params.items())
-        typer.echo(f"{self._prefix(trial)} start {text}")
+        record = TrialRecord.of(trial)
+        origin = (" (derived from the data)" if record.from_data
+                  else " (the notebook's configuration)" if record.reference else "")
+        typer.echo(f"{self._prefix(trial)} start {text}{origin}")
 
     def trial_estimated(self, trial: optuna.Trial, estimate: TrialEstimate) -> None:
         typer.echo(f"{self._prefix(trial)} {estimate.describe()}")

@@ -26,6 +26,7 @@ from han.device import DeviceError, check_precision, release_host_memory, resolv
 from han.files import check_writable, content_hash
 from han.io import Corpus, DataError
 from han.profile import DataProfile, describe
+from han.starting_point import starting_point
 from han.synthetic import SyntheticSpec, builtin_corpus
 from han.train import DeviceOutOfMemoryError, EpochMetrics, Report
 from han.vocab import DimensionMismatch
@@ -266,6 +267,8 @@ class PreparedStudy:
     device: str
     cache: DataCache
     dataset: DatasetRecord
+    # The data block: what the training file holds at the reference configuration's split.
+    profile: DataProfile
 
     def runs_view(self) -> str:
         """The study's runs table in the MLflow UI."""
@@ -360,8 +363,9 @@ def prepare_study(spec: StudySpec, options: RunOptions) -> PreparedStudy:
     tracker, storage = open_stores(options, lambda storage: check_same_data(
         spec.name, storage, dataset, class_names))
     study, created = _load_or_create_study(spec, storage, options.sampler_seed_offset)
-    if created and spec.enqueue_reference and spec.reference_after == 0:
-        enqueue_reference(study, spec)
+    profile = describe_data(spec, corpus, cache)
+    if created:
+        enqueue_first_trials(study, spec, profile, train_docs=train_docs)
     StudyRecord(train_path=files.train, test_path=files.test, file_format=spec.file_format,
                 class_names=class_names).write(study)
     dataset.write(study)
@@ -372,7 +376,7 @@ def prepare_study(spec: StudySpec, options: RunOptions) -> PreparedStudy:
         run_tags[Tag.EMBEDDINGS] = str(files.embeddings.resolve())
     return PreparedStudy(spec=spec, options=options, files=files, corpus=corpus,
                          tracker=tracker, study=study, run_tags=run_tags, device=device,
-                         cache=cache, dataset=dataset)
+                         cache=cache, dataset=dataset, profile=profile)
 
 
 def check_learnable(train: Path, corpus: Corpus, train_docs: int) -> None:
@@ -395,6 +399,17 @@ def epoch_documents(spec: StudySpec, corpus: Corpus, cache: DataCache) -> int:
     config = DataConfig(**data_kwargs)
     fold_of, _, _ = cache.fold_vocabulary(corpus, config)
     return int((fold_of != config.dev_fold).sum())
+
+
+def enqueue_first_trials(study: optuna.Study, spec: StudySpec, profile: DataProfile, *,
+                         train_docs: int) -> None:
+    """A new study's first trials: the settings derived from its data (han.starting_point),
+    then the reference configuration when it runs first."""
+    if spec.start_from_data:
+        params = spec.within_space(starting_point(profile, train_docs=train_docs))
+        study.enqueue_trial(params, user_attrs=records.from_data_attrs(), skip_if_exists=True)
+    if spec.enqueue_reference and spec.reference_after == 0:
+        enqueue_reference(study, spec)
 
 
 def enqueue_reference(study: optuna.Study, spec: StudySpec) -> None:
@@ -429,14 +444,13 @@ def session_trials(spec: StudySpec, *, trials: int | None, timeout: float | None
     return None if timeout is not None else spec.trials
 
 
-def describe_data(prepared: PreparedStudy) -> DataProfile:
+def describe_data(spec: StudySpec, corpus: Corpus, cache: DataCache) -> DataProfile:
     """The data block of a run: the training file, the reference configuration's split and
     vocabulary (kept in the cache for the trials), and what the study's segment shapes
     keep of the text."""
-    spec = prepared.spec
     _, data_kwargs, _ = split_settings({**spec.fixed, **spec.reference_params()})
-    return describe(prepared.corpus, DataConfig(**data_kwargs), spec.segment_shapes(),
-                    class_names=spec.label_names, cache=prepared.cache)
+    return describe(corpus, DataConfig(**data_kwargs), spec.segment_shapes(),
+                    class_names=spec.label_names, cache=cache)
 
 
 def run_study(spec: StudySpec, options: RunOptions, *, trials: int | None = None,
@@ -452,7 +466,7 @@ def run_study(spec: StudySpec, options: RunOptions, *, trials: int | None = None
     budget = budget or Budget(timeout)
     prepared = prepare_study(spec, options)
     if progress is not None:
-        progress.data_described(describe_data(prepared))
+        progress.data_described(prepared.profile)
     total = session_trials(spec, trials=trials, timeout=budget.timeout)
     # index: trials started this session; trained: those not skipped by the budget, which
     # are what `total` counts (a skipped trial costs a few batches, not a trial's work).

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import shutil
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -17,6 +18,7 @@ from han.batching import DataCache, EncodedSplit, prepare
 from han.config import DataConfig, HANConfig, TrainConfig
 from han.cost import EpochEstimate
 from han.io import Corpus
+from han.metrics import above_chance, chance_f1
 from han.model import config_for
 from han.train import (
     EpochMetrics,
@@ -29,6 +31,7 @@ from han.train import (
 from search import records
 from search.budget import Budget, StoppedBeforeAnEpoch, TrialEstimate, TrialSkipped
 from search.datasets import trial_inputs
+from search.pruners import decision
 from search.records import DatasetRecord, Key, Outcome, RunState, Tag, TrialRecord
 from search.reports import confusion_figure, evaluation_report
 from search.studyspec import StudySpec, split_settings, suggest
@@ -120,11 +123,12 @@ def objective(trial: optuna.Trial, ctx: SearchContext) -> float:
                            data_config=built.data_config, train_config=built.train_config,
                            checkpoint_dir=checkpoint_dir,
                            on_epoch=_epoch_logger(trial, run, ctx),
-                           on_report=_reporter(trial, run, ctx, watch),
+                           on_report=_reporter(trial, run, ctx, watch,
+                                               classes=built.split.num_classes),
                            should_stop=watch.should_stop, resume=retry_of is not None,
                            on_estimate=watch.estimated)
         except NonFiniteLossError as diverged:
-            raise optuna.TrialPruned(f"diverged: {diverged}") from diverged
+            raise optuna.TrialPruned(f"not learning: diverged, {diverged}") from diverged
         except TrainingInterrupted as stopped:
             result = watch.kept(stopped)
         uploaded = _log_complete(trial, run, result, built.split)
@@ -201,30 +205,68 @@ def _epoch_logger(trial: optuna.Trial, run: RunHandle,
 
 
 def _reporter(trial: optuna.Trial, run: RunHandle, ctx: SearchContext,
-              watch: BudgetWatch) -> Callable[[Report], bool]:
-    """Each report (step = training documents seen): the value on the run and to Optuna,
-    pruned when the pruner says so; at an epoch's end, stop when the budget cannot hold
-    another epoch."""
+              watch: BudgetWatch, *, classes: int) -> Callable[[Report], bool]:
+    """Each report (step = training documents seen): the value and its noise on the run and
+    to Optuna; pruned when the pruner says so or, at an epoch's end, when the trial is not
+    learning; at an epoch's end, stop when the budget cannot hold another epoch."""
 
     def on_report(report: Report) -> bool:
-        run.log_metrics({Key.REPORTED_DEV_F1: report.dev_macro_f1}, step=report.step)
+        run.log_metrics({Key.REPORTED_DEV_F1: report.dev_macro_f1,
+                         Key.REPORTED_DEV_F1_NOISE: report.dev_macro_f1_noise},
+                        step=report.step)
+        # The noise first: the pruner reads it beside the value.
+        records.add_report_noise(trial, report.step, report.dev_macro_f1_noise)
         trial.report(report.dev_macro_f1, report.step)
         if not report.end_of_epoch and ctx.on_report is not None:
             ctx.on_report(trial, report)
+        if report.epoch_metrics is not None:
+            stop_if_not_learning(report.epoch_metrics, classes=classes)
         # The last epoch's report ends the trial anyway: pruning it there would only throw
         # away a finished trial's result.
         last = report.end_of_epoch and report.epoch >= watch.epochs
         if not last and trial.should_prune():
-            scored = "" if report.end_of_epoch else f" on {report.dev_docs:,} dev docs"
-            raise optuna.TrialPruned(
-                f"at {report.step:,} documents, epoch {report.epoch} "
-                f"(dev F1 {report.dev_macro_f1:.4f}{scored})")
+            raise _pruned(trial, run, report)
         if report.epoch_metrics is not None and watch.at_report(report.epoch_metrics):
             records.set_outcome(trial, Outcome.STOPPED, watch.stop_reason or "")
             return True
         return False
 
     return on_report
+
+
+# A trial whose dev loss is within this share of ln C after an epoch has learned nothing a
+# uniform guess does not know: not even the class shares (which score below ln C).
+UNIFORM_LOSS_SHARE = 0.99
+
+
+def stop_if_not_learning(metrics: EpochMetrics, *, classes: int) -> None:
+    """Prune a trial whose dev loss, after an epoch, is not finite, or is still at the
+    uniform guess's ln C while its dev macro-F1 is no better than a guess's: more epochs of
+    it are wasted time, the study's first trial included. (A loss above ln C alone is no
+    proof: a model that ranks well but is overconfident where it errs has one.)"""
+    uniform = math.log(classes)
+    if math.isfinite(metrics.dev_loss) and (
+            metrics.dev_loss < UNIFORM_LOSS_SHARE * uniform
+            or above_chance(metrics.dev_macro_f1, metrics.dev_macro_f1_noise, classes)):
+        return
+    raise optuna.TrialPruned(
+        f"not learning: dev loss {metrics.dev_loss:.3f} after epoch {metrics.epoch}, a "
+        f"uniform guess's is ln {classes} = {uniform:.3f} (dev F1 "
+        f"{metrics.dev_macro_f1:.4f}, a guess's {chance_f1(classes):.4f})")
+
+
+def _pruned(trial: optuna.Trial, run: RunHandle, report: Report) -> optuna.TrialPruned:
+    """The pruning of a trial at `report`, with the comparison that decided it (when its
+    pruner says) on the trial and its MLflow run."""
+    scored = "" if report.end_of_epoch else f" on {report.dev_docs:,} dev docs"
+    where = f"at {report.step:,} documents, epoch {report.epoch}"
+    comparison = decision(trial.study.pruner, trial.number)
+    if comparison is None:
+        return optuna.TrialPruned(f"{where} (dev F1 {report.dev_macro_f1:.4f}{scored})")
+    records.set_pruned_by(trial, asdict(comparison))
+    run.set_tags({f"{Tag.PRUNED_BY_PREFIX}{key}": value
+                  for key, value in asdict(comparison).items()})
+    return optuna.TrialPruned(f"{where}{scored}: {comparison.describe()}")
 
 
 @contextmanager

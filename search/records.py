@@ -179,6 +179,13 @@ _EPOCHS_DONE = "epochs_done"
 _DEV_CONFUSION = "dev_confusion"
 # How the budget (--timeout) ended a trial, when it did: Outcome.SKIPPED or STOPPED.
 _OUTCOME = "outcome"
+# The noise of each report (step -> standard deviation of its macro-F1), which the evidence
+# pruner weighs differences against.
+_REPORT_NOISE = "report_noise"
+# The comparison that pruned a trial (search.pruners.Comparison as a dict).
+_PRUNED_BY = "pruned_by"
+# The trial is the study's first, its settings derived from the data (han.starting_point).
+_FROM_DATA = "from_data"
 
 
 class Outcome(enum.StrEnum):
@@ -209,6 +216,9 @@ class TrialRecord:
     epochs_done: int = 0
     dev_confusion: list[list[int]] | None = None
     outcome: Outcome | None = None
+    report_noise: dict[int, float] | None = None
+    pruned_by: dict[str, Any] | None = None
+    from_data: bool = False
 
     @classmethod
     def of(cls, trial: FrozenTrial | optuna.Trial) -> TrialRecord:
@@ -223,7 +233,9 @@ class TrialRecord:
                    max_epochs=None if max_epochs is None else int(max_epochs),
                    epoch_docs=attrs.get(_EPOCH_DOCS), epochs_done=int(attrs.get(_EPOCHS_DONE, 0)),
                    dev_confusion=attrs.get(_DEV_CONFUSION),
-                   outcome=Outcome(attrs[_OUTCOME]) if _OUTCOME in attrs else None)
+                   outcome=Outcome(attrs[_OUTCOME]) if _OUTCOME in attrs else None,
+                   report_noise=_noise(attrs.get(_REPORT_NOISE)),
+                   pruned_by=attrs.get(_PRUNED_BY), from_data=bool(attrs.get(_FROM_DATA)))
 
     def state_name(self, trial: FrozenTrial) -> str:
         """The trial's state in words: the budget's outcome when it had one, else Optuna's."""
@@ -247,6 +259,11 @@ class TrialRecord:
 def reference_attrs() -> dict[str, Any]:
     """User attributes that mark an enqueued trial as the reference configuration."""
     return {_REFERENCE: True}
+
+
+def from_data_attrs() -> dict[str, Any]:
+    """User attributes that mark an enqueued trial as the settings derived from the data."""
+    return {_FROM_DATA: True}
 
 
 def retry_attrs(trial: FrozenTrial) -> dict[str, Any]:
@@ -286,6 +303,30 @@ def set_outcome(trial: optuna.Trial, outcome: Outcome, reason: str) -> None:
 
 def set_local_checkpoint(trial: optuna.Trial, path: Path) -> None:
     trial.set_user_attr(_LOCAL_CHECKPOINT, str(path.resolve()))
+
+
+def add_report_noise(trial: optuna.Trial, step: int, noise: float) -> None:
+    """Record the noise of the trial's report at `step` beside the ones before it."""
+    recorded = dict(trial.user_attrs.get(_REPORT_NOISE, {}))
+    recorded[str(step)] = noise
+    trial.set_user_attr(_REPORT_NOISE, recorded)
+
+
+def set_pruned_by(trial: optuna.Trial, comparison: Mapping[str, Any]) -> None:
+    trial.set_user_attr(_PRUNED_BY, dict(comparison))
+
+
+# The study's first rung: where learning first showed in its first trials (search.pruners).
+_FIRST_RUNG = "first_rung"
+
+
+def first_rung(study: optuna.Study) -> dict[str, Any] | None:
+    value = study.user_attrs.get(_FIRST_RUNG)
+    return value if isinstance(value, dict) else None
+
+
+def set_first_rung(study: optuna.Study, rung: Mapping[str, Any]) -> None:
+    study.set_user_attr(_FIRST_RUNG, dict(rung))
 
 
 
@@ -349,6 +390,8 @@ class Tag:
     BEST_EPOCH = "best_epoch"
     STOP_REASON = "stop_reason"
     RESUMED_FROM_EPOCH = "resumed_from_epoch"
+    # The comparison that pruned a trial: `pruned_by.value`, `pruned_by.bar`, ...
+    PRUNED_BY_PREFIX = "pruned_by."
     # The word2vec file a trial's frozen embeddings came from.
     EMBEDDINGS = "data.embeddings"
     # Data fingerprint and file format: `data.path`, `data.sha256`, `data.sep`, ...
@@ -397,6 +440,8 @@ class Key:
     # Each value reported to the pruner, at step = training documents seen: inside an
     # epoch the dev sample's macro-F1, at an epoch's end the whole dev fold's.
     REPORTED_DEV_F1 = "reported_dev_macro_f1"
+    # ... and its noise (the standard deviation of that macro-F1 over resampled documents).
+    REPORTED_DEV_F1_NOISE = "reported_dev_macro_f1_noise"
     # The parent run's history, one step per finished trial (step = trial number).
     TRIAL_DEV_F1 = "trial_dev_macro_f1"
     TRIALS_COMPLETE = "trials_complete"
@@ -517,6 +562,11 @@ def source_tags(*, program: str, commit: str | None = None,
 
 def _path(value: Any) -> Path | None:
     return None if value in (None, "") else Path(value)
+
+
+def _noise(value: Any) -> dict[int, float] | None:
+    """Report noise by step: JSON keeps the steps as strings."""
+    return None if not isinstance(value, dict) else {int(k): float(v) for k, v in value.items()}
 
 
 def _names(value: Any) -> tuple[str, ...] | None:

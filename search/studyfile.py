@@ -93,6 +93,7 @@ class _StudyTable(Table):
     # Defaults: StudySpec's (None: not given).
     baseline: bool | None = None
     reference_after: int | None = Field(default=None, ge=0)
+    start_from_data: bool | None = None
 
     @field_validator("name")
     @classmethod
@@ -305,8 +306,8 @@ class StudyFile(Table):
             space=tuple(self.space.values()),
             reference=self.reference.model_dump(exclude_unset=True), source=source.absolute(),
             register=self.export.registered_model,
-            **self.study.model_dump(include={"baseline", "reference_after"},
-                                    exclude_unset=True),
+            **self.study.model_dump(include={"baseline", "reference_after",
+                                             "start_from_data"}, exclude_unset=True),
         )
 
 

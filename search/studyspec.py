@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
+import math
 import re
 import typing
 import warnings
@@ -19,7 +20,7 @@ import optuna
 from pydantic import ConfigDict, Field, PrivateAttr, TypeAdapter, ValidationError, model_validator
 
 from han.config import DataConfig, FileFormat, HANConfig, TrainConfig
-from search.pruners import FieldPercentilePruner
+from search.pruners import EvidencePruner, FieldPercentilePruner
 from search.studyerrors import STRICT, Table, check_keys, fail, type_name
 
 SAMPLERS: dict[str, type[optuna.samplers.BaseSampler]] = {
@@ -30,7 +31,7 @@ PRUNERS: dict[str, type[optuna.pruners.BasePruner]] = {
     "hyperband": optuna.pruners.HyperbandPruner, "median": optuna.pruners.MedianPruner,
     "none": optuna.pruners.NopPruner, "percentile": optuna.pruners.PercentilePruner,
     "successive_halving": optuna.pruners.SuccessiveHalvingPruner,
-    "field_percentile": FieldPercentilePruner,
+    "field_percentile": FieldPercentilePruner, "evidence": EvidencePruner,
 }
 CONFIGS: tuple[type, ...] = (HANConfig, DataConfig, TrainConfig)
 #: Settings counted in training documents, which a study file may write as epochs instead
@@ -237,6 +238,13 @@ class _Range(_Param):
             return False
         return self.step is None or abs((k := (value - self.low) / self.step) - round(k)) < 1e-8
 
+    def nearest(self, value: Any) -> Any:
+        """The value of the range closest to `value` (a number)."""
+        inside = min(max(value, self.low), self.high)
+        if self.step is not None:
+            inside = self.low + round((inside - self.low) / self.step) * self.step
+        return round(inside) if self.type == "int" else float(inside)
+
     def describe(self) -> str:
         """The space in words, for messages and reports."""
         step = f" step {self.step}" if self.step is not None else ""
@@ -280,6 +288,18 @@ class CategoricalParam(_Param):
 
     def describe(self) -> str:
         return "one of " + ", ".join(repr(c) for c in self.choices)
+
+    def nearest(self, value: Any) -> Any:
+        """`value` when it is a choice; else, among numeric choices, the closest to it (by
+        ratio: 48 is nearer 64 than 32); else the first choice."""
+        if self.contains(value):
+            return next(c for c in self.choices if same_choice(c, value))
+        numbers = [c for c in self.choices if isinstance(c, int | float)
+                   and not isinstance(c, bool) and c > 0]
+        if isinstance(value, int | float) and not isinstance(value, bool) and value > 0 \
+                and numbers:
+            return min(numbers, key=lambda c: abs(math.log(c / value)))
+        return self.choices[0]
 
     def suggest(self, trial: optuna.trial.BaseTrial) -> Any:
         return trial.suggest_categorical(self.name, list(self.choices))
@@ -327,6 +347,9 @@ class StudySpec:
     # (0: first), so that a pruner past its startup trials can stop it like any other; a
     # session that would end first runs it last, so every study has it on record.
     reference_after: int = 0
+    # A new study's first trial is han.starting_point's settings for its data (searched
+    # ones only, brought inside the space), before the reference.
+    start_from_data: bool = False
 
     def make_sampler(self) -> optuna.samplers.BaseSampler:
         """A new sampler; samplers keep state (their random generator), so never share one."""
@@ -355,6 +378,12 @@ class StudySpec:
         loaded; without it a config default may lie outside the space.
         """
         return {p.name: self.reference.get(p.name, DEFAULTS[p.name]) for p in self.space}
+
+    def within_space(self, settings: Mapping[str, Any]) -> dict[str, Any]:
+        """A trial of the space: each searched parameter's value in `settings` (else the
+        reference's) brought to the nearest value the space holds."""
+        reference = self.reference_params()
+        return {p.name: p.nearest(settings.get(p.name, reference[p.name])) for p in self.space}
 
     def setting_range(self, name: str) -> tuple[Any, Any]:
         """The smallest and largest value the study gives a setting: its space's bounds when

@@ -267,7 +267,9 @@ def test_skipped_trials_do_not_count_against_the_trial_count(tmp_path: Path) -> 
     summary = run_study(spec, options, trials=1, work_dir=tmp_path / "work",
                         progress=FirstTrialMeetsNoTime(), budget=Budget(1000, clock=clock))
     trials = optuna.load_study(study_name="recount", storage=options.storage).trials
-    assert [TrialRecord.of(t).state_name(t) for t in trials] == ["skipped", "complete"]
+    # The second trial trained (complete, or pruned if its draw learned nothing).
+    states = [TrialRecord.of(t).state_name(t) for t in trials]
+    assert states[0] == "skipped" and len(states) == 2 and states[1] != "skipped"
     assert summary.trials_this_run == 2
 
 

@@ -1,15 +1,20 @@
-"""search.pruners.FieldPercentilePruner on a real Optuna study (SQLite storage): the field
-a trial is measured against holds every trial that reported at the step, pruned ones too."""
+"""search.pruners on a real Optuna study (SQLite storage): FieldPercentilePruner's field holds
+every trial that reported at the step, pruned ones too; EvidencePruner prunes only on
+evidence beyond the reports' noise."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
+from typing import Any
 
 import optuna
 import pytest
 from optuna.trial import TrialState
 
-from search.pruners import FieldPercentilePruner
+from search import records
+from search.pruners import Comparison, EvidencePruner, FieldPercentilePruner, decision
+from search.records import DatasetRecord
 from search.studyspec import PrunerTable
 
 
@@ -109,3 +114,109 @@ def test_a_study_file_names_it_with_counts_in_epochs() -> None:
     table = PrunerTable(name="field_percentile", percentile=20.0,
                         n_warmup_steps="0.2 epochs", interval_steps="0.2 epochs")
     assert table.table()["interval_steps"] == "0.2 epochs"
+
+
+# ------------------------------------------------------------------- the evidence pruner
+
+CLASSES = 20  # a guess scores 1 / 20 = 0.05
+
+
+def _evidence_study(tmp_path: Path, **pruner: Any) -> optuna.Study:
+    study = _study(tmp_path, EvidencePruner(**pruner))
+    DatasetRecord(path=tmp_path / "train.tsv", sha256="0" * 64, size=1, docs=1000,
+                  classes=CLASSES).write(study)
+    return study
+
+
+def _report(trial: optuna.Trial, step: int, value: float, noise: float) -> None:
+    records.add_report_noise(trial, step, noise)
+    trial.report(value, step)
+
+
+def _field(study: optuna.Study, values: list[float], *, step: int = 100,
+           noise: float = 0.02) -> None:
+    for value in values:
+        trial = study.ask()
+        _report(trial, step, value, noise)
+        study.tell(trial, value)
+
+
+def _judged(study: optuna.Study, value: float, *, step: int = 100,
+            noise: float = 0.02) -> tuple[bool, Comparison | None]:
+    trial = study.ask()
+    _report(trial, step, value, noise)
+    pruned = trial.should_prune()
+    study.tell(trial, state=TrialState.PRUNED if pruned else TrialState.COMPLETE,
+               values=None if pruned else value)
+    return pruned, decision(study.pruner, trial.number)
+
+
+def test_a_field_of_chance_level_reports_prunes_no_one(tmp_path: Path) -> None:
+    study = _evidence_study(tmp_path, min_resource=100)
+    # Reports at a guess's level, differing by more than their (small) noise: a degenerate
+    # model that predicts one class scores lower still, and is no worse for it.
+    _field(study, [0.05, 0.06, 0.04, 0.055, 0.05], noise=0.003)
+    pruned, comparison = _judged(study, 0.005, noise=0.001)
+    assert not pruned
+    assert comparison is not None and comparison.rank == 6 and comparison.bar == 0.055
+
+
+def test_a_trial_clearly_below_a_learning_field_is_pruned_with_its_comparison(
+        tmp_path: Path) -> None:
+    study = _evidence_study(tmp_path, min_resource=100)
+    _field(study, [0.60, 0.62, 0.65, 0.70, 0.58])
+    pruned, comparison = _judged(study, 0.30)
+    assert pruned
+    # Six reports: the best two go on; the bar is the second best.
+    assert comparison == Comparison(
+        step=100, value=0.30, noise=0.02, bar=0.65, bar_noise=0.02,
+        margin=pytest.approx(2 * math.hypot(0.02, 0.02)), rank=6, reports=6, kept=2,
+        chance=1 / CLASSES, pruned=True)
+    assert "below the bar 0.6500" in comparison.describe()
+
+
+def test_a_trial_below_the_bar_by_less_than_the_noise_goes_on(tmp_path: Path) -> None:
+    study = _evidence_study(tmp_path, min_resource=100)
+    _field(study, [0.60, 0.62, 0.65, 0.70, 0.58], noise=0.03)
+    pruned, comparison = _judged(study, 0.58, noise=0.03)
+    assert not pruned
+    assert comparison is not None and comparison.bar - comparison.value < comparison.margin
+
+
+def test_the_first_rung_is_where_the_first_trial_learned(tmp_path: Path) -> None:
+    study = _evidence_study(tmp_path)
+    assert records.first_rung(study) is None
+    first = study.ask()
+    # At a guess's level at 50 documents; clearly above it (0.05 + 2 x 0.02) at 100.
+    for step, value in ((50, 0.06), (100, 0.20), (150, 0.5)):
+        _report(first, step, value, 0.02)
+    study.tell(first, 0.5)
+    _field(study, [0.5, 0.6], step=50)  # their reports at 50 alone: no evidence of learning
+    pruned, comparison = _judged(study, 0.0, step=50)
+    assert not pruned and comparison is None  # before the first rung
+    assert records.first_rung(study) == {"step": 100, "trial": 0, "value": 0.20,
+                                         "noise": 0.02, "chance": 1 / CLASSES}
+
+
+def test_rungs_lie_a_reduction_factor_apart_and_decide_once(tmp_path: Path) -> None:
+    study = _evidence_study(tmp_path, min_resource=100, reduction_factor=3)
+    for _ in range(3):
+        trial = study.ask()
+        for step in (100, 200, 300, 900):
+            _report(trial, step, 0.8, 0.02)
+        study.tell(trial, 0.8)
+    trial = study.ask()
+    _report(trial, 100, 0.8, 0.02)  # level with the field at the first rung
+    assert not trial.should_prune()
+    _report(trial, 200, 0.1, 0.02)  # far behind, but between rungs: no decision
+    assert not trial.should_prune()
+    _report(trial, 300, 0.1, 0.02)  # the second rung
+    assert trial.should_prune()
+
+
+def test_the_evidence_pruner_is_a_study_file_choice(tmp_path: Path) -> None:
+    table = PrunerTable(name="evidence", min_resource="0.5 epochs", reduction_factor=3)
+    assert table.table() == {"name": "evidence", "min_resource": "0.5 epochs",
+                             "reduction_factor": 3}
+    with pytest.raises(ValueError, match="reduction_factor"):
+        EvidencePruner(reduction_factor=1)

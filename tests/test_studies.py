@@ -121,8 +121,8 @@ BAD = [
     pytest.param(edit("seed = 0", 'seed = "zero"'),
                  "[sampler] seed: expected int", id="sampler-kwarg-type"),
     pytest.param(edit('name = "median"', 'name = "medium"'),
-                 "[pruner] name: unknown pruner 'medium' (choose from field_percentile, hyperband, "
-                 "median, none, percentile, successive_halving)", id="unknown-pruner"),
+                 "[pruner] name: unknown pruner 'medium' (choose from evidence, field_percentile, "
+                 "hyperband, median, none, percentile, successive_halving)", id="unknown-pruner"),
     pytest.param(edit("n_startup_trials = 2", "n_startup = 2"),
                  "unknown key 'n_startup' in [pruner]", id="unknown-pruner-kwarg"),
     pytest.param(edit('name = "median"\nn_startup_trials = 2', 'name = "percentile"'),
