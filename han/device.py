@@ -46,11 +46,14 @@ CUDA_BF16_MIN_BATCH = 256
 
 
 def native_bf16() -> bool:
-    """Whether this CPU computes in bf16 natively (AVX512-BF16 or AMX). A CPU with plain
-    AVX-512 only emulates it: oneDNN accepts bf16 there (`_is_mkldnn_bf16_supported` says
-    yes) and its LSTMs then run several times slower than in fp32."""
-    return any(getattr(torch.cpu, probe, lambda: False)()
-               for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
+    """Whether this CPU computes in bf16 natively (AVX512-BF16 or AMX) and oneDNN may use
+    it. A CPU with plain AVX-512 only emulates it: oneDNN accepts bf16 there
+    (`_is_mkldnn_bf16_supported` says yes) and its LSTMs then run several times slower
+    than in fp32. oneDNN held below AVX-512 (ONEDNN_MAX_CPU_ISA=AVX2) cannot run bf16 at
+    all, whatever the CPU has."""
+    return _onednn_runs_bf16() and any(
+        getattr(torch.cpu, probe, lambda: False)()
+        for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
 
 
 def use_bf16(device: torch.device, precision: str, *, batch_size: int | None = None) -> bool:
