@@ -66,6 +66,7 @@ def bench(train_file: Path, *, model_config: dict[str, Any], data_config: DataCo
         "file": str(train_file),
         "docs": corpus.num_docs,
         "tokens": len(corpus.tokens),
+        "token_mode": corpus.file_format.tokens,
         "device": str(torch_device),
         "device_name": (torch.cuda.get_device_name(torch_device)
                         if torch_device.type == "cuda" else "cpu"),

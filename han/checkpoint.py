@@ -7,7 +7,7 @@ tampered file cannot run code; they load on a CPU-only machine whatever trained 
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -108,6 +108,7 @@ def _loaded(payload: dict[str, Any]) -> LoadedModel:
                          words=tuple(words) if words is not None else None),
         label_names=tuple(names) if names is not None else None,
         extra=payload["extra"],
-        file_format=FileFormat(**payload.get("file_format", {})),
+        # A checkpoint from before formats were kept read the competition's files.
+        file_format=replace(COMPETITION_FORMAT, **payload.get("file_format", {})),
         label_values=tuple(values) if values is not None else None,
     )

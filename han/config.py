@@ -6,7 +6,7 @@ files, the CLI and the search override fields, they never restate a default.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 CellType = Literal["lstm", "gru"]
@@ -16,25 +16,30 @@ CellType = Literal["lstm", "gru"]
 ClassWeight = Literal["none", "sqrt", "inverse"]
 CLASS_WEIGHTS: tuple[ClassWeight, ...] = ("none", "sqrt", "inverse")
 Precision = Literal["auto", "fp32", "bf16"]
+# What a token of a file is; "auto" (han.io.detect_tokens) decides from the file itself.
 TokenMode = Literal["ids", "chars", "words"]
 TOKEN_MODES: tuple[TokenMode, ...] = ("ids", "chars", "words")
+TokenChoice = Literal["auto", "ids", "chars", "words"]
+TOKEN_CHOICES: tuple[TokenChoice, ...] = ("auto", *TOKEN_MODES)
 # Spellings of a tab that survive a shell and a TOML file alike.
 _TAB_ALIASES = ("\\t", "tab", "TAB")
 
 
 @dataclass(frozen=True, kw_only=True)
 class FileFormat:
-    """How a data file is read. The defaults are the competition's files.
+    """How a data file is read. The defaults read the competition's files.
 
     `tokens`: "ids" reads space-separated integer ids (the competition's anonymised text);
     "words" splits raw text on whitespace; "chars" makes every non-space character a token
-    (Chinese text). `sep` may be given as `\\t` or `tab` for a tab.
+    (Chinese text); "auto" tells them apart from the file (the loader resolves it: a
+    corpus's format always names one of the three). `sep` may be given as `\\t` or `tab`
+    for a tab.
     """
 
     sep: str = "\t"
     text_col: str = "text"
     label_col: str = "label"
-    tokens: TokenMode = "ids"
+    tokens: TokenChoice = "auto"
 
     def __post_init__(self) -> None:
         if self.sep in _TAB_ALIASES:
@@ -47,13 +52,19 @@ class FileFormat:
                 raise ValueError(f"{name} must be a column name, got {getattr(self, name)!r}")
         if self.text_col == self.label_col:
             raise ValueError(f"text_col and label_col are both {self.text_col!r}")
-        if self.tokens not in TOKEN_MODES:
-            raise ValueError(f"tokens must be one of {', '.join(TOKEN_MODES)}, "
+        if self.tokens not in TOKEN_CHOICES:
+            raise ValueError(f"tokens must be one of {', '.join(TOKEN_CHOICES)}, "
                              f"got {self.tokens!r}")
 
+    def fits_competition(self) -> bool:
+        """Whether this format reads the competition's files (the built-in corpus is one):
+        their delimiter and columns, and their ids, given or to be detected."""
+        return self.tokens in ("auto", "ids") and replace(self, tokens="ids") == COMPETITION_FORMAT
 
-# The competition's files; frozen, so one shared instance serves as every default.
-COMPETITION_FORMAT = FileFormat()
+
+# The competition's files as read; frozen, so one shared instance serves as every default
+# of a format that is already resolved (a corpus's, a checkpoint's, a study's record).
+COMPETITION_FORMAT = FileFormat(tokens="ids")
 
 
 @dataclass(frozen=True, kw_only=True)

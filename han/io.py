@@ -8,7 +8,8 @@ Raw ids depend on what a token is (`FileFormat.tokens`): the integer itself for 
 competition's anonymised ids, the Unicode code point for characters (so every file maps a
 character to the same id without a dictionary), and the index in the corpus's own
 dictionary for words (a vocabulary then keeps the words themselves, so that another file
-is encoded by word, not by index).
+is encoded by word, not by index). A format's tokens "auto" are told from the file's first
+rows (`detect_tokens`), and the corpus carries the mode they resolved to.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import os
 import re
 import warnings
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from itertools import chain
 from pathlib import Path
@@ -39,6 +40,22 @@ class DataError(ValueError):
     """Bad input data; the message is one line naming the file and, where known, the line."""
 
 
+class TokenMismatch(DataError):
+    """Text that is not the integer ids it was read as, and reads as `fits` instead."""
+
+    def __init__(self, message: str, *, fits: TokenMode) -> None:
+        super().__init__(message)
+        self.fits = fits
+
+
+class _NotAnId(DataError):
+    """A token of text `doc` (an index into the texts parsed) is not an integer id."""
+
+    def __init__(self, message: str, *, doc: int) -> None:
+        super().__init__(message)
+        self.doc = doc
+
+
 @dataclass(frozen=True, eq=False)
 class Corpus:
     """Raw token ids of every document, in file order.
@@ -56,6 +73,10 @@ class Corpus:
     file_format: FileFormat = COMPETITION_FORMAT
     dictionary: tuple[str, ...] | None = None  # words: the word of each raw id
     label_values: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.file_format.tokens == "auto":
+            raise ValueError(f"{self.path}: a corpus's tokens are resolved, never 'auto'")
 
     @property
     def num_docs(self) -> int:
@@ -92,14 +113,16 @@ def read_corpus(path: str | os.PathLike[str], *, labelled: bool,
     `labelled=True` requires the label and text columns; `labelled=False` needs the text
     column and ignores a label column if there is one (with a note). Integer labels are
     class ids; any other labels are names, given class ids in the order of `label_order`
-    when it is given (a label outside it is an error), else in sorted order.
+    when it is given (a label outside it is an error), else in sorted order. Tokens "auto"
+    are detected from the first rows (`detect_tokens`); the corpus's format names the mode.
     """
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such file")
     if path.stat().st_size == 0:
         raise DataError(f"{path}: the file is empty")
-    if file_format == COMPETITION_FORMAT:
+    if file_format.fits_competition():
+        # Only integer ids get through: under "auto" they are what the file holds.
         fast = _read_plain(path, labelled=labelled)
         if fast is not None:
             return fast
@@ -241,6 +264,7 @@ class _ParsedChunks:
         self.notes: list[str] = []
         self.rows = 0
         self.header: list[str] | None = None  # set by the first chunk, once checked
+        self.detected = fmt.tokens == "auto"  # resolved from the first chunk's texts
 
     def add(self, frame: pd.DataFrame) -> None:
         fmt = self.fmt
@@ -252,8 +276,13 @@ class _ParsedChunks:
                                   "ignored for prediction")
         # A row with too few fields leaves NaN in the missing cells.
         texts = frame[fmt.text_col].fillna("").tolist()
-        ids, lengths = _tokenize(fmt.tokens, texts, path=self.path,
-                                 first_line=self.rows + 2, dictionary=self.dictionary)
+        if fmt.tokens == "auto":
+            fmt = self.fmt = replace(fmt, tokens=detect_tokens(texts))
+        try:
+            ids, lengths = _tokenize(fmt.tokens, texts, path=self.path,
+                                     first_line=self.rows + 2, dictionary=self.dictionary)
+        except _NotAnId as error:
+            raise self._mismatch(error, texts[error.doc:]) from None
         self.token_chunks.append(ids)
         self.length_chunks.append(lengths)
         if self.labelled:
@@ -261,7 +290,17 @@ class _ParsedChunks:
                 frame[fmt.label_col].fillna(""), first_line=self.rows + 2))
         self.rows += len(frame)
 
+    def _mismatch(self, error: _NotAnId, texts: list[str]) -> DataError:
+        """The error of text read as ids that is not, saying what it reads as (`texts`: the
+        chunk's from the culprit on)."""
+        fits = detect_tokens(texts)
+        if fits == "ids":  # the culprit lies past the characters detection looks at
+            return error
+        how = "detected as ids from its first rows, the file" if self.detected else "the file"
+        return TokenMismatch(f"{error}; {how} reads as {fits}", fits=fits)
+
     def corpus(self) -> Corpus:
+        """The file's corpus, once every chunk is added (at least one)."""
         labels, label_values = (
             self.label_reader.finish(np.concatenate(self.label_chunks)) if self.labelled
             else (None, None))
@@ -444,6 +483,51 @@ def _parse_labels(column: pd.Series, *, path: Path, first_line: int) -> np.ndarr
     return stripped.astype(np.int64)
 
 
+# Detection looks at the texts' first characters, this many at most: thousands of documents
+# of a usual length, a few hundred of the competition's (~4,500 characters each); cheap on a
+# file of 200,000 long documents.
+DETECT_CHARS = 1 << 20
+# Scripts written without spaces between words: Japanese kana, CJK ideographs (extension A,
+# the unified block, compatibility ideographs, the supplementary planes' extensions).
+_CJK_RANGES = ((0x3040, 0x30FF), (0x3400, 0x4DBF), (0x4E00, 0x9FFF), (0xF900, 0xFAFF),
+               (0x20000, 0x3134F))
+# A Chinese or Japanese word is one to three characters, rarely more (jieba's words average
+# under two); text not split into words runs on for a phrase or a sentence between spaces.
+_WORD_CJK_CHARS = 3
+# What the ids parser reads: digits and spaces (texts joined by line ends).
+_ID_CODES = np.array([ord(c) for c in "0123456789 \r\n"], dtype=np.uint32)
+
+
+def detect_tokens(texts: Sequence[str]) -> TokenMode:
+    """What a token of these texts is, judged from their first DETECT_CHARS characters, in
+    order (deterministic): "ids" when they hold digits and spaces only (everything the ids
+    parser reads); "chars" when CJK characters outnumber the tokens without any and are not
+    split into words (over _WORD_CJK_CHARS of them a token on average); else "words"
+    (English, or Chinese split into words by spaces). Empty texts count for nothing."""
+    sample, left = [], DETECT_CHARS
+    for text in texts:
+        if left <= 0:
+            break
+        sample.append(text[:left])
+        left -= len(sample[-1]) + 1
+    codes = np.frombuffer("\n".join(sample).encode("utf-32-le"), dtype=np.uint32)
+    if ((codes >= ord("0")) & (codes <= ord("9"))).any() and np.isin(codes, _ID_CODES).all():
+        return "ids"
+    space = np.isin(codes, _WHITESPACE)
+    starts = ~space & np.concatenate(([True], space[:-1]))  # each token's first character
+    cjk = np.zeros(len(codes), dtype=bool)
+    for low, high in _CJK_RANGES:
+        cjk |= (codes >= low) & (codes <= high)
+    cjk_chars = int(np.count_nonzero(cjk))
+    if cjk_chars == 0:
+        return "words"
+    token_of_cjk = np.cumsum(starts)[cjk]  # non-decreasing: a token's CJK characters are adjacent
+    cjk_tokens = 1 + int(np.count_nonzero(np.diff(token_of_cjk)))
+    other_tokens = int(np.count_nonzero(starts)) - cjk_tokens
+    unsegmented = cjk_chars > _WORD_CJK_CHARS * cjk_tokens
+    return "chars" if unsegmented and cjk_chars > other_tokens else "words"
+
+
 def _tokenize(mode: TokenMode, texts: list[str], *, path: Path, first_line: int,
               dictionary: dict[str, int]) -> tuple[np.ndarray, np.ndarray]:
     """Raw ids of the texts' tokens, concatenated, and the number of tokens of each text."""
@@ -538,9 +622,9 @@ def _parse_token_ids_exactly(
         doc = int(np.count_nonzero(is_newline[:position]))
         token = texts[doc].split()
         culprit = next((t for t in token if not t.isdigit()), "?")
-        raise DataError(
-            f"{path}: line {first_line + doc}: non-integer token {culprit[:20]!r} in text"
-        )
+        raise _NotAnId(
+            f"{path}: line {first_line + doc}: non-integer token {culprit[:20]!r} in text",
+            doc=doc)
     previous_digit = np.zeros_like(is_digit)
     previous_digit[1:] = is_digit[:-1]
     next_digit = np.zeros_like(is_digit)

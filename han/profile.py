@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from han.batching import DataCache, segment
-from han.config import DataConfig
+from han.config import DataConfig, TokenMode
 from han.io import Corpus
 from han.vocab import distinct_ids
 
@@ -32,6 +32,8 @@ class ShapeCoverage:
 class DataProfile:
     documents: int
     tokens: int
+    token_mode: TokenMode  # what a token is (the corpus's format)
+    tokens_detected: bool  # the mode was told from the file, not given
     class_counts: tuple[int, ...]  # by class id
     class_names: tuple[str, ...] | None
     length_percentiles: tuple[int, ...]  # tokens per document at PERCENTILES
@@ -51,10 +53,11 @@ def coverage(corpus: Corpus, label: str, seg_len: int, max_segments: int) -> Sha
 
 def describe(corpus: Corpus, config: DataConfig, shapes: Sequence[tuple[str, int, int]], *,
              class_names: Sequence[str] | None = None,
-             cache: DataCache | None = None) -> DataProfile:
+             cache: DataCache | None = None, tokens_detected: bool = False) -> DataProfile:
     """The profile of a labelled corpus; the vocabulary is the one `config`'s split and
     min_count give (through `cache`, so the first trial of that split reuses it). `shapes`:
-    (label, seg_len, max_segments) to report the coverage of."""
+    (label, seg_len, max_segments) to report the coverage of. `tokens_detected`: the
+    corpus's token mode was detected from the file (format tokens "auto")."""
     if corpus.labels is None:
         raise ValueError(f"{corpus.path}: a profile needs a labelled corpus")
     _, vocab, _ = (cache or DataCache()).fold_vocabulary(corpus, config)
@@ -63,6 +66,7 @@ def describe(corpus: Corpus, config: DataConfig, shapes: Sequence[tuple[str, int
     percentiles = np.percentile(corpus.lengths, PERCENTILES, method="nearest")
     return DataProfile(
         documents=corpus.num_docs, tokens=len(corpus.tokens),
+        token_mode=corpus.file_format.tokens, tokens_detected=tokens_detected,
         class_counts=tuple(int(c) for c in counts), class_names=names,
         length_percentiles=tuple(int(p) for p in percentiles),
         distinct=distinct_ids(corpus.tokens), vocabulary=vocab.size - 2,

@@ -20,10 +20,17 @@ import typer
 from optuna.trial import FrozenTrial, TrialState
 
 from han.checkpoint import CheckpointError
-from han.config import COMPETITION_FORMAT, DataConfig, FileFormat, HANConfig, TokenMode, TrainConfig
+from han.config import (
+    COMPETITION_FORMAT,
+    DataConfig,
+    FileFormat,
+    HANConfig,
+    TokenChoice,
+    TrainConfig,
+)
 from han.device import DeviceError
 from han.files import UnwritablePath, check_writable
-from han.io import DataError, load_corpus
+from han.io import DataError, TokenMismatch, load_corpus
 from han.profile import PERCENTILES, DataProfile
 from han.train import EpochMetrics, Report
 from search import export, lifecycle
@@ -74,10 +81,11 @@ TextCol = Annotated[str | None, typer.Option(
 LabelCol = Annotated[str | None, typer.Option(
     help="Name of the label column; labels are integers (class ids) or names. Default: "
     f"{_UNLESS} {COMPETITION_FORMAT.label_col!r}.")]
-Tokens = Annotated[TokenMode | None, typer.Option(
+Tokens = Annotated[TokenChoice | None, typer.Option(
     help="What a token is: ids (space-separated integer ids, the competition's), words "
-    "(whitespace-separated) or chars (every non-space character, e.g. Chinese text). "
-    f"Default: {_UNLESS} {COMPETITION_FORMAT.tokens!r}.")]
+    "(whitespace-separated) or chars (every non-space character, e.g. Chinese text); auto "
+    "tells them apart from the training file's first rows. "
+    f"Default: {_UNLESS} {FileFormat.tokens!r}.")]
 
 @app.callback()
 def _configure_process() -> None:
@@ -96,10 +104,13 @@ def fail(message: str) -> NoReturn:
 
 
 @contextmanager
-def user_errors() -> Iterator[None]:
-    """Turn expected failures into one line and exit code 2, never a traceback."""
+def user_errors(*, tokens_option: bool = False) -> Iterator[None]:
+    """Turn expected failures into one line and exit code 2, never a traceback. A command
+    with --tokens (`tokens_option`) says which value reads a file that is not its ids."""
     try:
         yield
+    except TokenMismatch as error:
+        fail(f"{error}: --tokens {error.fits}" if tokens_option else str(error))
     except USER_ERRORS as error:
         fail(str(error))
 
@@ -200,9 +211,12 @@ def data_block(profile: DataProfile) -> str:
     shapes = ", ".join(f"{c.label} {c.seg_len}x{c.max_segments} {c.kept:.1%}"
                        + (f" ({c.docs_cut:.0%} of documents cut)" if c.docs_cut else "")
                        for c in profile.coverage)
+    read_as = ("detected from the file; --tokens to choose" if profile.tokens_detected
+               else "as given")
     return "\n".join(textwrap.fill(line, width=100, subsequent_indent=" " * 11) for line in (
         f"documents  {profile.documents:,} ({profile.tokens:,} tokens), "
         f"{len(profile.class_counts)} classes: {classes}",
+        f"tokens     {profile.token_mode} ({read_as})",
         f"lengths    tokens per document: {lengths}",
         f"vocabulary {profile.vocabulary:,} ids kept (min_count {profile.min_count}, "
         f"training folds) of {profile.distinct:,} distinct",
@@ -235,9 +249,10 @@ def stop_on_signals() -> Iterator[Callable[[], bool]]:
 
 
 def file_format(**options: str | None) -> FileFormat:
-    """The competition's format with the given options changed; a bad value exits 2."""
+    """The default format (han.config.FileFormat) with the given options changed; a bad
+    value exits 2."""
     with user_errors():
-        return lifecycle.override_format(COMPETITION_FORMAT, **options)
+        return lifecycle.override_format(FileFormat(), **options)
 
 
 @app.command()
@@ -268,7 +283,7 @@ def bench(
     read_as = file_format(sep=sep, text_col=text_col, label_col=label_col, tokens=tokens)
     model = {k: v for k, v in (("word_hidden", word_hidden), ("sent_hidden", sent_hidden))
              if v is not None}
-    with user_errors():
+    with user_errors(tokens_option=True):
         try:
             data_config = DataConfig(seg_len=seg_len, max_segments=max_segments)
         except ValueError as error:
@@ -323,7 +338,7 @@ def run(
     """Run trials of a study; running it again continues the same study."""
     started = time.perf_counter()  # --timeout counts from here: reading the data included
     file_format = dict(sep=sep, text_col=text_col, label_col=label_col, tokens=tokens)
-    with user_errors():
+    with user_errors(tokens_option=True):
         options = RunOptions(storage=storage, tracking_uri=tracking_uri, device=device,
                              seed=seed, train=train, test=test, embeddings=embeddings,
                              heartbeat_s=heartbeat, sampler_seed_offset=worker_index or 0,
@@ -485,13 +500,17 @@ def embeddings(
     from han.embeddings import train_word2vec
 
     read_as = file_format(sep=sep, text_col=text_col, tokens=tokens)
-    with user_errors():
+    with user_errors(tokens_option=True):
         check_writable(out)
         corpora = [load_corpus(train, labelled=False, file_format=read_as)]
+        detected = ", detected" if read_as.tokens == "auto" else ""
+        # The test file's tokens are the training file's, as a run reads them.
+        read_as = corpora[0].file_format
         if test is not None:
             corpora.append(load_corpus(test, labelled=False, file_format=read_as))
         typer.echo(f"word2vec on {sum(c.num_docs for c in corpora)} documents, "
-                   f"{sum(len(c.tokens) for c in corpora)} tokens, dim {dim}")
+                   f"{sum(len(c.tokens) for c in corpora)} tokens ({read_as.tokens}"
+                   f"{detected}), dim {dim}")
         stats = train_word2vec(
             corpora, out=out, dim=dim, window=window, min_count=min_count, epochs=epochs,
             workers=workers,

@@ -21,7 +21,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from han.batching import DataCache
 from han.checkpoint import CheckpointError
-from han.config import COMPETITION_FORMAT, DataConfig, FileFormat, HANConfig
+from han.config import DataConfig, FileFormat, HANConfig
 from han.device import DeviceError, check_precision, release_host_memory, resolve_device
 from han.files import check_writable, content_hash
 from han.io import Corpus, DataError
@@ -150,7 +150,7 @@ def resolve_data(spec: StudySpec, options: RunOptions) -> DataFiles:
     if train is not None:
         return DataFiles(train=train, test=options.test or spec.test_path,
                          embeddings=embeddings, builtin=False)
-    if spec.file_format != COMPETITION_FORMAT:
+    if not spec.file_format.fits_competition():
         raise SearchError("--sep, --text-col, --label-col and --tokens describe a data file: "
                           "give --train (the built-in corpus has the competition's format)")
     generated_train, generated_test = builtin_corpus(SyntheticSpec(**spec.synthetic))
@@ -179,10 +179,15 @@ def check_same_data(name: str, storage: optuna.storages.BaseStorage, dataset: Da
         return
     if not held.same_data(dataset):
         with_format = held.file_format != dataset.file_format
+        fix = "pass --study NEW_NAME to start a new study on this data"
+        tokens = held.file_format.tokens
+        if held.sha256 == dataset.sha256 and replace(dataset.file_format,
+                                                     tokens=tokens) == held.file_format:
+            # The same file read with other tokens (given, or detected otherwise).
+            fix = f"--tokens {tokens} reads it as the study does, or {fix}"
         raise SearchError(
             f"study {name!r} holds {held.describe(with_format=with_format)} but was given "
-            f"{dataset.describe(with_format=with_format)}: a study keeps one dataset; pass "
-            "--study NEW_NAME to start a new study on this data")
+            f"{dataset.describe(with_format=with_format)}: a study keeps one dataset; {fix}")
     recorded = StudyRecord.of(study).class_names
     if recorded is not None and class_names is not None and recorded != class_names:
         raise SearchError(
@@ -288,11 +293,12 @@ def load_data(spec: StudySpec, options: RunOptions,
               cache: DataCache) -> tuple[DataFiles, Corpus]:
     """Read every data file the study will need (`spec` as `for_data` gives it), so a bad
     one fails before anything is created: the training file, the test file, the word2vec
-    file. `cache` keeps the training file and word2vec parses for the trials."""
+    file. `cache` keeps the training file and word2vec parses for the trials. The test and
+    word2vec files are read as the training file was (its tokens resolved, if detected)."""
     files = resolve_data(spec, options)
-    file_format = spec.file_format
-    corpus = cache.load_corpus(files.train, labelled=True, file_format=file_format,
+    corpus = cache.load_corpus(files.train, labelled=True, file_format=spec.file_format,
                                label_order=spec.label_names)
+    file_format = corpus.file_format
     if files.test is not None:
         cache.load_corpus(files.test, labelled=False, file_format=file_format)
     if files.embeddings is not None:
@@ -366,12 +372,12 @@ def prepare_study(spec: StudySpec, options: RunOptions) -> PreparedStudy:
     profile = describe_data(spec, corpus, cache)
     if created:
         enqueue_first_trials(study, spec, profile, train_docs=train_docs)
-    StudyRecord(train_path=files.train, test_path=files.test, file_format=spec.file_format,
+    StudyRecord(train_path=files.train, test_path=files.test, file_format=corpus.file_format,
                 class_names=class_names).write(study)
     dataset.write(study)
     run_tags = environment_tags(device) | code_tags() | dataset.tags() | {
         Tag.STORAGE: redact(options.storage), Tag.STUDY_FILE: str(spec.source)
-    } | records.data_tags(asdict(spec.file_format))
+    } | records.data_tags(asdict(corpus.file_format))
     if files.embeddings is not None:
         run_tags[Tag.EMBEDDINGS] = str(files.embeddings.resolve())
     return PreparedStudy(spec=spec, options=options, files=files, corpus=corpus,
@@ -450,7 +456,8 @@ def describe_data(spec: StudySpec, corpus: Corpus, cache: DataCache) -> DataProf
     keep of the text."""
     _, data_kwargs, _ = split_settings({**spec.fixed, **spec.reference_params()})
     return describe(corpus, DataConfig(**data_kwargs), spec.segment_shapes(),
-                    class_names=spec.label_names, cache=cache)
+                    class_names=spec.label_names, cache=cache,
+                    tokens_detected=spec.file_format.tokens == "auto")
 
 
 def run_study(spec: StudySpec, options: RunOptions, *, trials: int | None = None,

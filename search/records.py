@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 import platform
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +47,7 @@ class StudyRecord:
         attrs = study.user_attrs
         return cls(train_path=_path(attrs.get(_TRAIN_PATH)),
                    test_path=_path(attrs.get(_TEST_PATH)),
-                   file_format=FileFormat(**attrs.get(_FILE_FORMAT, {})),
+                   file_format=replace(COMPETITION_FORMAT, **attrs.get(_FILE_FORMAT, {})),
                    class_names=_names(attrs.get(_CLASS_NAMES)))
 
     def write(self, study: optuna.Study) -> None:
@@ -121,7 +121,7 @@ class DatasetRecord:
         return cls(path=Path(value["path"]), sha256=str(value["sha256"]),
                    size=int(value["size"]), docs=int(value["docs"]),
                    classes=int(value["classes"]),
-                   file_format=FileFormat(**value.get("file_format", {})),
+                   file_format=replace(COMPETITION_FORMAT, **value.get("file_format", {})),
                    builtin=bool(value.get("builtin", False)))
 
     def write(self, study: optuna.Study) -> None:

@@ -26,7 +26,7 @@ from pydantic import (
     model_validator,
 )
 
-from han.config import COMPETITION_FORMAT, DataConfig, FileFormat, HANConfig, TrainConfig
+from han.config import DataConfig, FileFormat, HANConfig, TrainConfig
 from han.synthetic import SyntheticSpec
 from search.registry import MODEL_NAME_RE, MODEL_NAME_RULE
 from search.studyerrors import (
@@ -157,7 +157,7 @@ class _DataTable(Table):
         if self.synthetic.model_fields_set and self.train is not None:
             raise fail("settings of the built-in corpus, unused when [data] train is set",
                        "synthetic")
-        if self.file_format() != COMPETITION_FORMAT and self.train is None:
+        if not self.file_format().fits_competition() and self.train is None:
             given = next(key for key in _FORMAT_KEYS if key in self.model_fields_set)
             raise fail("describes a data file, but there is no [data] train (the built-in "
                        "corpus has the competition's format)", given)

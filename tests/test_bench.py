@@ -37,6 +37,7 @@ def test_bench_command_prints_one_json_line(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     figures = json.loads(result.output.strip().splitlines()[-1])
     assert figures["train_docs"] == 8 and figures["steps"] == 2
+    assert figures["token_mode"] == "ids"  # detected: no --tokens
     # --steps 0: the whole epoch, 54 training documents of 60, the first two batches untimed.
     result = CliRunner().invoke(app, ["bench", "--train", str(train), "--seg-len", "32",
                                       "--word-hidden", "8", "--sent-hidden", "8",

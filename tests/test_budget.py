@@ -5,6 +5,7 @@ speed and memory figures are bench/budget.py's."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -86,7 +87,10 @@ def test_data_block_numbers_on_a_tiny_file(tmp_path: Path) -> None:
     assert "10 (550 tokens), 2 classes: 0 6, 1 4" in text
     assert "p50 50, p90 90, p99 100" in text
     assert "smallest 8x1 14.5% (100% of documents cut)" in text
-    assert len(block.splitlines()) >= 4
+    assert block.splitlines()[1] == "tokens     ids (as given)"
+    assert len(block.splitlines()) >= 5
+    detected = replace(profile, tokens_detected=True)
+    assert "\ntokens     ids (detected from the file; --tokens to choose)\n" in data_block(detected)
 
 
 # ------------------------------------------------------------------------- ETA and admission

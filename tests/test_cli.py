@@ -301,7 +301,22 @@ def _bad_input(tmp_path: Path, case: str) -> tuple[list[str], str]:
     if case == "text file read as ids":
         chinese_news(tmp_path / "news.csv", docs=8)
         return (["--train", "news.csv", "--sep", ",", "--text-col", "content",
-                 "--label-col", "category"], "news.csv: line 2: non-integer token")
+                 "--label-col", "category", "--tokens", "ids"],
+                " in text; the file reads as chars: --tokens chars")
+    if case == "words read as ids":
+        write_tsv(tmp_path / "r8.tsv", [("earn", "champion products approves stock split"),
+                                        ("acq", "computer terminal systems completes sale")])
+        return (["--train", "r8.tsv", "--tokens", "ids"],
+                "r8.tsv: line 2: non-integer token 'champion' in text; the file reads as "
+                "words: --tokens words")
+    if case == "words read as the study file's ids":
+        write_tsv(tmp_path / "r8.tsv", [("earn", "3 for 2 stock split"), ("acq", "1987 sale")])
+        study_toml(config, name="bad", train="r8.tsv")
+        text = config.read_text(encoding="utf-8")
+        config.write_text(text.replace("[data]\n", '[data]\ntokens = "ids"\n'),
+                          encoding="utf-8")
+        return [], ("r8.tsv: line 2: non-integer token 'for' in text; the file reads as "
+                    "words: --tokens words")
     if case == "unknown device":
         return ["--device", "gpu0"], "device 'gpu0': expected auto, cpu, cuda or cuda:N"
     if case == "CUDA on a machine without it":
@@ -340,6 +355,8 @@ def _bad_input(tmp_path: Path, case: str) -> tuple[list[str], str]:
     "file format for the built-in corpus",
     "label name not among the class names",
     "text file read as ids",
+    "words read as ids",
+    "words read as the study file's ids",
     "unknown device",
     "CUDA on a machine without it",
     "bf16 on a CPU that cannot run it",

@@ -14,6 +14,7 @@ from han.model import HAN
 from han.synthetic import SyntheticSpec, write_corpus
 from han.vocab import load_embeddings
 from search.cli import app
+from tests.conftest import english_news
 
 pytest.importorskip("gensim")
 
@@ -32,6 +33,7 @@ def test_embeddings_command_trains_vectors_a_model_loads(corpus_files, tmp_path:
                                       "--min-count", "2", "--workers", "1"])
     assert result.exit_code == 0, result.output
     assert "epoch 2/2" in result.output and "tokens/s" in result.output
+    assert " tokens (ids, detected), dim 16" in result.output
     count, dim = map(int, out.read_text().splitlines()[0].split())
     assert dim == 16 and count > 100
 
@@ -51,3 +53,21 @@ def test_embeddings_command_reports_bad_input(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert "no such file" in result.stderr
     assert not (tmp_path / "w2v.txt").exists()
+
+
+def test_embeddings_command_detects_words(tmp_path: Path) -> None:
+    english_news(tmp_path / "english.tsv", docs=40)
+    english_news(tmp_path / "english-test.tsv", docs=10, seed=2, labelled=False)
+    out = tmp_path / "w2v.txt"
+    args = ["embeddings", "--train", str(tmp_path / "english.tsv"), "--test",
+            str(tmp_path / "english-test.tsv"), "--out", str(out), "--dim", "8", "--epochs", "1",
+            "--min-count", "1", "--workers", "1"]
+    result = CliRunner().invoke(app, [*args, "--tokens", "ids"])
+    assert result.exit_code == 2 and not out.exists()
+    assert "english.tsv: line 2: non-integer token" in result.stderr
+    assert result.stderr.strip().endswith("; the file reads as words: --tokens words")
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert " tokens (words, detected), dim 8" in result.output
+    words = {line.split(" ")[0] for line in out.read_text(encoding="utf-8").splitlines()[1:]}
+    assert {"oil", "the", "1987"} <= words

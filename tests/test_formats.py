@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -14,13 +15,13 @@ from mlflow import MlflowClient
 
 from han.batching import prepare
 from han.checkpoint import load_checkpoint
-from han.config import DataConfig, FileFormat, HANConfig, TrainConfig
+from han.config import COMPETITION_FORMAT, DataConfig, FileFormat, HANConfig, TrainConfig
 from han.embeddings import train_word2vec
-from han.io import DataError, read_corpus
+from han.io import DataError, TokenMismatch, detect_tokens, read_corpus
 from han.predict import predict
 from han.train import train
 from han.vocab import UNK, Vocabulary, load_embeddings
-from tests.conftest import NEWS_CLASSES, chinese_news
+from tests.conftest import ENGLISH_CLASSES, NEWS_CLASSES, chinese_news, english_news, write_tsv
 from tests.test_cli import assert_user_error, invoke
 from tests.test_search import STRONG, study_toml
 
@@ -111,6 +112,89 @@ def test_tab_is_spelled_as_the_shell_and_toml_allow() -> None:
     assert FileFormat(sep="\\t").sep == FileFormat(sep="tab").sep == "\t"
     with pytest.raises(ValueError, match="sep must be one character"):
         FileFormat(sep=" ")
+
+
+# ------------------------------------------------------------------- tokens told from the file
+
+SEGMENTED = "我们 今天 去 北京 参观 故宫 博物院 ， 天气 很 好 。"
+UNSEGMENTED = "我们今天去北京参观故宫博物院，天气很好。"
+
+
+@pytest.mark.parametrize(("texts", "expected"), [
+    pytest.param(["5 6 7", "8  910 11\r"], "ids", id="ids"),
+    pytest.param(["the oil price rose 3 pct in 1987", "opec said output fell"], "words",
+                 id="english-with-numbers"),
+    pytest.param(["1987 3", "12 13 14", "the vote"], "words", id="numbers-only-rows-first"),
+    pytest.param(["-5 6", "7"], "words", id="negative-numbers-are-no-ids"),
+    pytest.param([UNSEGMENTED, "苹果发布新手机"], "chars", id="unsegmented-chinese"),
+    pytest.param([SEGMENTED, "北京 时间 2024 年 的 会议"], "words", id="segmented-chinese"),
+    pytest.param(["使用Python和TensorFlow开发深度学习模型"], "chars", id="chinese-with-latin"),
+    pytest.param(["talks with 习近平 and 李克强 in beijing went on for hours"], "words",
+                 id="english-with-chinese-names"),
+    pytest.param(["東京に行きます。日本語の文章です"], "chars", id="unsegmented-japanese"),
+    pytest.param(["", "5 6", ""], "ids", id="empty-texts-count-for-nothing"),
+])
+def test_tokens_are_told_from_the_texts(texts: list[str], expected: str) -> None:
+    assert detect_tokens(texts) == expected
+
+
+def test_loader_resolves_auto_to_the_files_tokens(tmp_path: Path) -> None:
+    """tokens "auto" (the default) gives a corpus read with the mode detected, as the same
+    mode given would read it."""
+    english_news(tmp_path / "english.tsv", docs=12)
+    chinese_news(tmp_path / "news.csv", docs=12)
+    chinese_file = FileFormat(sep=",", text_col="content", label_col="category")
+    for path, fmt, mode in [(tmp_path / "english.tsv", FileFormat(), "words"),
+                            (tmp_path / "news.csv", chinese_file, "chars")]:
+        detected = read_corpus(path, labelled=True, file_format=fmt)
+        given = read_corpus(path, labelled=True, file_format=replace(fmt, tokens=mode))
+        assert detected.file_format == given.file_format == replace(fmt, tokens=mode)
+        assert detected.tokens.tolist() == given.tokens.tolist()
+        assert detected.dictionary == given.dictionary
+    assert FileFormat().tokens == "auto" and COMPETITION_FORMAT.tokens == "ids"
+
+
+def test_competition_rows_are_detected_as_ids(sample_dir: Path, tmp_path: Path) -> None:
+    for name, labelled in [("train_head.tsv", True), ("test_a_head.tsv", False)]:
+        corpus = read_corpus(sample_dir / name, labelled=labelled, file_format=FileFormat())
+        assert corpus.file_format == COMPETITION_FORMAT
+    # Off the fast path (CRLF line ends), detected all the same.
+    crlf = write(tmp_path / "crlf.tsv", (sample_dir / "train_head.tsv").read_text(
+        encoding="utf-8").replace("\n", "\r\n"))
+    assert read_corpus(crlf, labelled=True, file_format=FileFormat()).file_format.tokens == "ids"
+
+
+@pytest.mark.parametrize(("fmt", "make", "expected", "fits"), [
+    pytest.param(COMPETITION_FORMAT, english_news, "line 2: non-integer token ", "words",
+                 id="english"),
+    pytest.param(FileFormat(sep=",", text_col="content", label_col="category", tokens="ids"),
+                 chinese_news, "line 2: non-integer token ", "chars", id="chinese"),
+])
+def test_ids_given_for_text_say_what_it_reads_as(
+        tmp_path: Path, fmt: FileFormat, make: Callable[..., list[str]], expected: str,
+        fits: str) -> None:
+    path = tmp_path / "texts.txt"
+    make(path, docs=8)
+    with pytest.raises(TokenMismatch) as caught:
+        read_corpus(path, labelled=True, file_format=fmt)
+    message = str(caught.value)
+    assert message.startswith(f"{path}: {expected}") and "\n" not in message
+    assert message.endswith(f" in text; the file reads as {fits}")
+    assert caught.value.fits == fits
+
+
+def test_detection_looks_at_the_first_rows_only(tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ids detected from the first rows and words further on: an error naming the line and
+    what the file reads as, never a silent switch (a stray word in the competition's ids
+    is a broken file)."""
+    monkeypatch.setattr("han.io.DETECT_CHARS", 20)
+    rows = [(i % 2, "5 6 7 8") for i in range(10)] + [(1, "the vote 9")]
+    path = write_tsv(tmp_path / "late.tsv", rows)
+    with pytest.raises(TokenMismatch) as caught:
+        read_corpus(path, labelled=True, file_format=FileFormat())
+    assert str(caught.value) == (f"{path}: line 12: non-integer token 'the' in text; "
+                                 "detected as ids from its first rows, the file reads as words")
 
 
 def test_checkpoint_carries_format_words_and_label_names(tmp_path: Path) -> None:
@@ -258,3 +342,87 @@ def test_exports_write_the_original_label_names(news: NewsStudy, export: str) ->
     accuracy = float(np.mean(frame["category"].to_numpy() == np.array(news.truth)))
     print(f"{export}: test accuracy {accuracy:.3f}")
     assert accuracy > 0.5  # chance is 0.25
+
+
+# ------------------------------------------------------- words without --tokens, end to end
+
+
+def run_english(root: Path, *args: str) -> Result:
+    """One trial of the English study in `root`, on its stores there."""
+    return invoke("run", "--config", root / "study.toml", "--storage",
+                  f"sqlite:///{root}/optuna.db", "--tracking-uri", f"sqlite:///{root}/mlflow.db",
+                  "--device", "cpu", "--work-dir", root / "work", "--trials", "1", *args)
+
+
+@dataclass
+class EnglishStudy:
+    root: Path
+    truth: list[str]
+    run: Result
+    export: Result
+    spelled_out: Result
+
+    @property
+    def tracking_uri(self) -> str:
+        return f"sqlite:///{self.root}/mlflow.db"
+
+    def study(self) -> optuna.Study:
+        return optuna.load_study(study_name="english", storage=f"sqlite:///{self.root}/optuna.db")
+
+
+@pytest.fixture(scope="module")
+def english(tmp_path_factory: pytest.TempPathFactory) -> EnglishStudy:
+    """English words with named labels in R8's layout, run and exported with no --tokens
+    and no [data] tokens; then run again with the detected mode spelled out."""
+    root = tmp_path_factory.mktemp("english")
+    english_news(root / "english.tsv", docs=120)
+    truth = english_news(root / "english-test.tsv", docs=40, seed=5, labelled=False)
+    study_toml(root / "study.toml", name="english", train="english.tsv",
+               test="english-test.tsv", trials=1, reference=STRONG)
+    run = run_english(root)
+    export = invoke("export-best", "--study", "english", "--storage",
+                    f"sqlite:///{root}/optuna.db", "--tracking-uri",
+                    f"sqlite:///{root}/mlflow.db", "--device", "cpu", "--out",
+                    root / "submission.csv")
+    return EnglishStudy(root=root, truth=truth, run=run, export=export,
+                        spelled_out=run_english(root, "--tokens", "words"))
+
+
+def test_words_are_detected_and_the_data_block_says_so(english: EnglishStudy) -> None:
+    assert english.run.exit_code == 0, english.run.output
+    assert "\ntokens     words (detected from the file; --tokens to choose)\n" in (
+        english.run.stdout)
+    # The detected mode given by hand is the same dataset: the study takes the trial.
+    assert english.spelled_out.exit_code == 0, english.spelled_out.output
+    assert "\ntokens     words (as given)\n" in english.spelled_out.stdout
+    assert len(english.study().trials) == 2
+
+
+def test_study_checkpoint_and_tags_hold_the_detected_tokens(english: EnglishStudy) -> None:
+    study = english.study()
+    assert study.user_attrs["file_format"] == asdict(FileFormat(tokens="words"))
+    assert study.user_attrs["dataset"]["file_format"]["tokens"] == "words"
+    client = MlflowClient(tracking_uri=english.tracking_uri)
+    run_id = study.trials[0].user_attrs["mlflow_run_id"]
+    assert client.get_run(run_id).data.tags["data.tokens"] == "words"
+    checkpoint = client.download_artifacts(run_id, "checkpoint/best.pt",
+                                           str(english.root / "download"))
+    assert load_checkpoint(checkpoint).file_format == FileFormat(tokens="words")
+
+
+def test_export_reads_the_test_file_as_the_detected_words(english: EnglishStudy) -> None:
+    assert english.export.exit_code == 0, english.export.output
+    frame = pd.read_csv(english.root / "submission.csv")
+    assert list(frame.columns) == ["label"] and len(frame) == len(english.truth)
+    assert set(frame["label"]) <= set(ENGLISH_CLASSES)
+    accuracy = float(np.mean(frame["label"].to_numpy() == np.array(english.truth)))
+    assert accuracy > 0.5, accuracy  # chance is 0.25
+
+
+def test_other_tokens_on_the_same_file_are_another_dataset(english: EnglishStudy) -> None:
+    trials = len(english.study().trials)
+    assert_user_error(run_english(english.root, "--tokens", "chars"),
+                      "study 'english' holds english.tsv", "tokens 'words'",
+                      "but was given english.tsv", "tokens 'chars'",
+                      "--tokens words reads it as the study does, or pass --study NEW_NAME")
+    assert len(english.study().trials) == trials

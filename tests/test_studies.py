@@ -235,7 +235,7 @@ BAD = [
                  "[data.synthetic]: settings of the built-in corpus, unused",
                  id="synthetic-and-train"),
     pytest.param(GOOD + '\n[data]\ntrain = "t.tsv"\ntokens = "bytes"\n',
-                 "[data] tokens: 'bytes' is not one of 'ids', 'chars', 'words'",
+                 "[data] tokens: 'bytes' is not one of 'auto', 'ids', 'chars', 'words'",
                  id="tokens-unknown"),
     pytest.param(GOOD + '\n[data]\ntrain = "t.tsv"\nsep = ";;"\n',
                  "[data]: sep must be one character", id="sep-two-characters"),
@@ -309,8 +309,13 @@ def test_data_file_format(tmp_path: Path) -> None:
     assert spec.file_format == FileFormat(sep=",", text_col="content", label_col="category",
                                           tokens="chars")
     tab = load_study_file(write(tmp_path, GOOD + '\n[data]\ntrain = "a.tsv"\nsep = "tab"\n'))
-    assert tab.file_format == COMPETITION_FORMAT
-    assert load_study_file(write(tmp_path, GOOD)).file_format == COMPETITION_FORMAT
+    # No [data] tokens: told from the file, and the competition's files read as theirs.
+    assert tab.file_format == FileFormat() and tab.file_format.tokens == "auto"
+    assert load_study_file(write(tmp_path, GOOD)).file_format == FileFormat()
+    assert FileFormat().fits_competition() and COMPETITION_FORMAT.fits_competition()
+    # A study file that names its tokens keeps them; ids fit the built-in corpus.
+    ids = load_study_file(write(tmp_path, GOOD + '\n[data]\ntokens = "ids"\n'))
+    assert ids.file_format == COMPETITION_FORMAT
 
 
 def test_fixed_float_accepts_integer(tmp_path: Path) -> None:
