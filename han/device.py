@@ -94,12 +94,38 @@ def autocast(device: torch.device, *, bf16: bool) -> contextlib.AbstractContextM
     return contextlib.nullcontext()
 
 
+# On a CPU, a batch's segments tensor is padded to a multiple of these rows and columns
+# (empty segments, which the model drops after the word encoder): oneDNN builds and caches
+# a recurrent primitive for every (rows, width) it meets, and length-grouped batches meet
+# hundreds. Measured on 11,000 documents (GRU, bf16, one epoch and a dev evaluation): 18
+# shapes instead of 42, the process's peak 1,331 MB instead of 1,661 MB, and no slower (the
+# padding's work is what the primitives no longer built would have cost).
+CPU_ROW_MULTIPLE = 16
+CPU_WIDTH_MULTIPLE = 8
+
+
 def batch_tensors(batch: Batch, device: torch.device) -> tuple[torch.Tensor, ...]:
-    arrays = (batch.tokens.astype(np.int64), batch.token_lengths, batch.seg_counts)
+    """tokens (M', W'), token_lengths (M',) and seg_counts (B,) of `batch` on `device`; on
+    a CPU, M' and W' are M and W rounded up (the extra rows have length 0)."""
+    tokens, lengths = batch.tokens, batch.token_lengths
+    if device.type == "cpu":
+        tokens, lengths = _padded(tokens, lengths)
+    arrays = (tokens.astype(np.int64), lengths, batch.seg_counts)
     tensors = tuple(torch.from_numpy(np.ascontiguousarray(a, dtype=np.int64)) for a in arrays)
     if device.type == "cuda":
         return tuple(t.pin_memory().to(device, non_blocking=True) for t in tensors)
     return tensors
+
+
+def _padded(tokens: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    rows, width = tokens.shape
+    padded_rows = -(-rows // CPU_ROW_MULTIPLE) * CPU_ROW_MULTIPLE
+    padded_width = -(-width // CPU_WIDTH_MULTIPLE) * CPU_WIDTH_MULTIPLE
+    if (padded_rows, padded_width) == (rows, width):
+        return tokens, lengths
+    grown = np.zeros((padded_rows, padded_width), dtype=tokens.dtype)  # PAD is 0
+    grown[:rows, :width] = tokens
+    return grown, np.concatenate([lengths, np.zeros(padded_rows - rows, lengths.dtype)])
 
 
 def release_host_memory() -> None:

@@ -118,6 +118,8 @@ class SegmentEncoder(nn.Module):
         batch, width = seg_counts.size(0), int(seg_counts.max())
         doc_of_seg = torch.repeat_interleave(torch.arange(batch, device=segments.device),
                                              seg_counts)
+        # Rows past the batch's segments are padding (han.device.batch_tensors).
+        segments = segments[: doc_of_seg.size(0)]  # (M', 2Hw) -> (M, 2Hw)
         first_of_doc = torch.cumsum(seg_counts, 0) - seg_counts
         slot = torch.arange(segments.size(0), device=segments.device) - first_of_doc[doc_of_seg]
         grid = segments.new_zeros(batch, width, segments.size(1))
@@ -139,7 +141,8 @@ class HAN(nn.Module):
                 seg_counts: torch.Tensor) -> torch.Tensor:
         """Logits for a batch given as its real segments (see `han.batching.Batch`).
 
-        tokens (M, W), token_lengths (M,), seg_counts (B,) with sum(seg_counts) == M.
+        tokens (M', W), token_lengths (M',), seg_counts (B,): the first sum(seg_counts) = M
+        rows are the documents' segments in order; rows past them (length 0) are ignored.
         """
         segment_vectors = self.words(tokens, token_lengths)  # (M, W) -> (M, 2Hw)
         documents = self.segments(segment_vectors, seg_counts)  # -> (B, 2Hs)

@@ -6,7 +6,7 @@ import torch
 
 from han.batching import make_batch, segment
 from han.config import HANConfig
-from han.device import batch_tensors
+from han.device import CPU_ROW_MULTIPLE, CPU_WIDTH_MULTIPLE, batch_tensors
 from han.model import HAN, AttentionPool, reverse_within_length
 from han.predict import predict_probabilities
 from han.train import class_weights, cross_entropy, train_step
@@ -128,3 +128,20 @@ def test_weighted_step_in_chunks_equals_one_pass() -> None:
 def test_cross_entropy_of_a_uniform_guess_is_log_classes() -> None:
     probabilities = np.full((4, 5), 0.2)
     assert cross_entropy(probabilities, np.array([0, 1, 2, 4])) == pytest.approx(np.log(5))
+
+
+def test_padding_rows_and_width_change_no_logit() -> None:
+    torch.manual_seed(0)
+    model = HAN(small_config()).eval()
+    batch = make_batch(random_documents(np.random.default_rng(4), [3, 17, 9]), np.arange(3))
+    tokens, lengths, counts = batch_tensors(batch, torch.device("cpu"))
+    rows = batch.tokens.shape[0]
+    # batch_tensors pads a CPU batch to whole multiples of rows and columns.
+    assert tokens.shape[0] % CPU_ROW_MULTIPLE == 0 and tokens.shape[1] % CPU_WIDTH_MULTIPLE == 0
+    assert tokens.shape[0] > rows and not lengths[rows:].any()
+    exact = (torch.from_numpy(batch.tokens.astype(np.int64)),
+             torch.from_numpy(batch.token_lengths.astype(np.int64)),
+             torch.from_numpy(batch.seg_counts.astype(np.int64)))
+    with torch.no_grad():
+        torch.testing.assert_close(model(tokens, lengths, counts), model(*exact),
+                                   atol=1e-6, rtol=1e-5)
