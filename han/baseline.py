@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -25,7 +25,7 @@ from sklearn.metrics import accuracy_score, f1_score
 
 from han.batching import stratified_folds
 from han.config import BaselineConfig, DataConfig
-from han.io import Corpus, concatenated_ranges
+from han.io import MAX_TOKEN_ID, Corpus, compact_ids, concatenated_ranges
 
 # Documents are counted in blocks of about this many tokens: a block's per-n-gram arrays
 # (keys, rows, columns) then take about 150 MB, whatever the corpus's size.
@@ -48,6 +48,10 @@ class BaselineResult:
     train_docs: int
     dev_docs: int
     params: dict[str, Any]  # the feature and classifier settings, to record
+    # The dev documents (corpus indices, ascending) and their (dev_docs, C) decision scores,
+    # whose argmax is the baseline's prediction: kept to blend with a trial's probabilities.
+    dev_indices: np.ndarray
+    dev_scores: np.ndarray
     description: str = DESCRIPTION
 
 
@@ -193,15 +197,84 @@ def _rows(corpus: Corpus, docs: np.ndarray, bits: int) -> _Rows:
     return rows
 
 
+def _fit_tfidf(corpus: Corpus, train_docs: np.ndarray,
+               config: BaselineConfig) -> tuple[sp.csr_matrix, _Columns]:
+    """TF-IDF rows of the training documents and the columns fitted on them."""
+    train = _rows(corpus, train_docs, config.hash_bits)
+    columns = train.fit_columns(bits=config.hash_bits, min_df=config.min_df)
+    return train.tfidf(columns), columns
+
+
 def tfidf_features(corpus: Corpus, train_docs: np.ndarray, dev_docs: np.ndarray,
                    config: BaselineConfig) -> tuple[sp.csr_matrix, sp.csr_matrix]:
     """TF-IDF rows of the training and dev documents (in the given orders), fitted on the
     training documents alone: features seen in fewer than `min_df` of them are dropped."""
-    train = _rows(corpus, train_docs, config.hash_bits)
-    columns = train.fit_columns(bits=config.hash_bits, min_df=config.min_df)
-    x_train = train.tfidf(columns)
-    del train
+    x_train, columns = _fit_tfidf(corpus, train_docs, config)
     return x_train, _rows(corpus, dev_docs, config.hash_bits).tfidf(columns)
+
+
+def in_raw_ids_of(corpus: Corpus, training: Corpus) -> Corpus:
+    """`corpus` with the raw ids of `training`, whose n-grams the features hash.
+
+    Ids and characters are the same raw ids in every file; a word's raw id indexes its own
+    file's dictionary, so another file's words are looked up in the training file's, and a
+    word it lacks gets an id no training document holds.
+    """
+    if corpus is training or corpus.dictionary is None or training.dictionary is None:
+        return corpus
+    known = {word: raw for raw, word in enumerate(training.dictionary)}
+    ids = np.fromiter((known.get(word, -1) for word in corpus.dictionary), dtype=np.int64,
+                      count=len(corpus.dictionary))
+    unknown = ids < 0
+    ids[unknown] = len(known) + np.arange(int(unknown.sum()))
+    if len(ids) and ids.max() > MAX_TOKEN_ID:
+        raise ValueError(f"{corpus.path}: too many distinct words for the baseline")
+    return replace(corpus, tokens=compact_ids(ids[corpus.tokens]), dictionary=None)
+
+
+@dataclass(frozen=True, eq=False)
+class LinearBaseline:
+    """A fitted baseline: its kept n-gram columns (with their idf) and its classifier, which
+    score the documents of the training file or of another file read the same way."""
+
+    training: Corpus
+    columns: _Columns
+    model: SGDClassifier
+    config: BaselineConfig
+    num_classes: int
+
+    def scores(self, corpus: Corpus, docs: np.ndarray | None = None) -> np.ndarray:
+        """(len(docs), num_classes) decision scores of `docs` (default: every document)."""
+        corpus = in_raw_ids_of(corpus, self.training)
+        docs = np.arange(corpus.num_docs) if docs is None else docs
+        return class_scores(self.model,
+                            _rows(corpus, docs, self.config.hash_bits).tfidf(self.columns),
+                            self.num_classes)
+
+
+def class_scores(model: SGDClassifier, features: sp.csr_matrix, num_classes: int) -> np.ndarray:
+    """(N, num_classes) decision scores whose argmax is `model.predict`: a class the model
+    never saw scores -inf, and a two-class model's one score s becomes (0, s)."""
+    raw = model.decision_function(features)
+    if raw.ndim == 1:
+        raw = np.stack([np.zeros_like(raw), raw], axis=1)
+    scores = np.full((features.shape[0], num_classes), -np.inf)
+    scores[:, model.classes_] = raw
+    return scores
+
+
+def fit_baseline(corpus: Corpus, train_docs: np.ndarray, config: BaselineConfig | None = None,
+                 *, num_classes: int | None = None,
+                 threads: int | None = None) -> LinearBaseline:
+    """The baseline fitted on `train_docs` of a labelled corpus; it scores `num_classes`
+    classes (default: the corpus's)."""
+    if corpus.labels is None:
+        raise ValueError(f"{corpus.path}: the baseline needs a labelled corpus")
+    config = config or BaselineConfig()
+    x_train, columns = _fit_tfidf(corpus, train_docs, config)
+    model = classifier(config, threads=threads).fit(x_train, corpus.labels[train_docs])
+    return LinearBaseline(training=corpus, columns=columns, model=model, config=config,
+                          num_classes=num_classes or corpus.num_classes)
 
 
 def classifier(config: BaselineConfig, *, threads: int | None = None) -> SGDClassifier:
@@ -224,7 +297,8 @@ def train_baseline(corpus: Corpus, data: DataConfig, config: BaselineConfig | No
     featured = time.perf_counter()
     model = classifier(config, threads=threads)
     model.fit(x_train, corpus.labels[train_docs])
-    truth, predicted = corpus.labels[dev_docs], model.predict(x_dev)
+    dev_scores = class_scores(model, x_dev, corpus.num_classes)
+    truth, predicted = corpus.labels[dev_docs], dev_scores.argmax(1)
     return BaselineResult(
         # As han.train.macro_scores scores a trial (not imported: it would load torch).
         dev_macro_f1=float(f1_score(truth, predicted, average="macro", zero_division=0)),
@@ -232,6 +306,7 @@ def train_baseline(corpus: Corpus, data: DataConfig, config: BaselineConfig | No
         seconds=time.perf_counter() - started, feature_seconds=featured - started,
         features=x_train.shape[1],
         train_docs=len(train_docs), dev_docs=len(dev_docs),
+        dev_indices=dev_docs, dev_scores=dev_scores,
         params={"model": DESCRIPTION, **asdict(config),
                 **{k: v for k, v in asdict(data).items()
                    if k in ("folds", "dev_fold", "split_seed")}})

@@ -94,16 +94,17 @@ class Prediction:
 
 
 def probabilities_of(loaded: LoadedModel, corpus: Corpus, *, device: str = "auto",
-                     batch_size: int = PREDICT_BATCH_SIZE) -> np.ndarray:
-    """(N, C) class probabilities of every document of `corpus`, in its order, read and
-    segmented as the model's training data was."""
+                     batch_size: int = PREDICT_BATCH_SIZE,
+                     docs: np.ndarray | None = None) -> np.ndarray:
+    """(N, C) class probabilities of the documents `docs` of `corpus` (ascending; default:
+    every one), in that order, read and segmented as the model's training data was."""
     config = loaded.data_config
     segments = segment(loaded.vocab.encode_corpus(corpus), corpus.offsets,
                        seg_len=config.seg_len, max_segments=config.max_segments)
     torch_device = resolve_device(device)
     return predict_probabilities(loaded.model.to(torch_device), segments,
-                                 np.arange(corpus.num_docs), batch_size=batch_size,
-                                 device=torch_device)
+                                 np.arange(corpus.num_docs) if docs is None else docs,
+                                 batch_size=batch_size, device=torch_device)
 
 
 def predict(checkpoint: str | os.PathLike[str], test_file: str | os.PathLike[str], *,

@@ -94,6 +94,9 @@ class TrainResult:
     resumed_from_epoch: int
     dev_labels: np.ndarray  # true labels of the dev documents
     dev_predictions: np.ndarray  # the best epoch's predictions for them
+    # The best epoch's (dev docs, C) class probabilities, for blending with another model
+    # without predicting the dev fold again; None after resuming a state saved without them.
+    dev_probabilities: np.ndarray | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -245,6 +248,7 @@ class _Run:
     rng: np.random.Generator
     history: list[EpochMetrics]
     best_dev_pred: np.ndarray
+    best_dev_probabilities: np.ndarray | None = None
     best_f1: float = -1.0
     best_epoch: int = 0
     stale: int = 0
@@ -275,14 +279,17 @@ class _Run:
         self.best_f1, self.best_epoch, self.stale = (state["best_f1"], state["best_epoch"],
                                                      state["stale"])
         self.best_dev_pred = state["best_dev_pred"].numpy()
+        kept = state.get("best_dev_probabilities")  # absent from states of older versions
+        self.best_dev_probabilities = None if kept is None else kept.numpy()
         return len(self.history)
 
-    def record(self, metrics: EpochMetrics, dev_pred: np.ndarray) -> bool:
+    def record(self, metrics: EpochMetrics, dev_probabilities: np.ndarray) -> bool:
         """Add an epoch to the history; True when it is the best so far."""
         self.history.append(metrics)
         if metrics.dev_macro_f1 > self.best_f1:
             self.best_f1, self.best_epoch, self.stale = metrics.dev_macro_f1, metrics.epoch, 0
-            self.best_dev_pred = dev_pred
+            self.best_dev_pred = dev_probabilities.argmax(1)
+            self.best_dev_probabilities = dev_probabilities
             return True
         self.stale += 1
         return False
@@ -301,6 +308,8 @@ class _Run:
                 "best_epoch": self.best_epoch,
                 "stale": self.stale,
                 "best_dev_pred": torch.from_numpy(self.best_dev_pred),
+                "best_dev_probabilities": None if self.best_dev_probabilities is None
+                else torch.from_numpy(self.best_dev_probabilities),
             }, temporary)
 
 
@@ -346,8 +355,8 @@ def train(
         return TrainResult(best_dev_f1=run.best_f1, best_epoch=run.best_epoch,
                            history=tuple(run.history), checkpoint_path=best_path,
                            stop_reason=stop_reason, resumed_from_epoch=resumed_from,
-                           dev_labels=data.labels[data.dev_docs],
-                           dev_predictions=run.best_dev_pred)
+                           dev_labels=data.labels[data.dev_docs], dev_predictions=run.best_dev_pred,
+                           dev_probabilities=run.best_dev_probabilities)
 
     stop_reason, first_epoch = "max_epochs", len(run.history) + 1
     reports.last_step = reports.grid.epoch_end(first_epoch - 1) if first_epoch > 1 else -1
@@ -356,13 +365,13 @@ def train(
     for epoch in range(first_epoch, train_config.epochs + 1):
         probe = on_estimate if epoch == first_epoch else None
         try:
-            metrics, dev_pred = _epoch(run, data, epoch, step, on_estimate=probe)
+            metrics, dev_probabilities = _epoch(run, data, epoch, step, on_estimate=probe)
         except TrainingInterrupted as stopped:
             stopped.result = result("interrupted")
             raise
         except _StoppedAtReport:
             return result("callback")
-        if run.record(metrics, dev_pred):
+        if run.record(metrics, dev_probabilities):
             _save_best(best_path, run, data, model_config, data_config, epoch=epoch)
         run.save(state_path)
         stop = on_epoch is not None and on_epoch(metrics)
@@ -481,7 +490,7 @@ def _epoch(run: _Run, data: EncodedSplit, epoch: int, step: _Step, *,
            on_estimate: Callable[[EpochEstimate], None] | None
            ) -> tuple[EpochMetrics, np.ndarray]:
     """One pass over the training documents, then the dev evaluation: the epoch's metrics
-    and dev predictions (in `dev_docs` order)."""
+    and (dev docs, C) class probabilities (in `dev_docs` order)."""
     started = time.perf_counter()
     total_loss, seen, train_true, train_pred = _train_batches(run, data, epoch, step,
                                                               on_estimate=on_estimate)
@@ -509,7 +518,7 @@ def _epoch(run: _Run, data: EncodedSplit, epoch: int, step: _Step, *,
         train_docs_per_s=seen / train_seconds if train_seconds > 0 else 0.0,
         **scores,
     )
-    return metrics, dev_pred
+    return metrics, dev_probabilities
 
 
 def _probe(data: EncodedSplit, plan: list[np.ndarray], step: _Step,

@@ -12,6 +12,7 @@ from han.baseline import train_baseline
 from han.config import DataConfig
 from han.errors import first_line
 from han.io import Corpus
+from search.dev_scores import BASELINE_ARTIFACT, DevOutputs
 from search.records import BaselineRecord, Key, Role, run_tags
 from search.studyspec import StudySpec, split_settings
 from search.tracking import Tracker
@@ -60,6 +61,9 @@ def ensure_baseline(spec: StudySpec, corpus: Corpus, study: optuna.Study, *, tra
                              Key.DEV_ACCURACY: result.dev_accuracy,
                              Key.SECONDS: result.seconds, Key.FEATURES: result.features},
                             step=0)
+            # So the run's summary compares the best trial, the baseline and their blend.
+            DevOutputs(docs=result.dev_indices, labels=corpus.labels[result.dev_indices],
+                       values=result.dev_scores).log(run, BASELINE_ARTIFACT)
     except (ValueError, MemoryError) as error:
         return BaselineOutcome(None, error=f"{type(error).__name__}: {first_line(error)}")
     record = BaselineRecord(dev_macro_f1=result.dev_macro_f1, dev_accuracy=result.dev_accuracy,

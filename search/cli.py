@@ -19,6 +19,7 @@ import torch
 import typer
 from optuna.trial import FrozenTrial, TrialState
 
+from han.blend import BlendChoice
 from han.checkpoint import CheckpointError
 from han.config import (
     COMPETITION_FORMAT,
@@ -37,6 +38,7 @@ from search import export, lifecycle
 from search import storage as stores
 from search import summary as summaries
 from search.baseline import BaselineOutcome
+from search.blend import export_blend
 from search.budget import MAX_TRIAL_SHARE, Budget, TrialEstimate
 from search.errors import SearchError
 from search.formatting import duration, short
@@ -199,6 +201,19 @@ def baseline_line(outcome: BaselineOutcome) -> str:
     if outcome.error is not None:
         return f"baseline  failed ({outcome.error}); the search goes on without it"
     return "baseline  off ([study] baseline = false)"
+
+
+def on_dev_text(choice: BlendChoice, study: str) -> str:
+    """The best trial, the baseline and their blend on the dev fold, which is best, and the
+    export that submits it."""
+    figures = (f"HAN {choice.han_f1:.4f}, baseline {choice.baseline_f1:.4f}, blend "
+               f"{choice.blend_f1:.4f} (HAN weight {choice.weight:.2f})")
+    export = f"han-search export-best --study {study}"
+    if choice.best == "HAN":
+        return f"{figures}: the HAN is best; {export} submits it"
+    if choice.best == "blend":
+        return f"{figures}: the blend is best; {export} --blend submits it"
+    return f"{figures}: the baseline is best; {export} --blend submits a blend level with it"
 
 
 def data_block(profile: DataProfile) -> str:
@@ -455,6 +470,8 @@ def _print_summary(summary: RunSummary) -> None:
                                         maximize=summary.maximize)
     if summary.baseline is not None:
         lines.append(f"baseline       {_baseline_text(summary.baseline)}: {verdict}")
+    if summary.on_dev is not None:
+        lines.append(f"on dev         {on_dev_text(summary.on_dev, summary.study_name)}")
     if summary.best_params:
         lines.append("best params    " + ", ".join(
             f"{k}={short(v)}" for k, v in summary.best_params.items()))
@@ -540,8 +557,15 @@ def export_best(
     id_col: Annotated[str | None, typer.Option(
         metavar="COLUMN", help="Copy this column of the test file (its document ids) into "
         "the submission, before the labels.")] = None,
+    blend: Annotated[bool, typer.Option(
+        "--blend", help="Submit w x the HAN's probabilities + (1 - w) x the study's linear "
+        "baseline's, w chosen on the dev fold (with --folds, out of fold).")] = False,
 ) -> None:
     """Predict the test file with the best complete trial and write the submission CSV."""
+    if blend:
+        _export_blend(study=study, storage=storage, tracking_uri=tracking_uri, test=test,
+                      out=out, device=device, folds=folds, register=register, id_col=id_col)
+        return
     if folds is not None:
         with user_errors():
             refitted = export_refit(study_name=study, storage=storage,
@@ -568,6 +592,31 @@ def export_best(
                f"(dev F1 {result.value:.4f}, MLflow run {result.run_id})")
     if result.registered is not None:
         typer.echo(f"registered {_registered(result.registered)}")
+
+
+def _export_blend(*, study: str, storage: str, tracking_uri: str, test: Path | None,
+                  out: Path, device: str, folds: int | None, register: str | None,
+                  id_col: str | None) -> None:
+    """export-best --blend: the best HAN blended with the study's baseline."""
+    if register is not None:
+        fail("--register takes a HAN model; the blend's baseline cannot be registered "
+             "with it: drop --blend or --register")
+    with user_errors():
+        blended = export_blend(study_name=study, storage=storage, tracking_uri=tracking_uri,
+                               folds=folds, test=test, out=out, device=device,
+                               echo=typer.echo, id_col=id_col)
+    for note in blended.notes:
+        typer.echo(f"note: {note}")
+    choice = blended.choice
+    held_out = "dev" if blended.folds is None else f"out-of-fold ({blended.folds} folds)"
+    typer.echo(f"blend weight {choice.weight:.2f} on the HAN ({1 - choice.weight:.2f} on the "
+               f"baseline); {held_out} macro-F1 on {choice.documents:,} documents: HAN "
+               f"{choice.han_f1:.4f}, baseline {choice.baseline_f1:.4f}, blend "
+               f"{choice.blend_f1:.4f}")
+    source = (f"trial {blended.trial}" if blended.folds is None
+              else f"a {blended.folds}-fold refit of trial {blended.trial}")
+    typer.echo(f"wrote {blended.rows} predictions to {blended.out} from {source} blended "
+               f"with the baseline (MLflow run {blended.run_id})")
 
 
 @app.command()

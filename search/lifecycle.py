@@ -535,7 +535,7 @@ def run_study(spec: StudySpec, options: RunOptions, *, trials: int | None = None
                                     catch=(DeviceOutOfMemoryError, StoppedBeforeAnEpoch))
         finally:
             _refresh_parent(parent, prepared.study)
-    summary = summarize(prepared.study, storage=options.storage,
+    summary = summarize(prepared.study, storage=options.storage, tracker=prepared.tracker,
                         tracking_uri=options.tracking_uri, parent_run_id=parent.id)
     summary.trials_this_run = counter["index"]
     summary.ended_early = ended_early[0] if ended_early else None
@@ -585,7 +585,7 @@ def run_with_workers(spec: StudySpec, options: RunOptions, *, workers: int,
         # URLs travel in the environment: they may hold passwords, which `ps` would show.
         code = run_workers(plans, worker_args, env={
             "HAN_SEARCH_STORAGE": options.storage, "MLFLOW_TRACKING_URI": options.tracking_uri})
-    summary = summarize(prepared.study, storage=options.storage,
+    summary = summarize(prepared.study, storage=options.storage, tracker=prepared.tracker,
                         tracking_uri=options.tracking_uri, parent_run_id=parent.id)
     summary.trials_this_run = len(prepared.study.get_trials(deepcopy=False)) - before
     summary.runs_view = prepared.runs_view()

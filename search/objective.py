@@ -31,6 +31,7 @@ from han.train import (
 from search import records
 from search.budget import Budget, StoppedBeforeAnEpoch, TrialEstimate, TrialSkipped
 from search.datasets import trial_inputs
+from search.dev_scores import TRIAL_ARTIFACT, DevOutputs
 from search.pruners import decision
 from search.records import DatasetRecord, Key, Outcome, RunState, Tag, TrialRecord
 from search.reports import confusion_figure, evaluation_report
@@ -300,6 +301,9 @@ def _log_complete(trial: optuna.Trial, run: RunHandle, result: TrainResult,
     figure = confusion_figure(confusion)
     run.log_figure(figure, "evaluation/confusion_matrix.png")
     plt.close(figure)
+    if result.dev_probabilities is not None:  # for blending with the baseline (search/blend.py)
+        DevOutputs(docs=split.dev_docs, labels=result.dev_labels,
+                   values=result.dev_probabilities).log(run, TRIAL_ARTIFACT)
     run.set_tags({Tag.BEST_EPOCH: result.best_epoch, Tag.STOP_REASON: result.stop_reason,
                   Tag.RESUMED_FROM_EPOCH: result.resumed_from_epoch})
     run.log_metrics({Key.BEST_DEV_F1: result.best_dev_f1}, step=result.best_epoch)

@@ -340,6 +340,7 @@ class Role(enum.StrEnum):
     REFIT = "refit"
     FOLD = "fold"
     BASELINE = "baseline"
+    BLEND = "blend"
 
 
 class RunState(enum.StrEnum):
@@ -455,6 +456,11 @@ class Key:
     DEV_ACCURACY = "dev_accuracy"
     SECONDS = "seconds"
     FEATURES = "features"
+    # Metrics of a blend run (search/blend.py): the HAN's weight, the baseline's softmax
+    # temperature, and macro-F1s named by `blend_f1`.
+    BLEND_WEIGHT = "blend_weight"
+    BASELINE_TEMPERATURE = "baseline_temperature"
+    HELD_OUT_DOCS = "held_out_docs"
 
     @staticmethod
     def fold_dev_f1(fold: int) -> str:
@@ -463,6 +469,12 @@ class Key:
     @staticmethod
     def fold_weight(fold: int) -> str:
         return f"fold_{fold}_weight"
+
+    @staticmethod
+    def blend_f1(model: str, *, out_of_fold: bool) -> str:
+        """`han_dev_macro_f1`, `blend_oof_macro_f1`...: a blend run's macro-F1 of `model`
+        (han, baseline, blend) on the dev fold or out of fold."""
+        return f"{model}_{'oof' if out_of_fold else 'dev'}_macro_f1"
 
 
 class DataContext(enum.StrEnum):

@@ -156,33 +156,52 @@ def export_refit(*, study_name: str, storage: str, tracking_uri: str, folds: int
     refit = prepare_refit(study_name=study_name, storage=storage, tracking_uri=tracking_uri,
                           folds=folds, test=test, device=device, id_col=id_col)
     with refit_run(refit) as run, temporary_directory("han-refit-") as scratch:
-        results = fold_results(refit, run.id, Path(scratch), echo or (lambda _message: None))
-        oof_f1 = out_of_fold_f1(results, refit.setup.corpus)
-        weights = fold_weights([r.best_dev_f1 for r in results])
-        ensemble = ensemble_prediction([r.checkpoint for r in results], refit.test_path,
-                                       device=refit.device, weights=weights,
-                                       cache=refit.setup.cache)
-        write_submission(out, ensemble, refit.ids)
-        fold_f1s = tuple(r.best_dev_f1 for r in results)
-        run.log_metrics({
-            Key.OOF_F1: oof_f1, Key.BEST_TRIAL_DEV_F1: refit.value,
-            Key.MEAN_FOLD_DEV_F1: float(np.mean(fold_f1s)),
-            **{Key.fold_dev_f1(r.fold): r.best_dev_f1 for r in results},
-            **{Key.fold_weight(r.fold): float(w)
-               for r, w in zip(results, weights, strict=True)}}, step=0)
+        ensemble = refit_ensemble(refit, run, Path(scratch), echo or (lambda _message: None))
+        results = ensemble.results
+        write_submission(out, ensemble.prediction, refit.ids)
         run.log_artifact(out, artifact_path="predictions")
         registered = None if register is None else registry.register(
             refit.tracker, Champion(run_id=run.id, checkpoints=[r.checkpoint for r in results],
-                                    weights=weights.tolist()),
+                                    weights=ensemble.weights.tolist()),
             name=register, example_file=refit.test_path)
     return RefitResult(
-        out=out, rows=len(ensemble.labels), trial=refit.best.number, value=refit.value,
-        folds=folds, refit_run_id=run.id, oof_macro_f1=oof_f1, fold_f1s=fold_f1s,
+        out=out, rows=len(ensemble.prediction.labels), trial=refit.best.number,
+        value=refit.value, folds=folds, refit_run_id=run.id, oof_macro_f1=ensemble.oof_f1,
+        fold_f1s=tuple(r.best_dev_f1 for r in results),
         trained=tuple(r.fold for r in results if r.trained),
         reused=tuple(r.fold for r in results if not r.trained),
-        label_counts=label_counts(ensemble.labels),
-        notes=ensemble.notes + unstable_folds(results, trial_value=refit.value),
+        label_counts=label_counts(ensemble.prediction.labels),
+        notes=ensemble.prediction.notes + unstable_folds(results, trial_value=refit.value),
         registered=registered)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Ensemble:
+    """A refit's K fold models together: each fold's result, the out-of-fold macro-F1, each
+    model's weight and the weighted ensemble's prediction of the test file."""
+
+    results: list[FoldResult]
+    oof_f1: float
+    weights: np.ndarray
+    prediction: Prediction
+
+
+def refit_ensemble(refit: Refit, run: RunHandle, scratch: Path, say: Echo) -> Ensemble:
+    """Every fold's model (reused or trained in `scratch`, which must outlive the use of
+    their checkpoints) and the ensemble's test prediction; its figures on the refit `run`."""
+    results = fold_results(refit, run.id, scratch, say)
+    oof_f1 = out_of_fold_f1(results, refit.setup.corpus)
+    weights = fold_weights([r.best_dev_f1 for r in results])
+    prediction = ensemble_prediction([r.checkpoint for r in results], refit.test_path,
+                                     device=refit.device, weights=weights,
+                                     cache=refit.setup.cache)
+    run.log_metrics({
+        Key.OOF_F1: oof_f1, Key.BEST_TRIAL_DEV_F1: refit.value,
+        Key.MEAN_FOLD_DEV_F1: float(np.mean([r.best_dev_f1 for r in results])),
+        **{Key.fold_dev_f1(r.fold): r.best_dev_f1 for r in results},
+        **{Key.fold_weight(r.fold): float(w)
+           for r, w in zip(results, weights, strict=True)}}, step=0)
+    return Ensemble(results=results, oof_f1=oof_f1, weights=weights, prediction=prediction)
 
 
 def prepare_refit(*, study_name: str, storage: str, tracking_uri: str, folds: int,

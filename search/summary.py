@@ -10,9 +10,11 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from han.blend import BlendChoice
+from search.dev_scores import compare_on_dev
 from search.records import BaselineRecord, DatasetRecord, TrialRecord
 from search.storage import DEFAULT_STORAGE, open_storage, sqlite_file_missing
-from search.tracking import RegisteredVersion, redact
+from search.tracking import RegisteredVersion, Tracker, redact
 
 
 @dataclass
@@ -43,10 +45,14 @@ class RunSummary:
     # The experiment's runs table in the MLflow UI.
     runs_view: str = ""
     register_warning: str | None = None
+    # The best trial, the baseline and their blend on the dev fold (None: not comparable).
+    on_dev: BlendChoice | None = None
 
 
 def summarize(study: optuna.Study, *, storage: str, tracking_uri: str,
-              parent_run_id: str = "") -> RunSummary:
+              parent_run_id: str = "", tracker: Tracker | None = None) -> RunSummary:
+    """The study so far; with a `tracker`, also the best trial against the baseline and
+    their blend on the dev fold, from the outputs their MLflow runs keep."""
     trials = study.get_trials(deepcopy=False)
     summary = RunSummary(study_name=study.study_name, storage=redact(storage),
                          tracking_uri=redact(tracking_uri), parent_run_id=parent_run_id,
@@ -66,6 +72,8 @@ def summarize(study: optuna.Study, *, storage: str, tracking_uri: str,
         summary.reference_value = reference[0].value
         summary.reference_outcome = record.state_name(reference[0]) + (
             f" {record.reason}" if record.reason and reference[0].value is None else "")
+    if tracker is not None:
+        summary.on_dev = compare_on_dev(study, tracker)
     return summary
 
 

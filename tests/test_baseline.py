@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import optuna
+import pandas as pd
 import pytest
 import scipy.sparse as sp
 from mlflow import MlflowClient
@@ -87,6 +88,40 @@ def test_the_split_is_the_trials_split(tmp_path: Path) -> None:
     np.testing.assert_array_equal(dev_docs, trials.dev_docs)
 
 
+def test_another_file_of_words_is_scored_by_its_words(tmp_path: Path) -> None:
+    """A test file's raw ids index its own dictionary: the fitted baseline scores its rows
+    by their words, as it scores the same texts in the training file."""
+    ids = read_corpus(easy_corpus(tmp_path / "ids.tsv", docs=80), labelled=True)
+    texts = [" ".join(f"w{token}" for token in ids.doc(d).tolist()) for d in range(80)]
+    words = FileFormat(sep="\t", text_col="text", label_col="label", tokens="words")
+    pd.DataFrame({"label": ids.labels, "text": texts}).to_csv(tmp_path / "train.tsv",
+                                                              sep="\t", index=False)
+    again = np.array([3, 17, 42])
+    pd.DataFrame({"text": ["unseen words first"] + [texts[d] for d in again]}).to_csv(
+        tmp_path / "test.tsv", sep="\t", index=False)
+    train = read_corpus(tmp_path / "train.tsv", labelled=True, file_format=words)
+    test = read_corpus(tmp_path / "test.tsv", labelled=False, file_format=words)
+    assert train.dictionary is not None and test.dictionary is not None
+    assert test.dictionary[: 3] == ("unseen", "words", "first")  # other raw ids than train's
+    fitted = baseline.fit_baseline(train, np.arange(60), CONFIG, threads=1)
+    scores = fitted.scores(test)
+    assert scores.shape == (4, 4)
+    np.testing.assert_allclose(scores[1:], fitted.scores(train, again), rtol=1e-6)
+
+
+def test_dev_scores_argmax_is_the_classifiers_prediction_with_two_classes(
+        tmp_path: Path) -> None:
+    corpus = read_corpus(easy_corpus(tmp_path / "two.tsv", docs=80, classes=2), labelled=True)
+    result = baseline.train_baseline(corpus, DataConfig(folds=4), CONFIG, threads=1)
+    train_docs, dev_docs = baseline.split_docs(corpus.labels, DataConfig(folds=4))
+    x_train, x_dev = baseline.tfidf_features(corpus, train_docs, dev_docs, CONFIG)
+    model = baseline.classifier(CONFIG, threads=1).fit(x_train, corpus.labels[train_docs])
+    np.testing.assert_array_equal(result.dev_indices, dev_docs)
+    assert result.dev_scores.shape == (20, 2)
+    np.testing.assert_array_equal(result.dev_scores[:, 0], 0.0)  # a two-class model: (0, s)
+    np.testing.assert_array_equal(result.dev_scores.argmax(1), model.predict(x_dev))
+
+
 # ------------------------------------------------------------------- a study's baseline
 
 
@@ -152,6 +187,12 @@ def test_baseline_run_under_the_parent_matches_sklearn_by_hand(studied: Studied)
     truth = corpus.labels[split.dev_docs]
     expected = f1_score(truth, model.predict(x_dev), average="macro", zero_division=0)
     assert recorded == pytest.approx(expected, abs=1e-9)
+    # Its dev scores, kept for the summary's comparison with the best trial (and a blend).
+    kept = np.load(MlflowClient(tracking_uri=studied.tracking_uri).download_artifacts(
+        run.info.run_id, "evaluation/dev_scores.npz", str(studied.train.parent)))
+    np.testing.assert_array_equal(kept["docs"], split.dev_docs)
+    np.testing.assert_array_equal(kept["labels"], truth)
+    np.testing.assert_array_equal(kept["values"].argmax(1), model.predict(x_dev))
     # A constant guess scores about 0.1 here: the figure is a real classifier's.
     assert recorded > 0.5
 

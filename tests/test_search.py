@@ -326,7 +326,8 @@ def test_complete_runs_have_checkpoint_and_evaluation(searched: Searched) -> Non
         if trial.state == TrialState.COMPLETE:
             assert checkpoint == {"checkpoint/best.pt"}
             assert _artifacts(client, run_id, "evaluation") == {
-                "evaluation/classification_report.txt", "evaluation/confusion_matrix.png"}
+                "evaluation/classification_report.txt", "evaluation/confusion_matrix.png",
+                "evaluation/dev_probabilities.npz"}
             report = client.download_artifacts(
                 run_id, "evaluation/classification_report.txt", str(searched.root / run_id))
             assert "macro avg" in Path(report).read_text()

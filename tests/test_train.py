@@ -96,6 +96,10 @@ def test_interrupt_then_resume_continues_from_last_epoch(easy, tmp_path: Path) -
     fresh = train(split, model_config=small_model(split), data_config=DATA, train_config=config,
                   checkpoint_dir=tmp_path / "fresh")
     assert fresh.history[2].train_loss == pytest.approx(resumed.history[2].train_loss, rel=1e-6)
+    # The best epoch's dev probabilities survive the interruption (in last_state.pt).
+    assert resumed.best_epoch == fresh.best_epoch
+    assert resumed.dev_probabilities is not None and fresh.dev_probabilities is not None
+    np.testing.assert_allclose(resumed.dev_probabilities, fresh.dev_probabilities, atol=1e-5)
 
 
 def test_checkpoint_round_trip_gives_identical_predictions(easy, tmp_path: Path) -> None:
@@ -111,6 +115,10 @@ def test_checkpoint_round_trip_gives_identical_predictions(easy, tmp_path: Path)
     assert first.labels.shape == (240,)
     # Dev predictions from training equal what the saved model predicts for those docs.
     assert np.array_equal(first.labels[split.dev_docs], result.dev_predictions)
+    # And the best epoch's dev probabilities, kept for blending, are the saved model's.
+    assert result.dev_probabilities is not None
+    np.testing.assert_allclose(result.dev_probabilities, first.probabilities[split.dev_docs],
+                               atol=1e-5)
     assert loaded.vocab.size == split.vocab.size
 
 
