@@ -14,7 +14,7 @@ from mlflow import MlflowClient
 
 from han.batching import prepare
 from han.checkpoint import load_checkpoint
-from han.config import DataConfig, FileFormat, HANConfig, TrainConfig
+from han.config import DataConfig, FileFormat, HANConfig, TrainConfig, Word2VecConfig
 from han.embeddings import train_word2vec
 from han.io import DataError, read_corpus
 from han.predict import predict
@@ -152,7 +152,8 @@ def test_word2vec_vectors_of_text_tokens_reach_the_vocabulary(tmp_path: Path,
     fmt = FileFormat(tokens=tokens)
     corpus = read_corpus(path, labelled=True, file_format=fmt)
     out = tmp_path / "w2v.txt"
-    stats = train_word2vec([corpus], out=out, dim=8, min_count=1, epochs=1, workers=1)
+    stats = train_word2vec([corpus], out=out, workers=1,
+                           config=Word2VecConfig(dim=8, min_count=1, epochs=1))
     assert stats.vectors > 5
     split = prepare(corpus, DataConfig(min_count=1, folds=2))
     table = load_embeddings(out, split.vocab, dim=8, tokens=tokens)
