@@ -60,9 +60,9 @@ def study_toml(path: Path, *, name: str, train: str | None = None, test: str | N
     without, no reference trial (the config defaults lie outside this small space).
     `labels` names the classes; the median pruner prunes nothing in the first
     `startup_trials` trials. word2vec is off unless asked for: on the easy corpus's 17,000
-    tokens its vectors hardly differ (cosine 0.99 between any two) and hold STRONG back
-    (dev F1 0.43 after three epochs, against 0.98 without), which the tests of the search
-    rely on; tests/test_word2vec.py turns it on.
+    tokens its vectors are mostly their common mean (cosine 0.99 between two noise tokens)
+    and hold STRONG back (dev F1 0.43 after three epochs, against 0.98 without), which the
+    tests of the search rely on; tests/test_word2vec.py turns it on.
     """
     lines = ["[study]", f'name = "{name}"', 'direction = "maximize"',
              f"trials = {trials}",
