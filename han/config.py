@@ -93,6 +93,22 @@ class HANConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class Word2VecConfig:
+    """word2vec trained on a corpus's texts for the model's frozen embeddings (han.embeddings):
+    gensim's CBOW at gensim's own defaults, as the reference notebook trained it."""
+
+    # The vectors' dimension: the model's embed_dim, which they are added to.
+    dim: int = HANConfig.embed_dim
+    window: int = 5
+    min_count: int = 5
+    epochs: int = 5
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        _check_positive(self, "dim", "window", "min_count", "epochs")
+
+
+@dataclass(frozen=True, kw_only=True)
 class DataConfig:
     """How documents become batches: vocabulary, segmentation and the dev split."""
 

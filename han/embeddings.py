@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from han.config import Word2VecConfig
 from han.files import written_atomically
 from han.io import Corpus
 
@@ -47,9 +48,8 @@ def _write_lines(corpora: Sequence[Corpus], path: Path) -> tuple[int, int]:
 
 
 def train_word2vec(
-    corpora: Sequence[Corpus], *, out: Path, dim: int = 100, window: int = 5,
-    min_count: int = 5, epochs: int = 5, workers: int | None = None, seed: int = 0,
-    on_epoch: Callable[[int, int], None] | None = None,
+    corpora: Sequence[Corpus], *, out: Path, config: Word2VecConfig | None = None,
+    workers: int | None = None, on_epoch: Callable[[int, int], None] | None = None,
 ) -> EmbeddingStats:
     """Train word2vec (gensim's CBOW default) and write it in word2vec text format.
 
@@ -58,6 +58,9 @@ def train_word2vec(
     """
     from gensim.models import Word2Vec
     from gensim.models.callbacks import CallbackAny2Vec
+
+    config = config or Word2VecConfig()
+    epochs = config.epochs
 
     class Progress(CallbackAny2Vec):  # type: ignore[misc]
         def __init__(self) -> None:
@@ -73,10 +76,11 @@ def train_word2vec(
     with tempfile.TemporaryDirectory(prefix="han-w2v-") as scratch:
         lines = Path(scratch) / "corpus.txt"
         documents, tokens = _write_lines(corpora, lines)
-        model = Word2Vec(corpus_file=str(lines), vector_size=dim, window=window,
-                         min_count=min_count, epochs=epochs, seed=seed,
-                         workers=workers or os.cpu_count() or 1, callbacks=[Progress()])
+        model = Word2Vec(corpus_file=str(lines), vector_size=config.dim,
+                         window=config.window, min_count=config.min_count, epochs=epochs,
+                         seed=config.seed, workers=workers or os.cpu_count() or 1,
+                         callbacks=[Progress()])
     with written_atomically(out) as temporary:
         model.wv.save_word2vec_format(str(temporary), binary=False)
-    return EmbeddingStats(out=out, vectors=len(model.wv), dim=dim, documents=documents,
+    return EmbeddingStats(out=out, vectors=len(model.wv), dim=config.dim, documents=documents,
                           tokens=tokens * epochs, seconds=time.perf_counter() - started)

@@ -157,7 +157,8 @@ class WordVectors:
 
 def read_word2vec(path: str | os.PathLike[str], *, dim: int,
                   tokens: TokenMode = "ids") -> WordVectors:
-    """Parse a word2vec text file (first line `count dim`) whose vectors have `dim` numbers.
+    """Parse a word2vec text file (first line `count dim`) whose vectors have `dim` numbers;
+    the vectors come centred and scaled to unit standard deviation.
 
     Entries that cannot be a token of the given kind (such as word2vec's '</s>' among
     integer ids) are skipped.
@@ -194,13 +195,20 @@ def read_word2vec(path: str | os.PathLike[str], *, dim: int,
     if count != len(rows) and count < len(rows):
         raise DataError(f"{path}: line 1: header says {count} vectors, file has more")
     vectors = np.stack(rows)
+    # Centred, then scaled to unit standard deviation. word2vec on a small corpus gives
+    # vectors that share one large common direction (the built-in corpus's: mean cosine
+    # 0.91 between tokens); added to the model's embeddings they make every token look
+    # alike, and the model learned less than with no vectors at all (dev macro-F1 0.45
+    # after six epochs, against 0.64 without and 0.67 centred). On R8 (cosine 0.20)
+    # centring changed nothing beyond noise.
+    vectors -= vectors.mean(axis=0)
     vectors /= vectors.std() or 1.0
     return WordVectors(path=path, tokens=tokens, words=tuple(words), vectors=vectors)
 
 
 def embedding_table(vectors: WordVectors, vocab: Vocabulary) -> np.ndarray:
     """Rows aligned to `vocab`: a token's vector; UNK and tokens missing from the file get
-    the mean vector, padding gets zeros."""
+    the mean vector (zero, the vectors being centred), padding gets zeros."""
     table = np.tile(vectors.vectors.mean(axis=0), (vocab.size, 1)).astype(np.float32)
     table[PAD] = 0.0
     model_ids = vocab.model_ids_of_tokens(vectors.words, vectors.tokens)

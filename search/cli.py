@@ -25,9 +25,9 @@ from han.config import (
     COMPETITION_FORMAT,
     DataConfig,
     FileFormat,
-    HANConfig,
     TokenChoice,
     TrainConfig,
+    Word2VecConfig,
 )
 from han.device import DeviceError
 from han.files import UnwritablePath, check_writable
@@ -50,6 +50,7 @@ from search.studyfile import StudyFileError, builtin_study_path, load_study_file
 from search.studyspec import StudySpec
 from search.summary import RunSummary
 from search.tracking import DEFAULT_TRACKING_URI, RegisteredVersion, TrackingError, redact
+from search.word2vec import Source, Word2VecOutcome
 from search.workers import gpus_for
 
 app = typer.Typer(
@@ -83,6 +84,11 @@ TextCol = Annotated[str | None, typer.Option(
 LabelCol = Annotated[str | None, typer.Option(
     help="Name of the label column; labels are integers (class ids) or names. Default: "
     f"{_UNLESS} {COMPETITION_FORMAT.label_col!r}.")]
+Word2Vec = Annotated[bool | None, typer.Option(
+    "--word2vec/--no-word2vec", help="Without --embeddings, train word2vec on the training "
+    "and test texts at embed_dim before the trials (cached in --work-dir, reused for the same "
+    "data) and give its vectors to every trial. Default: the study file's [data] word2vec, "
+    "else on.", show_default=False)]
 Tokens = Annotated[TokenChoice | None, typer.Option(
     help="What a token is: ids (space-separated integer ids, the competition's), words "
     "(whitespace-separated) or chars (every non-space character, e.g. Chinese text); auto "
@@ -188,6 +194,9 @@ class ConsoleProgress:
     def baseline(self, outcome: BaselineOutcome) -> None:
         typer.echo(baseline_line(outcome))
 
+    def word2vec(self, outcome: Word2VecOutcome) -> None:
+        typer.echo(word2vec_line(outcome))
+
 
 def _baseline_text(record: BaselineRecord) -> str:
     return f"dev F1 {record.dev_macro_f1:.4f} ({record.model}, {duration(record.seconds)})"
@@ -214,6 +223,21 @@ def on_dev_text(choice: BlendChoice, study: str) -> str:
     if choice.best == "blend":
         return f"{figures}: the blend is best; {export} --blend submits it"
     return f"{figures}: the baseline is best; {export} --blend submits a blend level with it"
+
+
+def word2vec_line(outcome: Word2VecOutcome) -> str:
+    """The run's start line about the trials' word2vec vectors."""
+    if outcome.source is Source.GIVEN:
+        return f"word2vec   given: {outcome.path} (not trained)"
+    if outcome.source is Source.OFF:
+        return f"word2vec   off ({outcome.reason})"
+    if outcome.source is Source.FAILED:
+        return (f"word2vec   failed ({outcome.reason}); the trials go on without pretrained "
+                "vectors")
+    how = (f"in {duration(outcome.seconds)}" if outcome.source is Source.TRAINED
+           else "reused")
+    return (f"word2vec   {outcome.dim} dims, {outcome.vectors:,} vectors from "
+            f"{outcome.documents:,} documents {how} ({outcome.path})")
 
 
 def data_block(profile: DataProfile) -> str:
@@ -324,6 +348,7 @@ def run(
     test: Annotated[Path | None, typer.Option(help="Test file for export-best.")] = None,
     embeddings: Annotated[Path | None, typer.Option(
         help="word2vec text file of frozen embeddings (dimension = embed_dim).")] = None,
+    word2vec: Word2Vec = None,
     sep: Sep = None,
     text_col: TextCol = None,
     label_col: LabelCol = None,
@@ -356,20 +381,17 @@ def run(
     with user_errors(tokens_option=True):
         options = RunOptions(storage=storage, tracking_uri=tracking_uri, device=device,
                              seed=seed, train=train, test=test, embeddings=embeddings,
-                             heartbeat_s=heartbeat, sampler_seed_offset=worker_index or 0,
+                             word2vec=word2vec, heartbeat_s=heartbeat,
+                             sampler_seed_offset=worker_index or 0,
                              register=worker_index is None, baseline=not skip_baseline)
         spec = lifecycle.with_overrides(load_study_file(config or builtin_study_path()),
                                         options, name=study, **file_format)
         typer.echo(f"study {spec.name!r} from {spec.source}; {_stores(options)}")
-        workers = _workers(workers, workers_per_gpu, device)
-        if workers > 1:
-            summary, code = _run_in_workers(
-                spec, options, workers=workers, trials=trials, threads=threads,
-                timeout=timeout, work_dir=work_dir, file_format=file_format,
-                per_gpu=workers_per_gpu)
-        else:
-            summary, code = _run_here(spec, options, trials=trials, timeout=timeout,
-                                      work_dir=work_dir, threads=threads, started=started), 0
+        summary, code = _run_session(
+            spec, options, workers=_workers(workers, workers_per_gpu, device), trials=trials,
+            threads=threads, work_dir=work_dir, file_format=file_format,
+            per_gpu=workers_per_gpu, budget=Budget(timeout, started=started,
+                                                   clock=time.perf_counter))
     _print_summary(summary)
     if code:
         raise typer.Exit(code=code)
@@ -389,15 +411,26 @@ def _stores(options: RunOptions) -> str:
     return f"storage {redact(options.storage)}; MLflow {redact(options.tracking_uri)}"
 
 
-def _run_here(spec: StudySpec, options: RunOptions, *, trials: int | None,
-              timeout: float | None, work_dir: Path, threads: int | None,
-              started: float) -> RunSummary:
+def _run_session(spec: StudySpec, options: RunOptions, *, workers: int, trials: int | None,
+                 threads: int | None, work_dir: Path, file_format: dict[str, str | None],
+                 per_gpu: int, budget: Budget) -> tuple[RunSummary, int]:
+    """The session's trials, here or in `workers` processes; the summary and the first
+    failing worker's exit code (0 here)."""
+    progress = ConsoleProgress(epochs=spec.fixed.get("epochs", TrainConfig.epochs),
+                               started=budget.started, budget=budget)
+    if workers > 1:
+        return _run_in_workers(spec, options, workers=workers, trials=trials,
+                               threads=threads, budget=budget, work_dir=work_dir,
+                               file_format=file_format, per_gpu=per_gpu, progress=progress)
+    return _run_here(spec, options, trials=trials, work_dir=work_dir, threads=threads,
+                     budget=budget, progress=progress), 0
+
+
+def _run_here(spec: StudySpec, options: RunOptions, *, trials: int | None, work_dir: Path,
+              threads: int | None, budget: Budget, progress: ConsoleProgress) -> RunSummary:
     """The trials in this process, one line per epoch and trial, stopped by SIGINT/SIGTERM."""
     if threads is not None:
         torch.set_num_threads(threads)
-    budget = Budget(timeout, started=started, clock=time.perf_counter)
-    progress = ConsoleProgress(epochs=spec.fixed.get("epochs", TrainConfig.epochs),
-                               started=started, budget=budget)
     with stop_on_signals() as should_stop:
         return lifecycle.run_study(spec, options, trials=trials, work_dir=work_dir,
                                    progress=progress, should_stop=should_stop,
@@ -405,17 +438,20 @@ def _run_here(spec: StudySpec, options: RunOptions, *, trials: int | None,
 
 
 def _run_in_workers(spec: StudySpec, options: RunOptions, *, workers: int,
-                    trials: int | None, threads: int | None, timeout: float | None,
-                    work_dir: Path, file_format: dict[str, str | None], per_gpu: int = 1
-                    ) -> tuple[RunSummary, int]:
-    """The trials in `workers` processes; this one trains the baseline first. Each worker
-    gets the study name this process decided (a worker derives none of its own)."""
-    args = _worker_args(spec.source, options, study=spec.name, timeout=timeout,
-                        work_dir=work_dir, **file_format)
+                    trials: int | None, threads: int | None, budget: Budget,
+                    work_dir: Path, file_format: dict[str, str | None], per_gpu: int,
+                    progress: ConsoleProgress) -> tuple[RunSummary, int]:
+    """The trials in `workers` processes; this one trains the word2vec vectors and the
+    baseline first. Each worker gets the study name this process decided (a worker derives
+    none of its own), its vectors, and the time left of --timeout when it starts."""
+
+    def args(given: RunOptions, timeout: float | None) -> list[str]:
+        return _worker_args(spec.source, given, study=spec.name, timeout=timeout,
+                            work_dir=work_dir, **file_format)
+
     return lifecycle.run_with_workers(
         spec, options, workers=workers, trials=trials, threads=threads, worker_args=args,
-        timeout=timeout, per_gpu=per_gpu,
-        on_baseline=lambda outcome: typer.echo(baseline_line(outcome)))
+        budget=budget, work_dir=work_dir, per_gpu=per_gpu, progress=progress)
 
 
 # The options a worker gets on its command line. The stores' URLs travel in its environment
@@ -434,9 +470,11 @@ def _worker_args(source: Path, options: RunOptions, *, study: str | None,
                               "--timeout": timeout or None, "--work-dir": work_dir}
     passed |= {flag: getattr(options, name) for name, flag in _WORKER_FLAGS.items()}
     passed |= {f"--{name.replace('_', '-')}": value for name, value in file_format.items()}
-    # The parent trains the study's baseline before starting its workers.
+    # The parent trains the study's word2vec vectors (passed on as --embeddings) and its
+    # baseline before starting its workers.
+    off = ["--no-word2vec"] if options.word2vec is False else []
     return [part for flag, value in passed.items() if value is not None
-            for part in (flag, str(value))] + ["--skip-baseline"]
+            for part in (flag, str(value))] + off + ["--skip-baseline"]
 
 
 def _reference_text(summary: RunSummary) -> str:
@@ -502,11 +540,13 @@ def embeddings(
     test: Annotated[Path | None, typer.Option(
         help="Test file whose texts are added (unsupervised: no labels are read).")] = None,
     dim: Annotated[int, typer.Option(min=1, help="Vector size; must equal the study's "
-                                      "embed_dim.")] = HANConfig.embed_dim,
-    window: Annotated[int, typer.Option(min=1, help="Context window.")] = 5,
+                                      "embed_dim.")] = Word2VecConfig.dim,
+    window: Annotated[int, typer.Option(min=1, help="Context window.")] =
+        Word2VecConfig.window,
     min_count: Annotated[int, typer.Option(min=1, help="Ignore rarer tokens.")] =
-        DataConfig.min_count,
-    epochs: Annotated[int, typer.Option(min=1, help="Passes over the texts.")] = 5,
+        Word2VecConfig.min_count,
+    epochs: Annotated[int, typer.Option(min=1, help="Passes over the texts.")] =
+        Word2VecConfig.epochs,
     workers: Annotated[int | None, typer.Option(
         min=1, help="Training threads; default: all cores.")] = None,
     sep: Sep = None,
@@ -528,9 +568,9 @@ def embeddings(
         typer.echo(f"word2vec on {sum(c.num_docs for c in corpora)} documents, "
                    f"{sum(len(c.tokens) for c in corpora)} tokens ({read_as.tokens}"
                    f"{detected}), dim {dim}")
+        config = Word2VecConfig(dim=dim, window=window, min_count=min_count, epochs=epochs)
         stats = train_word2vec(
-            corpora, out=out, dim=dim, window=window, min_count=min_count, epochs=epochs,
-            workers=workers,
+            corpora, out=out, config=config, workers=workers,
             on_epoch=lambda done, total: typer.echo(f"epoch {done}/{total}"))
     typer.echo(f"wrote {stats.vectors} vectors of dimension {stats.dim} to {stats.out} in "
                f"{duration(stats.seconds)} ({stats.tokens_per_s:,.0f} tokens/s)")

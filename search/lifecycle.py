@@ -21,7 +21,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from han.batching import DataCache
 from han.checkpoint import CheckpointError
-from han.config import DataConfig, FileFormat, HANConfig
+from han.config import DataConfig, FileFormat, HANConfig, Word2VecConfig
 from han.device import DeviceError, check_precision, release_host_memory, resolve_device
 from han.files import check_writable, content_hash
 from han.io import Corpus, DataError
@@ -58,6 +58,13 @@ from search.tracking import (
     redact,
     runs_view_url,
 )
+from search.word2vec import (
+    Word2VecData,
+    Word2VecOutcome,
+    check_cache_folder,
+    ensure_word2vec,
+    not_trained,
+)
 from search.workers import plan_workers, run_workers
 
 DEFAULT_WORK_DIR = Path("han-search-work")
@@ -81,6 +88,8 @@ class RunOptions:
     train: Path | None = None
     test: Path | None = None
     embeddings: Path | None = None
+    # --word2vec/--no-word2vec; None: the study file's [data] word2vec (search.word2vec).
+    word2vec: bool | None = None
     heartbeat_s: int = DEFAULT_HEARTBEAT_S
     # A worker's index: its sampler draws differ from the other workers'.
     sampler_seed_offset: int = 0
@@ -101,6 +110,7 @@ class Progress(Protocol):
     def reported(self, trial: optuna.Trial, report: Report) -> None: ...
     def trial_done(self, study: optuna.Study, trial: FrozenTrial) -> None: ...
     def baseline(self, outcome: BaselineOutcome) -> None: ...
+    def word2vec(self, outcome: Word2VecOutcome) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -469,7 +479,7 @@ def run_study(spec: StudySpec, options: RunOptions, *, trials: int | None = None
     from now; see search.budget). `trials` None: as many as the budget holds when it has a
     timeout, else the study file's count."""
     started = time.perf_counter()
-    check_writable(work_dir, folder=True)
+    check_work_dir(spec, options, work_dir)
     budget = budget or Budget(timeout)
     prepared = prepare_study(spec, options)
     if progress is not None:
@@ -481,7 +491,7 @@ def run_study(spec: StudySpec, options: RunOptions, *, trials: int | None = None
     ended_early: list[str] = []
     with prepared.parent_run() as parent:
         parent.log_datasets([training_input(prepared.dataset)])
-        _baseline(prepared, parent.id, progress.baseline if progress else None)
+        _before_trials(prepared, parent.id, work_dir, progress)
         ctx = _search_context(prepared, parent_run_id=parent.id, work_dir=work_dir,
                               progress=progress, should_stop=should_stop, budget=budget)
 
@@ -563,14 +573,18 @@ def _search_context(prepared: PreparedStudy, *, parent_run_id: str, work_dir: Pa
 
 
 def run_with_workers(spec: StudySpec, options: RunOptions, *, workers: int,
-                     trials: int | None, threads: int | None, worker_args: list[str],
-                     timeout: float | None = None,
-                     on_baseline: Callable[[BaselineOutcome], None] | None = None,
+                     trials: int | None, threads: int | None,
+                     worker_args: Callable[[RunOptions, float | None], list[str]],
+                     budget: Budget | None = None, work_dir: Path = DEFAULT_WORK_DIR,
+                     progress: Progress | None = None,
                      per_gpu: int = 1) -> tuple[RunSummary, int]:
     """Split `trials` exactly among `workers` processes on this machine, each a `han-search
-    run` with `worker_args` (which carry `timeout`: see `session_trials`); returns the
-    summary and the first failing worker's exit code."""
+    run` with the command line `worker_args(options, timeout)`: this process's options with
+    its word2vec vectors, and what is left of `budget` when they start (see `session_trials`);
+    returns the summary and the first failing worker's exit code."""
     started = time.perf_counter()
+    budget = budget or Budget(None)
+    check_work_dir(spec, options, work_dir)
     # The study, its reference trial and parent run are created once, before the workers
     # race for them.
     prepared = prepare_study(spec, options)
@@ -578,13 +592,17 @@ def run_with_workers(spec: StudySpec, options: RunOptions, *, workers: int,
     before = len(prepared.study.get_trials(
         deepcopy=False, states=tuple(s for s in TrialState if s != TrialState.WAITING)))
     plans = plan_workers(workers=workers, device=options.device,
-                         trials=session_trials(spec, trials=trials, timeout=timeout),
+                         trials=session_trials(spec, trials=trials, timeout=budget.timeout),
                          threads=threads, per_gpu=per_gpu)
     with prepared.parent_run() as parent:
-        _baseline(prepared, parent.id, on_baseline)
+        _before_trials(prepared, parent.id, work_dir, progress)
+        # Every worker takes this process's vectors, or none: no worker trains its own.
+        given = replace(options, embeddings=prepared.files.embeddings, word2vec=False)
+        left = budget.left()
         # URLs travel in the environment: they may hold passwords, which `ps` would show.
-        code = run_workers(plans, worker_args, env={
-            "HAN_SEARCH_STORAGE": options.storage, "MLFLOW_TRACKING_URI": options.tracking_uri})
+        code = run_workers(plans, worker_args(given, None if left is None else max(1.0, left)),
+                           env={"HAN_SEARCH_STORAGE": options.storage,
+                                "MLFLOW_TRACKING_URI": options.tracking_uri})
     summary = summarize(prepared.study, storage=options.storage, tracker=prepared.tracker,
                         tracking_uri=options.tracking_uri, parent_run_id=parent.id)
     summary.trials_this_run = len(prepared.study.get_trials(deepcopy=False)) - before
@@ -592,6 +610,61 @@ def run_with_workers(spec: StudySpec, options: RunOptions, *, workers: int,
     register_champion(prepared.spec, options, summary)
     summary.seconds = time.perf_counter() - started
     return summary, code
+
+
+def check_work_dir(spec: StudySpec, options: RunOptions, work_dir: Path) -> None:
+    """Refuse, before anything is created, a work folder (and, when this session may train
+    word2vec, its cache of vectors) that could not be written."""
+    check_writable(work_dir, folder=True)
+    if not_trained(spec, flag=options.word2vec,
+                   embeddings=options.embeddings or spec.embeddings_path) is None:
+        check_cache_folder(work_dir)
+
+
+def _before_trials(prepared: PreparedStudy, parent_run_id: str, work_dir: Path,
+                   progress: Progress | None) -> None:
+    """What the trials need first, in this order: their word2vec vectors, then the study's
+    baseline."""
+    _word2vec(prepared, parent_run_id, work_dir, progress.word2vec if progress else None)
+    _baseline(prepared, parent_run_id, progress.baseline if progress else None)
+
+
+def _word2vec(prepared: PreparedStudy, parent_run_id: str, work_dir: Path,
+              show: Callable[[Word2VecOutcome], None] | None) -> None:
+    """The trials' vectors: the given file, or none (word2vec off), or trained now on the
+    data (found in the cache when trained before), which the trials then take exactly as
+    they take `--embeddings FILE`."""
+    spec = prepared.spec
+    outcome = not_trained(spec, flag=prepared.options.word2vec,
+                          embeddings=prepared.files.embeddings)
+    if outcome is None:
+        config = Word2VecConfig(dim=spec.fixed.get("embed_dim", HANConfig.embed_dim))
+        outcome = ensure_word2vec(
+            _word2vec_data(prepared), config, work_dir=work_dir, study=prepared.study,
+            tracker=prepared.tracker, parent_run_id=parent_run_id, tags=prepared.run_tags,
+            threads=torch.get_num_threads())
+        if outcome.path is not None:
+            prepared.files = replace(prepared.files, embeddings=outcome.path)
+            prepared.run_tags[Tag.EMBEDDINGS] = str(outcome.path.resolve())
+            # Parsed once here for every trial, as load_data parses a given file.
+            prepared.cache.word2vec(outcome.path, dim=config.dim,
+                                    tokens=prepared.corpus.file_format.tokens)
+    if show is not None:
+        show(outcome)
+
+
+def _word2vec_data(prepared: PreparedStudy) -> Word2VecData:
+    """The texts word2vec learns from: the training file's and the test file's (load_data
+    has read both into the cache)."""
+    # The training file's format with its tokens resolved (detected or given).
+    files, read_as = prepared.files, prepared.corpus.file_format
+    corpora = [prepared.corpus]
+    if files.test is not None:
+        corpora.append(prepared.cache.load_corpus(files.test, labelled=False,
+                                                  file_format=read_as))
+    return Word2VecData(train_sha256=prepared.dataset.sha256,
+                        test_sha256=None if files.test is None else content_hash(files.test),
+                        file_format=read_as, corpora=corpora)
 
 
 def _baseline(prepared: PreparedStudy, parent_run_id: str,

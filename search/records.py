@@ -157,6 +157,30 @@ class BaselineRecord:
         study.set_user_attr(_BASELINE, asdict(self))
 
 
+# The word2vec vectors a run trained (or found cached) for the study's trials.
+_WORD2VEC = "word2vec"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Word2VecRecord:
+    """The word2vec vectors file of the study's trials, its cache key, and the MLflow run
+    `word2vec` that logged it (so a later session that reuses the file logs no second run)."""
+
+    key: str
+    path: Path
+    run_id: str | None = None
+
+    @classmethod
+    def of(cls, study: optuna.Study) -> Word2VecRecord | None:
+        value = study.user_attrs.get(_WORD2VEC)
+        if not isinstance(value, dict):
+            return None
+        return cls(key=str(value["key"]), path=Path(value["path"]), run_id=value.get("run_id"))
+
+    def write(self, study: optuna.Study) -> None:
+        study.set_user_attr(_WORD2VEC, asdict(self) | {"path": str(self.path.resolve())})
+
+
 # -- Optuna trial attributes ----------------------------------------------------------------
 
 _RUN_ID = "mlflow_run_id"
@@ -341,6 +365,7 @@ class Role(enum.StrEnum):
     FOLD = "fold"
     BASELINE = "baseline"
     BLEND = "blend"
+    WORD2VEC = "word2vec"
 
 
 class RunState(enum.StrEnum):
@@ -393,8 +418,12 @@ class Tag:
     RESUMED_FROM_EPOCH = "resumed_from_epoch"
     # The comparison that pruned a trial: `pruned_by.value`, `pruned_by.bar`, ...
     PRUNED_BY_PREFIX = "pruned_by."
-    # The word2vec file a trial's frozen embeddings came from.
+    # The word2vec file a trial's frozen embeddings came from (and the word2vec run's file).
     EMBEDDINGS = "data.embeddings"
+    # The word2vec run: whether its file was found in the cache rather than trained, and why
+    # the file is not among its artifacts when it is not.
+    REUSED = "reused"
+    ARTIFACT = "artifact"
     # Data fingerprint and file format: `data.path`, `data.sha256`, `data.sep`, ...
     DATA_PREFIX = "data."
     # The study's best so far on its parent run: `best.value`, `best.trial`, `best.<param>`.
@@ -461,6 +490,11 @@ class Key:
     BLEND_WEIGHT = "blend_weight"
     BASELINE_TEMPERATURE = "baseline_temperature"
     HELD_OUT_DOCS = "held_out_docs"
+    # Params and metrics of the word2vec run (its settings are Word2VecConfig's fields).
+    CACHE_KEY = "cache_key"
+    TEST_SHA256 = "test_sha256"
+    VECTORS = "vectors"
+    DOCUMENTS = "documents"
 
     @staticmethod
     def fold_dev_f1(fold: int) -> str:

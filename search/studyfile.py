@@ -122,6 +122,8 @@ class _DataTable(Table):
     test: str | None = None
     embeddings: str | None = None
     labels: tuple[str, ...] | None = None
+    # Default: StudySpec's (None: not given).
+    word2vec: bool | None = None
     synthetic: _Synthetic = Field(default_factory=_Synthetic)
 
     @field_validator("train", "test", "embeddings")
@@ -308,6 +310,7 @@ class StudyFile(Table):
             register=self.export.registered_model,
             **self.study.model_dump(include={"baseline", "reference_after",
                                              "start_from_data"}, exclude_unset=True),
+            **data.model_dump(include={"word2vec"}, exclude_unset=True),
         )
 
 

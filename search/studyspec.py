@@ -343,6 +343,9 @@ class StudySpec:
     register: str | None = None
     # Train the linear baseline (han.baseline) once per study, before its first trial.
     baseline: bool = True
+    # [data] word2vec: without a word2vec file, train one on the data's texts before the
+    # first trial (cached per dataset: search.word2vec) and give its vectors to every trial.
+    word2vec: bool = True
     # With enqueue_reference: the reference trial runs after this many trials of the study
     # (0: first), so that a pruner past its startup trials can stop it like any other; a
     # session that would end first runs it last, so every study has it on record.

@@ -30,8 +30,9 @@ def toml_value(value: Any) -> str:
 def study_toml(path: Path, *, name: str, train: Path, trials: int, fixed: dict[str, Any],
                space: dict[str, dict[str, Any]], pruner: dict[str, Any],
                reference: dict[str, Any] | None = None, reference_after: int = 0,
-               seed: int = 0, sampler: str = "tpe") -> Path:
-    """A small study file in the layout of studies/demo.toml."""
+               seed: int = 0, sampler: str = "tpe", word2vec: bool | None = None) -> Path:
+    """A small study file in the layout of studies/demo.toml; `word2vec` None: the
+    default ([data] word2vec not given)."""
     lines = ["[study]", f"name = {toml_value(name)}", 'direction = "maximize"',
              f"trials = {trials}",
              f"enqueue_reference = {toml_value(reference is not None)}",
@@ -39,6 +40,7 @@ def study_toml(path: Path, *, name: str, train: Path, trials: int, fixed: dict[s
              "", "[sampler]", f"name = {toml_value(sampler)}", f"seed = {seed}",
              "", "[pruner]", *(f"{k} = {toml_value(v)}" for k, v in pruner.items()),
              "", "[data]", f"train = {toml_value(str(train))}",
+             *([] if word2vec is None else [f"word2vec = {toml_value(word2vec)}"]),
              "", "[fixed]", *(f"{k} = {toml_value(v)}" for k, v in fixed.items())]
     for param, fields in space.items():
         lines += ["", f"[space.{param}]", *(f"{k} = {toml_value(v)}" for k, v in fields.items())]

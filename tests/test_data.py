@@ -148,12 +148,14 @@ def test_embeddings_align_scale_and_fill_unknowns(tmp_path: Path) -> None:
     path.write_text("3 2\n7 1.0 2.0\n</s> 9 9\n8 3.0 4.0\n", encoding="utf-8")
     vocab = Vocabulary(raw_ids=np.array([7, 8, 9]))
     table = load_embeddings(path, vocab, dim=2)
-    scale = np.array([[1.0, 2.0], [3.0, 4.0]]).std()
+    # Centred (the mean vector is (2, 3)), then scaled to unit standard deviation.
+    centred = np.array([[1.0, 2.0], [3.0, 4.0]]) - np.array([2.0, 3.0])
     assert table.shape == (5, 2)
     assert np.allclose(table[PAD], 0)
-    assert np.allclose(table[2], np.array([1.0, 2.0]) / scale)
-    assert np.allclose(table[UNK], np.array([2.0, 3.0]) / scale)
+    assert np.allclose(table[2], centred[0] / centred.std())
+    assert np.allclose(table[UNK], 0)  # the mean vector
     assert np.allclose(table[4], table[UNK])  # token 9 has no vector
+    assert table[2:4].std() == pytest.approx(1.0)
 
 
 @pytest.mark.parametrize(

@@ -332,6 +332,12 @@ def test_one_mlflow_child_run_per_trial_under_one_parent(swarm: Swarm) -> None:
     baselines = swarm.server.runs(SWARM_STUDY, role="baseline")
     assert [r.data.tags.get("mlflow.parentRunId") for r in baselines] == [parent_id]
     assert swarm.result.output.count("baseline  dev F1 ") == 1, swarm.result.output
+    # So did it train the word2vec vectors, which every worker's trials took from it.
+    (word2vec,) = swarm.server.runs(SWARM_STUDY, role="word2vec")
+    assert word2vec.data.tags.get("mlflow.parentRunId") == parent_id
+    vectors = word2vec.data.tags["data.embeddings"]
+    assert {r.data.tags.get("data.embeddings") for r in children} == {vectors}
+    assert swarm.result.output.count(" vectors from 96 documents in ") == 1, swarm.result.output
     by_number = {int(r.data.tags["trial_number"]): r for r in children}
     assert sorted(by_number) == list(range(SWARM_TRIALS))
     for trial in swarm.trials():

@@ -25,7 +25,8 @@ def _profile(*, documents: int, p90: int, classes: int = 4) -> DataProfile:
     return DataProfile(documents=documents, tokens=documents * p90 // 2,
                        class_counts=(documents // classes,) * classes, class_names=None,
                        length_percentiles=(p90 // 3, p90, 2 * p90), distinct=1000,
-                       vocabulary=800, min_count=2, coverage=())
+                       vocabulary=800, min_count=2, coverage=(), token_mode="ids",
+                       tokens_detected=True)
 
 
 def test_the_starting_point_follows_the_data() -> None:

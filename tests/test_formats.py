@@ -15,7 +15,14 @@ from mlflow import MlflowClient
 
 from han.batching import prepare
 from han.checkpoint import load_checkpoint
-from han.config import COMPETITION_FORMAT, DataConfig, FileFormat, HANConfig, TrainConfig
+from han.config import (
+    COMPETITION_FORMAT,
+    DataConfig,
+    FileFormat,
+    HANConfig,
+    TrainConfig,
+    Word2VecConfig,
+)
 from han.embeddings import train_word2vec
 from han.io import DataError, TokenMismatch, detect_tokens, read_corpus
 from han.predict import predict
@@ -236,7 +243,8 @@ def test_word2vec_vectors_of_text_tokens_reach_the_vocabulary(tmp_path: Path,
     fmt = FileFormat(tokens=tokens)
     corpus = read_corpus(path, labelled=True, file_format=fmt)
     out = tmp_path / "w2v.txt"
-    stats = train_word2vec([corpus], out=out, dim=8, min_count=1, epochs=1, workers=1)
+    stats = train_word2vec([corpus], out=out, workers=1,
+                           config=Word2VecConfig(dim=8, min_count=1, epochs=1))
     assert stats.vectors > 5
     split = prepare(corpus, DataConfig(min_count=1, folds=2))
     table = load_embeddings(out, split.vocab, dim=8, tokens=tokens)
@@ -268,7 +276,7 @@ def news(tmp_path_factory: pytest.TempPathFactory) -> NewsStudy:
     word2vec vectors of its characters."""
     pytest.importorskip("gensim")
     root = tmp_path_factory.mktemp("news")
-    chinese_news(root / "news.csv", docs=120)
+    chinese_news(root / "news.csv", docs=200)
     truth = chinese_news(root / "news-test.csv", docs=40, seed=5, labelled=False)
     # A test file as users keep them: an id column before the text.
     test_file = pd.read_csv(root / "news-test.csv")

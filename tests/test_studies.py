@@ -226,6 +226,8 @@ BAD = [
                  "[data] labels: expected non-empty strings, got 2", id="labels-type"),
     pytest.param(GOOD + '\n[data]\nlabels = ["a", "a"]\n',
                  "[data] labels: repeated names: a", id="labels-repeated"),
+    pytest.param(GOOD + '\n[data]\nword2vec = "no"\n',
+                 "[data] word2vec: expected a boolean", id="word2vec-type"),
     pytest.param(GOOD + "\n[data.synthetic]\nn_docs = 5\n",
                  "unknown key 'n_docs' in [data.synthetic] (known keys: n_train, n_test, ",
                  id="synthetic-key"),
@@ -340,6 +342,11 @@ def test_the_baseline_is_on_unless_the_file_turns_it_off(tmp_path: Path) -> None
     assert load_study_file(write(tmp_path, GOOD)).baseline
     off = edit("trials = 3", "trials = 3\nbaseline = false")
     assert not load_study_file(write(tmp_path, off)).baseline
+
+
+def test_word2vec_is_on_unless_the_file_turns_it_off(tmp_path: Path) -> None:
+    assert load_study_file(write(tmp_path, GOOD)).word2vec
+    assert not load_study_file(write(tmp_path, GOOD + "\n[data]\nword2vec = false\n")).word2vec
 
 
 def test_suggest_stays_inside_the_space() -> None:
