@@ -183,19 +183,21 @@ def test_a_trial_below_the_bar_by_less_than_the_noise_goes_on(tmp_path: Path) ->
     assert comparison is not None and comparison.bar - comparison.value < comparison.margin
 
 
-def test_the_first_rung_is_where_the_first_trial_learned(tmp_path: Path) -> None:
+def test_the_first_rung_is_where_the_first_trial_showed_learning(tmp_path: Path) -> None:
     study = _evidence_study(tmp_path)
     assert records.first_rung(study) is None
     first = study.ask()
-    # At a guess's level at 50 documents; clearly above it (0.05 + 2 x 0.02) at 100.
-    for step, value in ((50, 0.06), (100, 0.20), (150, 0.5)):
+    # At a guess's level at 50 documents; clearly above it (0.05 + 2 x 0.02) at 100, but
+    # not yet half way from a guess to its best (0.05 + (0.65 - 0.05) / 2 = 0.35); there
+    # at 150.
+    for step, value in ((50, 0.06), (100, 0.20), (150, 0.40), (200, 0.65)):
         _report(first, step, value, 0.02)
-    study.tell(first, 0.5)
-    _field(study, [0.5, 0.6], step=50)  # their reports at 50 alone: no evidence of learning
-    pruned, comparison = _judged(study, 0.0, step=50)
+    study.tell(first, 0.65)
+    _field(study, [0.5, 0.6], step=100)  # their reports at 100 alone: not the first rung
+    pruned, comparison = _judged(study, 0.0, step=100)
     assert not pruned and comparison is None  # before the first rung
-    assert records.first_rung(study) == {"step": 100, "trial": 0, "value": 0.20,
-                                         "noise": 0.02, "chance": 1 / CLASSES}
+    assert records.first_rung(study) == {"step": 150, "trial": 0, "value": 0.40,
+                                         "noise": 0.02, "chance": 1 / CLASSES, "best": 0.65}
 
 
 def test_rungs_lie_a_reduction_factor_apart_and_decide_once(tmp_path: Path) -> None:
