@@ -8,8 +8,8 @@ import importlib.metadata
 import subprocess
 import time
 from collections import Counter
-from collections.abc import Callable
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
@@ -23,7 +23,7 @@ from han.batching import DataCache
 from han.checkpoint import CheckpointError
 from han.config import DataConfig, FileFormat, HANConfig
 from han.device import DeviceError, check_precision, release_host_memory, resolve_device
-from han.files import check_writable, content_hash
+from han.files import WriteFailed, check_writable, content_hash, writing
 from han.io import Corpus, DataError
 from han.profile import DataProfile, describe
 from han.starting_point import starting_point
@@ -472,9 +472,8 @@ def run_study(spec: StudySpec, options: RunOptions, *, trials: int | None = None
     check_writable(work_dir, folder=True)
     budget = budget or Budget(timeout)
     prepared = prepare_study(spec, options)
-    if progress is not None:
-        progress.data_described(prepared.profile)
     total = session_trials(spec, trials=trials, timeout=budget.timeout)
+    _before_trials(prepared, progress, work_dir=work_dir)
     # index: trials started this session; trained: those not skipped by the budget, which
     # are what `total` counts (a skipped trial costs a few batches, not a trial's work).
     counter = {"index": 0, "trained": 0, "skipped_in_a_row": 0}
@@ -522,7 +521,7 @@ def run_study(spec: StudySpec, options: RunOptions, *, trials: int | None = None
 
         if reference_due(prepared.study, prepared.spec, done=0, total=total):
             enqueue_reference(prepared.study, prepared.spec)
-        try:
+        with _parent_refreshed(parent, prepared.study):
             # Out of memory is a property of the trial's settings, not of the study: the
             # trial fails with its shape in the reason and the study goes on; so does a
             # trial the budget stopped before its first epoch ended (the run then ends).
@@ -533,8 +532,6 @@ def run_study(spec: StudySpec, options: RunOptions, *, trials: int | None = None
                                     timeout=budget.left(),
                                     callbacks=[after_trial],
                                     catch=(DeviceOutOfMemoryError, StoppedBeforeAnEpoch))
-        finally:
-            _refresh_parent(parent, prepared.study)
     summary = summarize(prepared.study, storage=options.storage, tracker=prepared.tracker,
                         tracking_uri=options.tracking_uri, parent_run_id=parent.id)
     summary.trials_this_run = counter["index"]
@@ -544,6 +541,16 @@ def run_study(spec: StudySpec, options: RunOptions, *, trials: int | None = None
     register_champion(prepared.spec, options, summary)
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+def _before_trials(prepared: PreparedStudy, progress: Progress | None, *,
+                   work_dir: Path) -> None:
+    """The data block; the work dir made (a trial finding it gone then knows it was
+    removed, see han.files.folder_made)."""
+    if progress is not None:
+        progress.data_described(prepared.profile)
+    with writing(work_dir, what="--work-dir"):
+        work_dir.mkdir(parents=True, exist_ok=True)
 
 
 def _search_context(prepared: PreparedStudy, *, parent_run_id: str, work_dir: Path,
@@ -607,6 +614,19 @@ def _baseline(prepared: PreparedStudy, parent_run_id: str,
     release_host_memory()
     if show is not None:
         show(outcome)
+
+
+@contextmanager
+def _parent_refreshed(parent: RunHandle, study: optuna.Study) -> Iterator[None]:
+    """The parent run's best trial and plots brought up to date when the block ends, however
+    it ends; not when a store refused a write (the error on its way says so)."""
+    try:
+        yield
+    except BaseException:
+        with suppress(WriteFailed):
+            _refresh_parent(parent, study)
+        raise
+    _refresh_parent(parent, study)
 
 
 def _refresh_parent(parent: RunHandle, study: optuna.Study) -> None:
