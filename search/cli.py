@@ -40,6 +40,7 @@ from search import summary as summaries
 from search.baseline import BaselineOutcome
 from search.blend import export_blend
 from search.budget import MAX_TRIAL_SHARE, Budget, TrialEstimate
+from search.diskspace import Shortage
 from search.errors import SearchError
 from search.formatting import duration, short
 from search.lifecycle import RunOptions
@@ -192,6 +193,12 @@ class ConsoleProgress:
 
     def baseline(self, outcome: BaselineOutcome) -> None:
         typer.echo(baseline_line(outcome))
+
+    def disk_short(self, shortage: Shortage) -> None:
+        """A line of the data block: a filesystem that may not hold the run's trials."""
+        typer.echo(textwrap.fill(f"disk       warning: {shortage.describe()}", width=100,
+                                 subsequent_indent=" " * 11, break_on_hyphens=False,
+                                 break_long_words=False))
 
 
 def _baseline_text(record: BaselineRecord) -> str:

@@ -34,6 +34,7 @@ from search import records
 from search.baseline import BaselineOutcome, ensure_baseline
 from search.budget import Budget, StoppedBeforeAnEpoch, TrialEstimate
 from search.datasets import training_input
+from search.diskspace import Shortage, footprint, shortages
 from search.errors import SearchError
 from search.export import register_best
 from search.objective import SearchContext, objective
@@ -54,6 +55,7 @@ from search.tracking import (
     RunHandle,
     Tracker,
     TrackingError,
+    artifact_folder,
     check_artifact_folder,
     redact,
     runs_view_url,
@@ -101,6 +103,7 @@ class Progress(Protocol):
     def reported(self, trial: optuna.Trial, report: Report) -> None: ...
     def trial_done(self, study: optuna.Study, trial: FrozenTrial) -> None: ...
     def baseline(self, outcome: BaselineOutcome) -> None: ...
+    def disk_short(self, shortage: Shortage) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -473,7 +476,7 @@ def run_study(spec: StudySpec, options: RunOptions, *, trials: int | None = None
     budget = budget or Budget(timeout)
     prepared = prepare_study(spec, options)
     total = session_trials(spec, trials=trials, timeout=budget.timeout)
-    _before_trials(prepared, progress, work_dir=work_dir)
+    _before_trials(prepared, progress, work_dir=work_dir, trials=total or spec.trials)
     # index: trials started this session; trained: those not skipped by the budget, which
     # are what `total` counts (a skipped trial costs a few batches, not a trial's work).
     counter = {"index": 0, "trained": 0, "skipped_in_a_row": 0}
@@ -543,14 +546,27 @@ def run_study(spec: StudySpec, options: RunOptions, *, trials: int | None = None
     return summary
 
 
-def _before_trials(prepared: PreparedStudy, progress: Progress | None, *,
-                   work_dir: Path) -> None:
-    """The data block; the work dir made (a trial finding it gone then knows it was
-    removed, see han.files.folder_made)."""
+def _before_trials(prepared: PreparedStudy, progress: Progress | None, *, work_dir: Path,
+                   trials: int) -> None:
+    """The data block, told when the disk cannot hold the `trials` asked for; the work dir
+    made (a trial finding it gone then knows it was removed, see han.files.folder_made)."""
     if progress is not None:
         progress.data_described(prepared.profile)
+        for shortage in disk_shortages(prepared, work_dir=work_dir, trials=trials):
+            progress.disk_short(shortage)
     with writing(work_dir, what="--work-dir"):
         work_dir.mkdir(parents=True, exist_ok=True)
+
+
+def disk_shortages(prepared: PreparedStudy, *, work_dir: Path, trials: int) -> list[Shortage]:
+    """The filesystems that cannot hold `trials` of the study's largest model (see
+    search.diskspace): --work-dir's and MLflow's local artifacts'."""
+    spec, corpus = prepared.spec, prepared.corpus
+    dev_docs = corpus.num_docs - epoch_documents(spec, corpus, prepared.cache)
+    trial = footprint(spec, vocabulary=prepared.profile.vocabulary, classes=corpus.num_classes,
+                      dev_docs=dev_docs, pretrained=prepared.files.embeddings is not None)
+    return shortages(trial=trial, trials=trials, work_dir=work_dir,
+                     artifacts=artifact_folder(prepared.options.tracking_uri))
 
 
 def _search_context(prepared: PreparedStudy, *, parent_run_id: str, work_dir: Path,

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import optuna
 import pandas as pd
 import pytest
@@ -33,6 +34,8 @@ from sqlalchemy.pool import Pool
 from typer.testing import Result
 
 import han.files
+from han.checkpoint import save_checkpoint
+from han.config import DataConfig, HANConfig
 from han.files import (
     WriteFailed,
     folder_made,
@@ -41,9 +44,13 @@ from han.files import (
     written_atomically,
     written_file,
 )
+from han.model import HAN
+from han.vocab import Vocabulary
 from search import cli
+from search.diskspace import footprint
 from search.records import Role, TrialRecord, role_filter
 from search.storage import open_storage
+from search.studyfile import load_study_file
 from tests.conftest import easy_corpus
 from tests.test_cli import assert_user_error, invoke
 from tests.test_search import STRONG, study_toml, unlabelled_test_file
@@ -469,6 +476,47 @@ def test_a_read_only_report_folder(tmp_path: Path,
     assert list(page.parent.iterdir()) == []
 
 
+# ---------------------------------------------------------------------- the preflight
+
+
+def test_the_data_block_warns_when_the_disk_cannot_hold_the_study(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    at = stores(tmp_path)
+    statvfs = os.statvfs
+
+    def little_room(path: Any) -> Any:
+        status = statvfs(path)
+        fields = list(status)
+        fields[4] = 10  # f_bavail: 10 blocks
+        return os.statvfs_result(fields)
+
+    monkeypatch.setattr(os, "statvfs", little_room)
+    result = at.run()
+    assert result.exit_code == 0, result.output
+    block = result.stdout.split("baseline  ")[0].replace("\n           ", " ")
+    line = next(line for line in block.splitlines() if line.startswith("disk "))
+    mount = mount_point(tmp_path)
+    assert line.startswith(f"disk       warning: {mount} has ")
+    assert " free, but the run may write " in line
+    assert f"in --work-dir {tmp_path / 'work'}" in line
+    assert "1 trial x " in line and f"in MLflow's artifacts {tmp_path / 'mlruns'}" in line
+
+
+def test_the_estimated_checkpoint_is_near_the_real_one(tmp_path: Path) -> None:
+    spec = load_study_file(study_toml(tmp_path / "study.toml", name="x"))
+    vocabulary, classes = 5000, 14
+    trial = footprint(spec, vocabulary=vocabulary, classes=classes, dev_docs=100,
+                      pretrained=False)
+    # The space's largest model (word_hidden 16, sent_hidden 16), as a trial saves it.
+    config = HANConfig(vocab_size=vocabulary + 2, num_classes=classes, embed_dim=16,
+                       word_hidden=16, sent_hidden=16)
+    save_checkpoint(tmp_path / "best.pt", model=HAN(config), model_config=config,
+                    data_config=DataConfig(),
+                    vocab=Vocabulary(raw_ids=np.arange(vocabulary, dtype=np.int64)))
+    real = (tmp_path / "best.pt").stat().st_size
+    assert 0.9 * real < trial.checkpoint < 1.25 * real
+
+
 # ---------------------------------------------------------------------- a real full disk
 
 
@@ -495,6 +543,7 @@ def test_a_run_on_a_real_full_tmpfs(tmp_path: Path, full_tmpfs: Path) -> None:
     result = at.run(work_dir=full_tmpfs / "work")
     assert_user_error(result, "cannot write the ", " of trial 0: no space left on "
                       f"{full_tmpfs} ({full_tmpfs / 'work' / 'full' / 'trial-0'}")
+    assert "disk       warning: " in result.stdout
     trials = at.trials()
     assert trials[0].state == TrialState.FAIL
     assert "no space left on" in (TrialRecord.of(trials[0]).reason or "")

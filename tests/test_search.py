@@ -127,6 +127,9 @@ class Recorder:
     def baseline(self, outcome: Any) -> None:
         self.events.append(("baseline", int(outcome.trained)))
 
+    def disk_short(self, shortage: Any) -> None:
+        self.events.append(("disk", shortage.needed))
+
 
 @dataclass
 class Searched:
