@@ -15,7 +15,7 @@ import torch
 
 from han.config import COMPETITION_FORMAT, DataConfig, FileFormat, HANConfig
 from han.errors import first_line
-from han.files import written_atomically
+from han.files import written_file
 from han.model import HAN
 from han.vocab import Vocabulary
 
@@ -52,8 +52,9 @@ def save_checkpoint(path: Path, *, model: HAN, model_config: HANConfig, data_con
                     file_format: FileFormat = COMPETITION_FORMAT,
                     label_values: tuple[str, ...] | None = None,
                     extra: dict[str, Any] | None = None) -> None:
-    """Write atomically, so a crash mid-write never leaves a truncated best checkpoint."""
-    with written_atomically(path) as temporary:
+    """Write atomically, so a crash mid-write never leaves a truncated best checkpoint, into
+    a folder that exists (see han.files.written_atomically: a trial's, made when it began)."""
+    with written_file(path, what="the checkpoint", new_folders=False) as handle:
         torch.save({
             "format": FORMAT_VERSION,
             "model_config": asdict(model_config),
@@ -65,7 +66,7 @@ def save_checkpoint(path: Path, *, model: HAN, model_config: HANConfig, data_con
             "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
             "label_names": list(label_names) if label_names is not None else None,
             "extra": dict(extra or {}),
-        }, temporary)
+        }, handle)
 
 
 def load_checkpoint(path: str | os.PathLike[str]) -> LoadedModel:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from han.config import Word2VecConfig
-from han.files import written_atomically
+from han.files import writing, written_atomically
 from han.io import Corpus
 
 
@@ -37,7 +37,7 @@ class EmbeddingStats:
 def _write_lines(corpora: Sequence[Corpus], path: Path) -> tuple[int, int]:
     """One document per line, tokens separated by spaces: gensim's LineSentence format."""
     documents = tokens = 0
-    with path.open("w", encoding="utf-8") as handle:
+    with writing(path, what="word2vec's training text"), path.open("w", encoding="utf-8") as handle:
         for corpus in corpora:
             for index in range(corpus.num_docs):
                 handle.write(corpus.doc_text(index))
@@ -80,7 +80,7 @@ def train_word2vec(
                          window=config.window, min_count=config.min_count, epochs=epochs,
                          seed=config.seed, workers=workers or os.cpu_count() or 1,
                          callbacks=[Progress()])
-    with written_atomically(out) as temporary:
+    with written_atomically(out, what="the word2vec vectors") as temporary:
         model.wv.save_word2vec_format(str(temporary), binary=False)
     return EmbeddingStats(out=out, vectors=len(model.wv), dim=config.dim, documents=documents,
                           tokens=tokens * epochs, seconds=time.perf_counter() - started)

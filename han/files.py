@@ -1,5 +1,5 @@
-"""Files on disk: the one atomic write of the project, output paths checked before work,
-content hashes, and scratch folders."""
+"""Files on disk: the one atomic write of the project, the one-line error of a write the
+filesystem refused, output paths checked before work, content hashes, and scratch folders."""
 
 from __future__ import annotations
 
@@ -9,9 +9,10 @@ import hashlib
 import os
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
+from typing import Any, BinaryIO, cast
 
 
 class UnwritablePath(ValueError):
@@ -47,23 +48,176 @@ def _unwritable(target: Path, where: Path, code: int, hint: str = "") -> Unwrita
     return UnwritablePath(f"cannot write {target} ({where}: {os.strerror(code)}{hint})")
 
 
+# Why a write failed when the user must act (free space, make a folder writable, put back
+# a removed one), by errno. Space is shared by a whole filesystem: its mount point is named.
+_REFUSALS = {
+    errno.ENOSPC: "no space left on {mount}",
+    errno.EDQUOT: "disk quota exceeded on {mount}",
+    errno.EROFS: "{folder} is read-only",
+    errno.EACCES: "{folder} is not writable",
+    errno.EPERM: "{folder} is not writable",
+    errno.ENOENT: "{missing} was removed",
+}
+# SQLite's names for the same refusals (MLflow's and Optuna's SQLite stores); a subcode
+# (SQLITE_READONLY_DIRECTORY...) counts as its code unless named itself.
+_SQLITE_REFUSALS = {"SQLITE_FULL": errno.ENOSPC, "SQLITE_READONLY_DBMOVED": errno.ENOENT,
+                    "SQLITE_READONLY": errno.EROFS}
+
+
+class WriteFailed(UnwritablePath):
+    """A write the filesystem refused for a reason the user must fix, in one line naming
+    what was written, the problem and the file: `cannot write the checkpoint of trial 3: no
+    space left on /mnt/x (/mnt/x/work/demo/trial-3/best.pt)`."""
+
+    def __init__(self, *, target: str | os.PathLike[str], what: str | None, code: int) -> None:
+        self.target, self.what, self.code = Path(target), what, code
+        problem = _problem(self.target, code)
+        super().__init__(f"cannot write {what}: {problem} ({self.target})" if what
+                         else f"cannot write {self.target}: {problem}")
+
+    def of(self, owner: str) -> WriteFailed:
+        """The same failure, naming whose file it was (`trial 3`)."""
+        return WriteFailed(target=self.target, what=f"{self.what or 'a file'} of {owner}",
+                           code=self.code)
+
+
+def _problem(target: Path, code: int) -> str:
+    folder = Path(os.path.abspath(target)).parent
+    existing = nearest_existing(folder)
+    # The highest folder gone (the target itself when its folder is there).
+    missing = Path(os.path.abspath(target)) if existing == folder else next(
+        above for above in (folder, *folder.parents) if above.parent == existing)
+    return _REFUSALS[code].format(mount=mount_point(existing), folder=folder, missing=missing)
+
+
+def nearest_existing(path: str | os.PathLike[str]) -> Path:
+    """`path` made absolute, or the nearest folder above it that exists."""
+    path = Path(os.path.abspath(path))
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def mount_point(path: str | os.PathLike[str]) -> Path:
+    """Where the filesystem that holds `path` (or would: see `nearest_existing`) is mounted:
+    free space is that filesystem's, shared by all its folders."""
+    mount = nearest_existing(path)
+    with suppress(OSError):
+        device = mount.stat().st_dev
+        while mount != mount.parent and mount.parent.stat().st_dev == device:
+            mount = mount.parent
+    return mount
+
+
+# The refusals that only a write meets: a block that also reads may miss a file or lack the
+# permission to read one.
+WRITE_ONLY = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
+
+
+def refused_errno(error: BaseException, *,
+                  os_errors: Collection[int] = frozenset(_REFUSALS)) -> int | None:
+    """The errno of a write refused for a reason the user must fix (no space or quota, a
+    read-only, unwritable or removed folder) in `error` or the errors it was raised from
+    (MLflow and Optuna raise theirs from SQLAlchemy's, raised from SQLite's, which only a
+    write meets); None for any other failure. An OSError counts with an errno of
+    `os_errors`."""
+    cause: BaseException | None = error
+    while cause is not None:
+        if isinstance(cause, OSError) and cause.errno in os_errors:
+            return cause.errno
+        name = getattr(cause, "sqlite_errorname", None)
+        if isinstance(name, str):
+            return _SQLITE_REFUSALS.get(name, _SQLITE_REFUSALS.get(name.rsplit("_", 1)[0]))
+        cause = cause.__cause__
+    return None
+
+
 @contextmanager
-def written_atomically(target: str | os.PathLike[str]) -> Iterator[Path]:
+def writing(target: str | os.PathLike[str], *, what: str | None = None) -> Iterator[None]:
+    """A block that writes `target`: a refusal the user must fix (see `refused_errno`)
+    leaves it as WriteFailed naming `what` and `target`; other errors pass unchanged."""
+    try:
+        yield
+    except WriteFailed:
+        raise
+    except Exception as error:
+        code = refused_errno(error)
+        if code is None:
+            raise
+        raise WriteFailed(target=target, what=what, code=code) from error
+
+
+@contextmanager
+def written_atomically(target: str | os.PathLike[str], *, what: str | None = None,
+                       new_folders: bool = True) -> Iterator[Path]:
     """A temporary path beside `target` to write to; it becomes `target` only once the block
     ends without an error, so a crash never leaves half a file, and a failed write leaves
-    nothing (the temporary is removed). The folder of `target` is created when missing.
+    nothing (the temporary is removed). A refused write is WriteFailed (see `writing`).
+
+    The folders of `target` are created when missing; with `new_folders` False they must
+    exist: a folder made earlier for this write (a trial's) that is gone was removed under
+    the process, perhaps with its disk, and making it again would write where nobody looks.
 
     The temporary's name is unique to the process and the call, so concurrent writers of
     the same file never write into each other's temporary.
     """
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
     temporary = target.with_name(f".{target.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
-    try:
-        yield temporary
-        os.replace(temporary, target)
-    finally:
-        temporary.unlink(missing_ok=True)
+    with writing(target, what=what):
+        if new_folders:
+            target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            yield temporary
+            os.replace(temporary, target)
+        finally:
+            temporary.unlink(missing_ok=True)
+
+
+class _Sink:
+    """A binary file that remembers the OSError its writes met: torch.save reports one as a
+    RuntimeError that no longer says why (`unexpected pos 60928 vs 60816`)."""
+
+    def __init__(self, handle: BinaryIO) -> None:
+        self.handle = handle
+        self.error: OSError | None = None
+
+    def write(self, data: bytes) -> int:
+        try:
+            return self.handle.write(data)
+        except OSError as error:
+            self.error = error
+            raise
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.handle, name)
+
+
+@contextmanager
+def written_file(target: str | os.PathLike[str], *, what: str | None = None,
+                 new_folders: bool = True) -> Iterator[BinaryIO]:
+    """`written_atomically`, opened for binary writing, for writers that hide the OSError of
+    a failed write (torch.save): that OSError is what the block then raises."""
+    with written_atomically(target, what=what, new_folders=new_folders) as temporary, \
+            open(temporary, "wb") as handle:
+        sink = _Sink(handle)
+        try:
+            yield cast(BinaryIO, sink)
+        except Exception as error:
+            if sink.error is None or sink.error is error:
+                raise
+            raise sink.error from error
+
+
+def folder_made(folder: str | os.PathLike[str], *, under: str | os.PathLike[str],
+                what: str | None = None) -> Path:
+    """`folder`, created with its missing parents below `under`, which must exist: made
+    before by the process, it was removed under it (see `written_atomically`)."""
+    folder = Path(folder)
+    with writing(folder, what=what):
+        if not Path(under).is_dir():
+            raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), str(under))
+        folder.mkdir(parents=True, exist_ok=True)
+    return folder
 
 
 def temporary_directory(prefix: str) -> tempfile.TemporaryDirectory[str]:

@@ -494,7 +494,7 @@ def _write_atomic(path: Path, spec: SyntheticSpec, n_docs: int, seed_offset: int
     A reader (or a concurrent writer of the same deterministic corpus) never sees a
     half-written file: it sees either no file or a complete one.
     """
-    with written_atomically(path) as tmp, open(tmp, "wb") as fh:
+    with written_atomically(path, what="the built-in corpus") as tmp, open(tmp, "wb") as fh:
         fh.write(b"label\ttext\n" if with_labels else b"text\n")
         for labels, lengths, tokens in _blocks(spec, n_docs, seed_offset):
             fh.write(_encode(labels if with_labels else None, lengths, tokens))
@@ -547,6 +547,6 @@ def builtin_corpus(spec: SyntheticSpec, cache_dir: Path | None = None) -> tuple[
     write_corpus(spec, folder)
     payload = {"fingerprint": spec.fingerprint(), "generator_version": GENERATOR_VERSION,
                **asdict(spec)}
-    with written_atomically(marker) as tmp:
+    with written_atomically(marker, what="the built-in corpus") as tmp:
         tmp.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
     return train, test

@@ -34,7 +34,7 @@ from han.device import (
     trim_heap,
     use_bf16,
 )
-from han.files import written_atomically
+from han.files import written_file
 from han.metrics import macro_f1_noise, sample_size
 from han.model import HAN
 from han.predict import predict_probabilities
@@ -296,7 +296,7 @@ class _Run:
 
     def save(self, path: Path) -> None:
         """Everything needed to continue after this epoch, written atomically."""
-        with written_atomically(path) as temporary:
+        with written_file(path, what="the training state", new_folders=False) as handle:
             torch.save({
                 "model": self.model.state_dict(),
                 "optimizer": self.optimizer.state_dict(),
@@ -310,7 +310,7 @@ class _Run:
                 "best_dev_pred": torch.from_numpy(self.best_dev_pred),
                 "best_dev_probabilities": None if self.best_dev_probabilities is None
                 else torch.from_numpy(self.best_dev_probabilities),
-            }, temporary)
+            }, handle)
 
 
 def train(

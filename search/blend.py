@@ -35,7 +35,7 @@ from han.baseline import fit_baseline, split_docs
 from han.batching import DataCache
 from han.blend import BlendChoice
 from han.checkpoint import CheckpointError, load_checkpoint
-from han.files import check_writable, temporary_directory
+from han.files import check_writable, temporary_directory, written_file
 from han.io import Corpus
 from han.predict import Prediction, predict, probabilities_of
 from search.dev_scores import TRIAL_ARTIFACT, DevOutputs
@@ -304,8 +304,9 @@ def _log_blend(run: RunHandle, *, choice: BlendChoice, base: BaselineSide, han: 
                      Key.blend_f1("blend", out_of_fold=oof): choice.blend_f1}, step=0)
     with tempfile.TemporaryDirectory(prefix="han-blend-") as scratch:
         path = Path(scratch) / Path(PROBABILITIES_ARTIFACT).name
-        np.savez(path, held_out_docs=np.concatenate(han.held_out), held_out_labels=labels,
-                 held_out_han=han.probabilities, held_out_baseline=base.probabilities,
-                 test_han=han.test.probabilities, test_baseline=base.test,
-                 weight=choice.weight, temperature=base.temperature)
+        with written_file(path, what="the blend's probabilities") as handle:
+            np.savez(handle, held_out_docs=np.concatenate(han.held_out), held_out_labels=labels,
+                     held_out_han=han.probabilities, held_out_baseline=base.probabilities,
+                     test_han=han.test.probabilities, test_baseline=base.test,
+                     weight=choice.weight, temperature=base.temperature)
         run.log_artifact(path, artifact_path=str(Path(PROBABILITIES_ARTIFACT).parent))

@@ -10,7 +10,7 @@ import sys
 import textwrap
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -40,6 +40,7 @@ from search import summary as summaries
 from search.baseline import BaselineOutcome
 from search.blend import export_blend
 from search.budget import MAX_TRIAL_SHARE, Budget, TrialEstimate
+from search.diskspace import Shortage
 from search.errors import SearchError
 from search.formatting import duration, short
 from search.lifecycle import RunOptions
@@ -104,6 +105,9 @@ def _configure_process() -> None:
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     for name in ("mlflow", "alembic"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    # MLflow logs each failed SQL request of its store with a traceback; search.tracking
+    # says what failed in one line (a full disk, a locked or unreachable store).
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
 
 
 def fail(message: str) -> NoReturn:
@@ -112,11 +116,13 @@ def fail(message: str) -> NoReturn:
 
 
 @contextmanager
-def user_errors(*, tokens_option: bool = False) -> Iterator[None]:
+def user_errors(*, tokens_option: bool = False, storage: str | None = None) -> Iterator[None]:
     """Turn expected failures into one line and exit code 2, never a traceback. A command
-    with --tokens (`tokens_option`) says which value reads a file that is not its ids."""
+    with --tokens (`tokens_option`) says which value reads a file that is not its ids; one
+    with a `storage` names its SQLite file when the filesystem refuses a write to it."""
     try:
-        yield
+        with stores.storage_writes(storage) if storage else nullcontext():
+            yield
     except TokenMismatch as error:
         fail(f"{error}: --tokens {error.fits}" if tokens_option else str(error))
     except USER_ERRORS as error:
@@ -196,6 +202,12 @@ class ConsoleProgress:
 
     def word2vec(self, outcome: Word2VecOutcome) -> None:
         typer.echo(word2vec_line(outcome))
+
+    def disk_short(self, shortage: Shortage) -> None:
+        """A line of the data block: a filesystem that may not hold the run's trials."""
+        typer.echo(textwrap.fill(f"disk       warning: {shortage.describe()}", width=100,
+                                 subsequent_indent=" " * 11, break_on_hyphens=False,
+                                 break_long_words=False))
 
 
 def _baseline_text(record: BaselineRecord) -> str:
@@ -378,7 +390,7 @@ def run(
     """Run trials of a study; running it again continues the same study."""
     started = time.perf_counter()  # --timeout counts from here: reading the data included
     file_format = dict(sep=sep, text_col=text_col, label_col=label_col, tokens=tokens)
-    with user_errors(tokens_option=True):
+    with user_errors(tokens_option=True, storage=storage):
         options = RunOptions(storage=storage, tracking_uri=tracking_uri, device=device,
                              seed=seed, train=train, test=test, embeddings=embeddings,
                              word2vec=word2vec, heartbeat_s=heartbeat,
@@ -607,7 +619,7 @@ def export_best(
                       out=out, device=device, folds=folds, register=register, id_col=id_col)
         return
     if folds is not None:
-        with user_errors():
+        with user_errors(storage=storage):
             refitted = export_refit(study_name=study, storage=storage,
                                     tracking_uri=tracking_uri, folds=folds, test=test,
                                     out=out, device=device, echo=typer.echo,
@@ -622,7 +634,7 @@ def export_best(
         if refitted.registered is not None:
             typer.echo(f"registered {_registered(refitted.registered)}")
         return
-    with user_errors():
+    with user_errors(storage=storage):
         result = export.export_best(study_name=study, storage=storage,
                                     tracking_uri=tracking_uri, test=test, out=out,
                                     device=device, register=register, id_col=id_col)
@@ -641,7 +653,7 @@ def _export_blend(*, study: str, storage: str, tracking_uri: str, test: Path | N
     if register is not None:
         fail("--register takes a HAN model; the blend's baseline cannot be registered "
              "with it: drop --blend or --register")
-    with user_errors():
+    with user_errors(storage=storage):
         blended = export_blend(study_name=study, storage=storage, tracking_uri=tracking_uri,
                                folds=folds, test=test, out=out, device=device,
                                echo=typer.echo, id_col=id_col)
@@ -662,7 +674,7 @@ def _export_blend(*, study: str, storage: str, tracking_uri: str, test: Path | N
 @app.command()
 def studies(storage: Storage = stores.DEFAULT_STORAGE) -> None:
     """One line per study: trials by state, best value and best trial."""
-    with user_errors():
+    with user_errors(storage=storage):
         rows = summaries.list_studies(storage)
     if not rows:
         typer.echo(f"no studies in {redact(storage)}")
@@ -690,7 +702,7 @@ def show(
         10,
 ) -> None:
     """Best params and the top trials of a study, with the MLflow run of each."""
-    with user_errors():
+    with user_errors(storage=storage):
         loaded = stores.open_study(study, storage)
         summary = summaries.summarize(loaded, storage=storage, tracking_uri="")
         rows = summaries.top_trials(loaded, limit=top)
@@ -726,7 +738,7 @@ def report(
     tracking_uri: TrackingUri = DEFAULT_TRACKING_URI,
 ) -> None:
     """Write a self-contained HTML report of a study and log it on its MLflow parent run."""
-    with user_errors():
+    with user_errors(storage=storage):
         result = write_report(study_name=study, storage=storage, tracking_uri=tracking_uri,
                               out=out)
     typer.echo(f"wrote {result.out} ({result.size_bytes / 1024:.0f} KB, {result.trials} "

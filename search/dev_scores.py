@@ -14,6 +14,7 @@ from optuna.trial import TrialState
 
 from han import blend
 from han.blend import BlendChoice
+from han.files import written_file
 from search.records import BaselineRecord, TrialRecord
 from search.tracking import RunHandle, Tracker, TrackingError
 
@@ -33,7 +34,8 @@ class DevOutputs:
         """Upload as the .npz `artifact` of `run`; False when it could not be."""
         with tempfile.TemporaryDirectory(prefix="han-dev-") as scratch:
             path = Path(scratch) / Path(artifact).name
-            np.savez(path, docs=self.docs, labels=self.labels, values=self.values)
+            with written_file(path, what="the dev fold's outputs") as handle:
+                np.savez(handle, docs=self.docs, labels=self.labels, values=self.values)
             return run.log_artifact(path, artifact_path=str(Path(artifact).parent))
 
     @classmethod

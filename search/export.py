@@ -98,7 +98,7 @@ def write_submission(out: Path, prediction: Prediction,
     frame = prediction.submission()
     if ids is not None:
         frame.insert(0, ids.column, ids.values)
-    with written_atomically(out) as temporary:
+    with written_atomically(out, what="the submission") as temporary:
         frame.to_csv(temporary, index=False)
 
 

@@ -14,3 +14,13 @@ def duration(seconds: float) -> str:
 
 def short(value: Any) -> str:
     return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+def size(bytes_: int) -> str:
+    """Bytes in the largest unit that keeps a figure of 1 or more: 124 KB, 15.2 MB, 3.1 GB."""
+    value, unit = float(bytes_), "bytes"
+    for larger in ("KB", "MB", "GB", "TB"):
+        if value < 1024:
+            break
+        value, unit = value / 1024, larger
+    return f"{value:.0f} {unit}" if unit == "bytes" or value >= 100 else f"{value:.1f} {unit}"

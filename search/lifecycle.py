@@ -8,8 +8,8 @@ import importlib.metadata
 import subprocess
 import time
 from collections import Counter
-from collections.abc import Callable
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
@@ -23,7 +23,7 @@ from han.batching import DataCache
 from han.checkpoint import CheckpointError
 from han.config import DataConfig, FileFormat, HANConfig, Word2VecConfig
 from han.device import DeviceError, check_precision, release_host_memory, resolve_device
-from han.files import check_writable, content_hash
+from han.files import WriteFailed, check_writable, content_hash, writing
 from han.io import Corpus, DataError
 from han.profile import DataProfile, describe
 from han.starting_point import starting_point
@@ -34,6 +34,7 @@ from search import records
 from search.baseline import BaselineOutcome, ensure_baseline
 from search.budget import Budget, StoppedBeforeAnEpoch, TrialEstimate
 from search.datasets import training_input
+from search.diskspace import Shortage, footprint, shortages
 from search.errors import SearchError
 from search.export import register_best
 from search.objective import SearchContext, objective
@@ -54,6 +55,7 @@ from search.tracking import (
     RunHandle,
     Tracker,
     TrackingError,
+    artifact_folder,
     check_artifact_folder,
     redact,
     runs_view_url,
@@ -111,6 +113,7 @@ class Progress(Protocol):
     def trial_done(self, study: optuna.Study, trial: FrozenTrial) -> None: ...
     def baseline(self, outcome: BaselineOutcome) -> None: ...
     def word2vec(self, outcome: Word2VecOutcome) -> None: ...
+    def disk_short(self, shortage: Shortage) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -482,9 +485,8 @@ def run_study(spec: StudySpec, options: RunOptions, *, trials: int | None = None
     check_work_dir(spec, options, work_dir)
     budget = budget or Budget(timeout)
     prepared = prepare_study(spec, options)
-    if progress is not None:
-        progress.data_described(prepared.profile)
     total = session_trials(spec, trials=trials, timeout=budget.timeout)
+    _before_trials(prepared, progress, work_dir=work_dir, trials=total or spec.trials)
     # index: trials started this session; trained: those not skipped by the budget, which
     # are what `total` counts (a skipped trial costs a few batches, not a trial's work).
     counter = {"index": 0, "trained": 0, "skipped_in_a_row": 0}
@@ -532,7 +534,7 @@ def run_study(spec: StudySpec, options: RunOptions, *, trials: int | None = None
 
         if reference_due(prepared.study, prepared.spec, done=0, total=total):
             enqueue_reference(prepared.study, prepared.spec)
-        try:
+        with _parent_refreshed(parent, prepared.study):
             # Out of memory is a property of the trial's settings, not of the study: the
             # trial fails with its shape in the reason and the study goes on; so does a
             # trial the budget stopped before its first epoch ended (the run then ends).
@@ -543,8 +545,6 @@ def run_study(spec: StudySpec, options: RunOptions, *, trials: int | None = None
                                     timeout=budget.left(),
                                     callbacks=[after_trial],
                                     catch=(DeviceOutOfMemoryError, StoppedBeforeAnEpoch))
-        finally:
-            _refresh_parent(parent, prepared.study)
     summary = summarize(prepared.study, storage=options.storage, tracker=prepared.tracker,
                         tracking_uri=options.tracking_uri, parent_run_id=parent.id)
     summary.trials_this_run = counter["index"]
@@ -554,6 +554,29 @@ def run_study(spec: StudySpec, options: RunOptions, *, trials: int | None = None
     register_champion(prepared.spec, options, summary)
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+def _before_trials(prepared: PreparedStudy, progress: Progress | None, *, work_dir: Path,
+                   trials: int) -> None:
+    """The data block, told when the disk cannot hold the `trials` asked for; the work dir
+    made (a trial finding it gone then knows it was removed, see han.files.folder_made)."""
+    if progress is not None:
+        progress.data_described(prepared.profile)
+        for shortage in disk_shortages(prepared, work_dir=work_dir, trials=trials):
+            progress.disk_short(shortage)
+    with writing(work_dir, what="--work-dir"):
+        work_dir.mkdir(parents=True, exist_ok=True)
+
+
+def disk_shortages(prepared: PreparedStudy, *, work_dir: Path, trials: int) -> list[Shortage]:
+    """The filesystems that cannot hold `trials` of the study's largest model (see
+    search.diskspace): --work-dir's and MLflow's local artifacts'."""
+    spec, corpus = prepared.spec, prepared.corpus
+    dev_docs = corpus.num_docs - epoch_documents(spec, corpus, prepared.cache)
+    trial = footprint(spec, vocabulary=prepared.profile.vocabulary, classes=corpus.num_classes,
+                      dev_docs=dev_docs, pretrained=prepared.files.embeddings is not None)
+    return shortages(trial=trial, trials=trials, work_dir=work_dir,
+                     artifacts=artifact_folder(prepared.options.tracking_uri))
 
 
 def _search_context(prepared: PreparedStudy, *, parent_run_id: str, work_dir: Path,
@@ -680,6 +703,19 @@ def _baseline(prepared: PreparedStudy, parent_run_id: str,
     release_host_memory()
     if show is not None:
         show(outcome)
+
+
+@contextmanager
+def _parent_refreshed(parent: RunHandle, study: optuna.Study) -> Iterator[None]:
+    """The parent run's best trial and plots brought up to date when the block ends, however
+    it ends; not when a store refused a write (the error on its way says so)."""
+    try:
+        yield
+    except BaseException:
+        with suppress(WriteFailed):
+            _refresh_parent(parent, study)
+        raise
+    _refresh_parent(parent, study)
 
 
 def _refresh_parent(parent: RunHandle, study: optuna.Study) -> None:

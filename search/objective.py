@@ -17,6 +17,7 @@ from sklearn.metrics import confusion_matrix
 from han.batching import DataCache, EncodedSplit, prepare
 from han.config import DataConfig, HANConfig, TrainConfig
 from han.cost import EpochEstimate
+from han.files import WriteFailed, folder_made
 from han.io import Corpus
 from han.metrics import above_chance, chance_f1
 from han.model import config_for
@@ -35,6 +36,7 @@ from search.dev_scores import TRIAL_ARTIFACT, DevOutputs
 from search.pruners import decision
 from search.records import DatasetRecord, Key, Outcome, RunState, Tag, TrialRecord
 from search.reports import confusion_figure, evaluation_report
+from search.storage import retry_stale_trial
 from search.studyspec import StudySpec, split_settings, suggest
 from search.tracking import CHECKPOINT_ARTIFACT, RunHandle, Tracker
 
@@ -112,9 +114,10 @@ def objective(trial: optuna.Trial, ctx: SearchContext) -> float:
     origin = trial.number if retry_of is None else retry_of
     checkpoint_dir = ctx.work_dir / ctx.spec.name / f"trial-{origin}"
     watch = BudgetWatch(trial, ctx, epochs=built.train_config.epochs)
-    with ctx.tracker.trial_run(trial, study_name=ctx.spec.name,
-                               parent_run_id=ctx.parent_run_id, params=built.params(),
-                               tags=ctx.run_tags) as run, _removed_if_pruned(checkpoint_dir):
+    with _writes_of(trial), ctx.tracker.trial_run(
+            trial, study_name=ctx.spec.name, parent_run_id=ctx.parent_run_id,
+            params=built.params(), tags=ctx.run_tags) as run, _removed_if_pruned(checkpoint_dir):
+        folder_made(checkpoint_dir, under=ctx.work_dir, what="the checkpoint")
         if retry_of is not None:
             run.set_tags({Tag.RETRY_OF_TRIAL: retry_of})
         if ctx.dataset is not None:
@@ -268,6 +271,19 @@ def _pruned(trial: optuna.Trial, run: RunHandle, report: Report) -> optuna.Trial
     run.set_tags({f"{Tag.PRUNED_BY_PREFIX}{key}": value
                   for key, value in asdict(comparison).items()})
     return optuna.TrialPruned(f"{where}{scored}: {comparison.describe()}")
+
+
+@contextmanager
+def _writes_of(trial: optuna.Trial) -> Iterator[None]:
+    """A write the filesystem refused during the trial names it, for the user; the trial
+    fails with the refusal as its reason and the run stops (the user must act). Its settings
+    are not to blame: the next run trains them again, from the last epoch the work dir kept."""
+    try:
+        yield
+    except WriteFailed as refused:
+        records.set_reason(trial, str(refused))  # also when MLflow could not start its run
+        retry_stale_trial(trial.study, trial.study.get_trials(deepcopy=False)[trial.number])
+        raise refused.of(f"trial {trial.number}") from refused
 
 
 @contextmanager

@@ -18,6 +18,7 @@ import optuna
 from optuna.trial import FrozenTrial
 
 from han.config import COMPETITION_FORMAT, FileFormat
+from han.files import WriteFailed
 from han.train import TrainingInterrupted
 from search.budget import TrialSkipped
 
@@ -395,6 +396,8 @@ class RunState(enum.StrEnum):
             return cls.PRUNED, str(error)
         if isinstance(error, TrainingInterrupted | KeyboardInterrupt):
             return cls.INTERRUPTED, str(error) or type(error).__name__
+        if isinstance(error, WriteFailed):  # says all in its own words
+            return cls.FAILED, str(error)
         return cls.FAILED, f"{type(error).__name__}: {error}"
 
 

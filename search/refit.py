@@ -33,7 +33,7 @@ from han.batching import DataCache, EncodedSplit, prepare
 from han.checkpoint import load_checkpoint
 from han.config import DataConfig, HANConfig, TrainConfig
 from han.device import resolve_device
-from han.files import check_writable, content_hash, temporary_directory
+from han.files import check_writable, content_hash, temporary_directory, written_file
 from han.io import Corpus
 from han.model import config_for
 from han.predict import Prediction, predict, predict_probabilities
@@ -391,9 +391,10 @@ def train_fold(refit: Refit, *, fold: int, refit_run_id: str, scratch: Path) -> 
                        on_epoch=on_epoch)
         probabilities = dev_probabilities(result.checkpoint_path, split, train_config)
         oof_path = scratch / f"fold-{fold}" / "oof.npz"
-        np.savez(oof_path, docs=split.dev_docs, labels=result.dev_labels,
-                 predictions=result.dev_predictions, probabilities=probabilities,
-                 best_dev_f1=result.best_dev_f1)
+        with written_file(oof_path, what=f"the out-of-fold outputs of fold {fold}") as handle:
+            np.savez(handle, docs=split.dev_docs, labels=result.dev_labels,
+                     predictions=result.dev_predictions, probabilities=probabilities,
+                     best_dev_f1=result.best_dev_f1)
         run.log_artifact(result.checkpoint_path,
                          artifact_path=str(Path(CHECKPOINT_ARTIFACT).parent))
         run.log_artifact(oof_path, artifact_path=str(Path(OOF_ARTIFACT).parent))

@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 import han
+from han.files import written_atomically
 from han.io import read_texts
 from han.predict import TextClassifier
 from search import pyfunc_model
@@ -72,8 +73,9 @@ def register(tracker: Tracker, champion: Champion, *, name: str,
     artifacts = {f"model-{i}": Path(path) for i, path in enumerate(champion.checkpoints)}
     with tempfile.TemporaryDirectory(prefix="han-model-") as scratch:
         ensemble = Path(scratch) / "ensemble.json"
-        ensemble.write_text(json.dumps({pyfunc_model.CHECKPOINTS: list(artifacts),
-                                        pyfunc_model.WEIGHTS: weights}), encoding="utf-8")
+        with written_atomically(ensemble, what="the ensemble's weights") as temporary:
+            temporary.write_text(json.dumps({pyfunc_model.CHECKPOINTS: list(artifacts),
+                                             pyfunc_model.WEIGHTS: weights}), encoding="utf-8")
         model = CodeModel(
             name=MODEL_NAME, code=Path(pyfunc_model.__file__),
             code_paths=(Path(han.__file__).parent,),

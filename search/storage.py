@@ -6,6 +6,8 @@ from __future__ import annotations
 import importlib.util
 import time
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +16,7 @@ from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy.exc import IntegrityError, ProgrammingError
 
 from han.errors import first_line
-from han.files import UnwritablePath, check_writable
+from han.files import UnwritablePath, WriteFailed, check_writable, refused_errno
 from search import records
 from search.errors import SearchError
 from search.records import RunState, TrialRecord
@@ -61,6 +63,19 @@ def _with_available_postgres_driver(url: str) -> str:
     return url
 
 
+class _RDBStorage(optuna.storages.RDBStorage):
+    """Optuna's RDB storage, whose heartbeats stop quietly while the filesystem refuses
+    them: sent from a thread of their own, they would print a traceback, and the trial's
+    next write meets the same refusal and says it in one line."""
+
+    def record_heartbeat(self, trial_id: int) -> None:
+        try:
+            super().record_heartbeat(trial_id)
+        except optuna.exceptions.StorageInternalError as error:
+            if refused_errno(error, os_errors=()) is None:
+                raise
+
+
 def open_storage(url: str, *, heartbeat_s: int | None = None,
                  tracker: Tracker | None = None) -> optuna.storages.BaseStorage:
     """An RDB storage; SQLite waits for locks instead of failing at once.
@@ -89,7 +104,7 @@ def open_storage(url: str, *, heartbeat_s: int | None = None,
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **heartbeat)
+                return _RDBStorage(url, engine_kwargs=engine_kwargs, **heartbeat)
         except (IntegrityError, ProgrammingError) as error:
             # Workers started together on a new PostgreSQL database all create its tables;
             # the losers fail on a duplicate, and find the tables made when they try again.
@@ -98,11 +113,39 @@ def open_storage(url: str, *, heartbeat_s: int | None = None,
             time.sleep(0.5 * attempt)
             attempt += 1
         except Exception as error:  # SQLAlchemy raises many types for a bad URL or server
-            raise _cannot_open(url, error) from error
+            raise refused_write(error, url) or _cannot_open(url, error) from error
 
 
 def _cannot_open(url: str, error: Exception) -> SearchError:
     return SearchError(f"storage {redact(url)}: cannot open ({first_line(error, limit=200)})")
+
+
+def refused_write(error: BaseException, url: str) -> WriteFailed | None:
+    """A write to the SQLite storage at `url` that the filesystem refused (a full disk, a
+    read-only or removed folder: han.files.refused_errno), naming its file; None else.
+    SQLite says so in its own codes: an OSError met in the block is not the storage's."""
+    code = refused_errno(error, os_errors=())
+    if code is None or not url.startswith("sqlite:///"):
+        return None
+    return WriteFailed(target=url.removeprefix("sqlite:///"), what="the Optuna study",
+                       code=code)
+
+
+@contextmanager
+def storage_writes(url: str) -> Iterator[None]:
+    """A block that writes the storage at `url`: a write its filesystem refused ends it as
+    WriteFailed, also where Optuna's own bookkeeping then broke (a trial it could not
+    record as failed ends `optimize` in an AssertionError raised while handling that)."""
+    try:
+        yield
+    except WriteFailed:
+        raise
+    except Exception as error:
+        refused = refused_write(error, url) or (
+            refused_write(error.__context__, url) if error.__context__ is not None else None)
+        if refused is None:
+            raise
+        raise refused from error
 
 
 def retry_stale_trial(study: optuna.Study, trial: FrozenTrial) -> None:

@@ -30,7 +30,7 @@ from optuna.trial import FrozenTrial, TrialState
 from optuna.visualization import matplotlib as optuna_plots
 from sklearn.metrics import precision_recall_fscore_support
 
-from han.files import check_writable, written_atomically
+from han.files import WriteFailed, check_writable, writing, written_atomically
 from han.train import macro_scores
 from search import reports
 from search.errors import SearchError
@@ -114,7 +114,7 @@ def write_report(*, study_name: str, storage: str, tracking_uri: str,
     study = open_study(study_name, storage)
     page = render_report(study, class_names=StudyRecord.of(study).class_names, storage=storage)
     try:
-        with written_atomically(out) as temporary:
+        with written_atomically(out, what="the report") as temporary:
             temporary.write_text(page, encoding="utf-8")
     except OSError as error:  # --out is a file, a read-only folder, a full disk...
         where = f"{error.filename}: " if error.filename else ""
@@ -148,9 +148,14 @@ def log_report(page: Path, *, study_name: str, tracking_uri: str) -> Logged:
                       f"{redact(tracking_uri)}; the report was not logged")
     # One name in MLflow whatever the file was called, so a later report replaces it there.
     name = report_name(study_name)
-    with tempfile.TemporaryDirectory() as folder:
-        upload = page if page.name == name else Path(shutil.copyfile(page, Path(folder) / name))
-        uploaded = tracker.run(run_id).log_artifact(upload, artifact_path=REPORT_ARTIFACT_DIR)
+    try:
+        with tempfile.TemporaryDirectory() as folder, writing(folder, what="MLflow's copy"):
+            upload = page if page.name == name else Path(shutil.copyfile(page,
+                                                                         Path(folder) / name))
+            uploaded = tracker.run(run_id).log_artifact(upload,
+                                                        artifact_path=REPORT_ARTIFACT_DIR)
+    except WriteFailed as refused:  # the page is written: MLflow's copy is what failed
+        return Logged(parent_run_id=run_id, warning=f"{refused}; the report was not logged")
     if not uploaded:
         return Logged(parent_run_id=run_id, warning=_not_logged(tracker))
     return Logged(parent_run_id=run_id, artifact=f"{REPORT_ARTIFACT_DIR}/{name}")

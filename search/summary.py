@@ -64,14 +64,16 @@ def summarize(study: optuna.Study, *, storage: str, tracking_uri: str,
         best = study.best_trial
         summary.best_value, summary.best_trial, summary.best_params = (
             best.value, best.number, dict(best.params))
-    reference = [t for t in trials if TrialRecord.of(t).reference
-                 and t.state != TrialState.WAITING]
-    if reference:
-        record = TrialRecord.of(reference[0])
-        summary.reference_trial = reference[0].number
-        summary.reference_value = reference[0].value
-        summary.reference_outcome = record.state_name(reference[0]) + (
-            f" {record.reason}" if record.reason and reference[0].value is None else "")
+    tries = [t for t in trials if TrialRecord.of(t).reference and t.state != TrialState.WAITING]
+    if tries:
+        # A retried reference trial (its worker died, a write failed) is its latest try, or
+        # the one that completed.
+        reference = max(tries, key=lambda t: (t.state == TrialState.COMPLETE, t.number))
+        record = TrialRecord.of(reference)
+        summary.reference_trial = reference.number
+        summary.reference_value = reference.value
+        summary.reference_outcome = record.state_name(reference) + (
+            f" {record.reason}" if record.reason and reference.value is None else "")
     if tracker is not None:
         summary.on_dev = compare_on_dev(study, tracker)
     return summary

@@ -13,12 +13,13 @@ import json
 import logging
 import math
 import os
+import tempfile
 import time
 import urllib.parse
 import urllib.request
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -33,7 +34,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking._tracking_service.utils import _use_tracking_uri
 
 from han.errors import first_line
-from han.files import check_writable, folder_lock
+from han.files import WRITE_ONLY, WriteFailed, check_writable, folder_lock, refused_errno
 from search import records
 from search.records import MAX_PARAM_LENGTH, DataContext, Role, RunState, Tag
 
@@ -129,6 +130,9 @@ class Requests:
             try:
                 result = action()
             except (MlflowException, OSError, ConnectionError) as error:
+                refused = self.refused(error)
+                if refused is not None:  # the same again until the user acts
+                    raise refused from error
                 transient = _transient(error)
                 if not transient or attempt >= attempts:
                     if transient:
@@ -140,6 +144,20 @@ class Requests:
                 continue
             self._failed_at = -math.inf
             return result
+
+    def refused(self, error: BaseException) -> WriteFailed | None:
+        """A write of this (local) store that the filesystem refused (han.files.refused_errno),
+        naming the file: SQLite's, or the artifact MLflow was copying (into the artifact
+        folder, or its temporary copy). Requests read too: a missing file is no refusal."""
+        code = refused_errno(error, os_errors=WRITE_ONLY)
+        if code is None:
+            return None
+        filename = getattr(error, "filename", None)
+        target = (Path(filename) if filename
+                  else artifact_folder(self.tracking_uri) if isinstance(error, OSError)
+                  else _database(self.tracking_uri))
+        return WriteFailed(target=target or tempfile.gettempdir(), what="the MLflow run",
+                           code=code)
 
     def write(self, what: str, action: Callable[[], object]) -> bool:
         try:
@@ -256,9 +274,12 @@ class RunHandle:
             yield self
         except BaseException as error:
             state, reason = RunState.ended_by(error)
-            if on_end is not None:
-                on_end(state, reason)
-            self.end(state, reason)
+            try:
+                if on_end is not None:
+                    on_end(state, reason)
+            finally:
+                with suppress(WriteFailed):  # a full store: `error` tells the user, or did
+                    self.end(state, reason)
             raise
         self.end(*self.final)
 
@@ -307,11 +328,18 @@ class Tracker:
         # Tags said at creation are said again: a continued study may run other code.
         run.set_tags(tags)
         run.log_params(params)
-        try:
-            yield run
-        finally:
+
+        def end() -> None:
             self.requests.write("end the study's parent run", lambda: self.client.set_terminated(
                 run_id, status=RunState.COMPLETE.status))
+
+        try:
+            yield run
+        except BaseException:
+            with suppress(WriteFailed):  # a full store: the error on its way says so
+                end()
+            raise
+        end()
 
     def find_parent_run(self, study_name: str) -> str | None:
         """The study's parent run, or None when it has none (or MLflow could not say: see
@@ -452,7 +480,7 @@ def _parent_run(client: MlflowClient, experiment_id: str, study_name: str,
     return run_id
 
 
-def _artifact_folder(tracking_uri: str) -> Path | None:
+def artifact_folder(tracking_uri: str) -> Path | None:
     """Artifacts of a SQLite-backed store go beside the database file, not into the cwd."""
     if tracking_uri.startswith("sqlite:///"):
         database = Path(tracking_uri.removeprefix("sqlite:///")).resolve()
@@ -460,15 +488,20 @@ def _artifact_folder(tracking_uri: str) -> Path | None:
     return None
 
 
+def _database(tracking_uri: str) -> Path | None:
+    return (Path(tracking_uri.removeprefix("sqlite:///")) if tracking_uri.startswith("sqlite:///")
+            else None)
+
+
 def _artifact_root(tracking_uri: str) -> str | None:
-    folder = _artifact_folder(tracking_uri)
+    folder = artifact_folder(tracking_uri)
     return None if folder is None else folder.as_uri()
 
 
 def check_artifact_folder(tracking_uri: str) -> None:
     """Refuse, before any work, a SQLite-backed store whose artifact folder (`mlruns/` beside
     the database) could not be written; other stores keep their artifacts elsewhere."""
-    folder = _artifact_folder(tracking_uri)
+    folder = artifact_folder(tracking_uri)
     if folder is not None:
         check_writable(folder, folder=True)
 

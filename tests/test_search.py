@@ -133,6 +133,9 @@ class Recorder:
     def word2vec(self, outcome: Any) -> None:
         self.events.append(("word2vec", outcome.vectors))
 
+    def disk_short(self, shortage: Any) -> None:
+        self.events.append(("disk", shortage.needed))
+
 
 @dataclass
 class Searched:
