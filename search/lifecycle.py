@@ -448,8 +448,12 @@ def reference_due(study: optuna.Study, spec: StudySpec, *, done: int,
     trials = study.get_trials(deepcopy=False)
     if any(TrialRecord.of(trial).reference for trial in trials):
         return False
-    started = sum(trial.state != TrialState.WAITING for trial in trials)
-    return started >= spec.reference_after or (total is not None and done >= total - 1)
+    waiting = sum(trial.state == TrialState.WAITING for trial in trials)
+    started = len(trials) - waiting
+    # The session's last place, unless trials already queued (the one derived from the
+    # data) take every place left: then the next session runs it.
+    last_place = total is not None and total - 1 <= done + waiting < total
+    return started >= spec.reference_after or last_place
 
 
 def session_trials(spec: StudySpec, *, trials: int | None, timeout: float | None
@@ -486,7 +490,8 @@ def run_study(spec: StudySpec, options: RunOptions, *, trials: int | None = None
     budget = budget or Budget(timeout)
     prepared = prepare_study(spec, options)
     total = session_trials(spec, trials=trials, timeout=budget.timeout)
-    _before_trials(prepared, progress, work_dir=work_dir, trials=total or spec.trials)
+    _describe_and_make_work_dir(prepared, progress, work_dir=work_dir,
+                                trials=total or spec.trials)
     # index: trials started this session; trained: those not skipped by the budget, which
     # are what `total` counts (a skipped trial costs a few batches, not a trial's work).
     counter = {"index": 0, "trained": 0, "skipped_in_a_row": 0}
@@ -556,8 +561,8 @@ def run_study(spec: StudySpec, options: RunOptions, *, trials: int | None = None
     return summary
 
 
-def _before_trials(prepared: PreparedStudy, progress: Progress | None, *, work_dir: Path,
-                   trials: int) -> None:
+def _describe_and_make_work_dir(prepared: PreparedStudy, progress: Progress | None, *,
+                                work_dir: Path, trials: int) -> None:
     """The data block, told when the disk cannot hold the `trials` asked for; the work dir
     made (a trial finding it gone then knows it was removed, see han.files.folder_made)."""
     if progress is not None:
