@@ -14,7 +14,9 @@ from optuna.trial import TrialState
 
 from han.profile import DataProfile
 from han.starting_point import MAX_KEPT, starting_point
+from han.train import EpochMetrics
 from search.lifecycle import RunOptions, run_study
+from search.objective import MIN_UPDATES_JUDGED, stop_if_not_learning
 from search.records import TrialRecord
 from search.studyfile import load_study_file
 from tests.conftest import easy_corpus
@@ -75,8 +77,11 @@ def _options(tmp_path: Path) -> RunOptions:
 
 def test_a_trial_that_is_not_learning_stops_after_its_first_epoch(tmp_path: Path) -> None:
     easy_corpus(tmp_path / "train.tsv")
-    spec = load_study_file(study_toml(tmp_path / "study.toml", name="stuck", train="train.tsv",
-                                      trials=1, reference=WEAK))
+    path = study_toml(tmp_path / "study.toml", name="stuck", train="train.tsv", trials=1,
+                      reference=WEAK)
+    # Batches of 2: 90 updates an epoch, enough to judge (MIN_UPDATES_JUDGED).
+    path.write_text(path.read_text().replace("batch_size = 16", "batch_size = 2"))
+    spec = load_study_file(path)
     run_study(spec, _options(tmp_path), work_dir=tmp_path / "work")
     (trial,) = optuna.load_study(study_name="stuck", storage=_options(tmp_path).storage).trials
     assert trial.state == TrialState.PRUNED
@@ -84,6 +89,16 @@ def test_a_trial_that_is_not_learning_stops_after_its_first_epoch(tmp_path: Path
     reason = TrialRecord.of(trial).reason
     assert re.match(r"not learning: dev loss 1\.\d+ after epoch 1, a uniform guess's is "
                     r"ln 4 = 1\.386 \(dev F1 0\.\d+, a guess's 0\.2500\)", reason), reason
+
+
+def test_a_trial_is_not_judged_before_it_has_made_enough_updates() -> None:
+    stuck = EpochMetrics(epoch=1, train_loss=1.39, train_macro_f1=0.25, dev_macro_f1=0.1,
+                         dev_macro_precision=0.1, dev_macro_recall=0.25, dev_accuracy=0.25,
+                         lr=1e-3, epoch_seconds=1.0, train_docs_per_s=100.0, dev_loss=1.386,
+                         dev_macro_f1_noise=0.05)
+    stop_if_not_learning(stuck, classes=4, updates=MIN_UPDATES_JUDGED - 1)
+    with pytest.raises(optuna.TrialPruned, match="not learning"):
+        stop_if_not_learning(stuck, classes=4, updates=MIN_UPDATES_JUDGED)
 
 
 @pytest.mark.slow
