@@ -29,7 +29,7 @@ from han.config import (
     TrainConfig,
     Word2VecConfig,
 )
-from han.device import DeviceError
+from han.device import DeviceError, bound_primitive_cache
 from han.files import UnwritablePath, check_writable
 from han.io import DataError, TokenMismatch, load_corpus
 from han.profile import PERCENTILES, DataProfile
@@ -102,6 +102,7 @@ def _configure_process() -> None:
     # trial at INFO, MLflow and Alembic their database set-up; the progress lines say what
     # matters more briefly.
     # Failed trials are reported by the progress lines, without Optuna's traceback.
+    bound_primitive_cache()
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     for name in ("mlflow", "alembic"):
         logging.getLogger(name).setLevel(logging.WARNING)

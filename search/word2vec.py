@@ -181,7 +181,8 @@ def _found(path: Path, config: Word2VecConfig, data: Word2VecData, vectors: int,
 def _trained(path: Path, config: Word2VecConfig, data: Word2VecData,
              threads: int | None) -> Word2VecOutcome:
     # train_word2vec writes the file atomically: an interrupted run leaves no half of it.
-    stats = train_word2vec(data.corpora, out=path, config=config, workers=threads)
+    stats = train_word2vec(data.corpora, out=path, config=config, workers=threads,
+                           in_subprocess=True)
     return Word2VecOutcome(source=Source.TRAINED, path=path, dim=config.dim,
                            vectors=stats.vectors, documents=stats.documents,
                            seconds=stats.seconds)
