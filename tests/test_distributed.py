@@ -529,14 +529,17 @@ def test_signal_stops_at_batch_boundary_and_study_continues(
     assert len(mlflow_server.runs(name, role="trial")) == 2
 
 
-def child_pids(pid: int) -> list[int]:
-    """Processes whose parent is `pid` (Linux /proc)."""
+def worker_pids(pid: int) -> list[int]:
+    """The `han-search run --worker-index` processes whose parent is `pid` (Linux /proc).
+    Other children (the word2vec process, multiprocessing's resource tracker) are not
+    workers."""
     children = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
         with contextlib.suppress(OSError, IndexError, ValueError):
             # The command name in parentheses may hold spaces: split after it.
             fields = stat.read_text().rsplit(")", 1)[1].split()
-            if int(fields[1]) == pid:
+            command = (stat.parent / "cmdline").read_bytes().split(b"\0")
+            if int(fields[1]) == pid and b"--worker-index" in command:
                 children.append(int(stat.parent.name))
     return children
 
@@ -555,8 +558,8 @@ def test_ctrl_c_stops_every_worker_at_a_batch_boundary(
     parent = Background(process=process, log=log)
     workers: list[int] = []
     try:
-        workers = wait_for("two workers", lambda: len(child_pids(process.pid)) >= 2 and
-                           child_pids(process.pid), alive=parent)
+        workers = wait_for("two workers", lambda: len(worker_pids(process.pid)) >= 2 and
+                           worker_pids(process.pid), alive=parent)
         # Whether the double delivery bites depends on timing (signals that arrive before
         # Python runs the handler coalesce), so check its cause too.
         shared = [pid for pid in workers if os.getpgid(pid) == os.getpgid(process.pid)]

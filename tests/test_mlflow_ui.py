@@ -278,7 +278,8 @@ def seen(finished: Finished) -> Seen:
     from playwright.sync_api import sync_playwright
 
     experiment_id = finished.experiment_id()
-    trial = finished.trial_run(0)
+    # The best trial: the run the registered model came from.
+    trial = finished.trial_run(finished.study().best_trial.number)
     parent_id = trial.data.tags[Tag.PARENT]
     # HAN_SCREENSHOTS keeps them where pytest's rotation of old temporary folders cannot.
     folder = Path(os.environ.get("HAN_SCREENSHOTS") or finished.root)
