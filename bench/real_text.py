@@ -141,9 +141,11 @@ def records_of(storage: str) -> dict[str, Any]:
 
 
 def first_epoch(trial: Any, classes: int) -> dict[str, Any]:
-    """The first trial's report at its first epoch's end (its epoch_docs step)."""
+    """The first trial's report at its first epoch's end: its last report within the first
+    epoch_docs documents (the grid point the epoch's end reached, see han.train.ReportGrid)."""
     record = TrialRecord.of(trial)
-    step = record.epoch_docs
+    steps = [s for s in trial.intermediate_values if record.epoch_docs and s <= record.epoch_docs]
+    step = max(steps) if steps else None
     value = trial.intermediate_values.get(step) if step else None
     noise = (record.report_noise or {}).get(step, 0.0) if step else 0.0
     return {"number": trial.number, "from_data": record.from_data, "value": value,
@@ -154,6 +156,11 @@ def first_epoch(trial: Any, classes: int) -> dict[str, Any]:
 def bench_corpus(name: str, data: Path, tokens: str | None, args: argparse.Namespace
                  ) -> dict[str, Any]:
     folder = args.out / name
+    if args.records_only:  # the run and exports are on disk: read the records again
+        result = json.loads((folder / "results.json").read_text())
+        result |= records_of(f"sqlite:///{folder}/han-search.db")
+        (folder / "results.json").write_text(json.dumps(result, indent=2, default=str))
+        return result
     folder.mkdir(parents=True, exist_ok=False)
     for file in ("train.tsv", "test.tsv"):
         (folder / file).symlink_to((data / file).resolve())
@@ -224,6 +231,8 @@ def main() -> int:
     parser.add_argument("--checkout", type=Path,
                         help="run this checkout's han-search (DIR/.venv/bin/han-search)")
     parser.add_argument("--out", type=Path, default=Path("bench-real-text"))
+    parser.add_argument("--records-only", action="store_true",
+                        help="no run: read the run's records in OUT again and print the table")
     args = parser.parse_args()
     if args.no_bf16:
         os.environ.update(NO_BF16)
