@@ -34,6 +34,7 @@ from han.device import (
     trim_heap,
     use_bf16,
 )
+from han.errors import TrainingInterrupted
 from han.files import written_file
 from han.metrics import macro_f1_noise, sample_size
 from han.model import HAN
@@ -53,13 +54,6 @@ class NonFiniteLossError(RuntimeError):
 
 class DeviceOutOfMemoryError(RuntimeError):
     """The device ran out of memory; the message gives the batch and segment shape."""
-
-
-class TrainingInterrupted(RuntimeError):
-    """`should_stop` asked to stop; raised at a batch boundary. `train` sets `result`: the
-    run so far, its best epoch's checkpoint and predictions (best_epoch 0: none yet)."""
-
-    result: TrainResult | None = None
 
 
 @dataclass(frozen=True, kw_only=True)

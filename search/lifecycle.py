@@ -34,30 +34,29 @@ from search import records
 from search.baseline import BaselineOutcome, ensure_baseline
 from search.budget import Budget, StoppedBeforeAnEpoch, TrialEstimate
 from search.datasets import training_input
+from search.defaults import (
+    DEFAULT_HEARTBEAT_S,
+    DEFAULT_STORAGE,
+    DEFAULT_TRACKING_URI,
+    DEFAULT_WORK_DIR,
+)
 from search.diskspace import Shortage, footprint, shortages
 from search.errors import SearchError
 from search.export import register_best
+from search.formatting import redact
 from search.objective import SearchContext, objective
 from search.records import DatasetRecord, Key, Outcome, StudyRecord, Tag, TrialRecord
 from search.reports import log_study_plots
-from search.storage import (
-    DEFAULT_HEARTBEAT_S,
-    DEFAULT_STORAGE,
-    check_sqlite_target,
-    open_storage,
-    retry_stale_trial,
-)
+from search.storage import check_sqlite_target, open_storage, retry_stale_trial
 from search.studyfile import name_for_file
 from search.studyspec import DEFAULTS, CategoricalParam, StudySpec, split_settings
 from search.summary import RunSummary, summarize
 from search.tracking import (
-    DEFAULT_TRACKING_URI,
     RunHandle,
     Tracker,
     TrackingError,
     artifact_folder,
     check_artifact_folder,
-    redact,
     runs_view_url,
 )
 from search.word2vec import (
@@ -69,7 +68,6 @@ from search.word2vec import (
 )
 from search.workers import plan_workers, run_workers
 
-DEFAULT_WORK_DIR = Path("han-search-work")
 # Study plots are redrawn every this many finished trials (and at the end): drawing them
 # after every trial would cost more than a small trial.
 PLOT_EVERY = 5
