@@ -461,7 +461,6 @@ def export_best(
 ) -> None:
     """Predict the test file with the best complete trial and write the submission CSV."""
     from search import export
-    from search.refit import export_refit
     from search.summary import registered_text
 
     if blend:
@@ -469,20 +468,8 @@ def export_best(
                       out=out, device=device, folds=folds, register=register, id_col=id_col)
         return
     if folds is not None:
-        with user_errors(storage=storage):
-            refitted = export_refit(study_name=study, storage=storage,
-                                    tracking_uri=tracking_uri, folds=folds, test=test,
-                                    out=out, device=device, echo=typer.echo,
-                                    register=register, id_col=id_col)
-        for note in refitted.notes:
-            typer.echo(f"note: {note}")
-        typer.echo(f"out-of-fold macro-F1 {refitted.oof_macro_f1:.4f} "
-                   f"(best trial's dev macro-F1 {refitted.value:.4f})")
-        typer.echo(f"wrote {refitted.rows} predictions to {refitted.out} from a "
-                   f"{refitted.folds}-fold refit of trial {refitted.trial} (MLflow run "
-                   f"{refitted.refit_run_id})")
-        if refitted.registered is not None:
-            typer.echo(f"registered {registered_text(refitted.registered)}")
+        _export_refit(study=study, storage=storage, tracking_uri=tracking_uri, test=test,
+                      out=out, device=device, folds=folds, register=register, id_col=id_col)
         return
     with user_errors(storage=storage):
         result = export.export_best(study_name=study, storage=storage,
@@ -494,6 +481,28 @@ def export_best(
                f"(dev F1 {result.value:.4f}, MLflow run {result.run_id})")
     if result.registered is not None:
         typer.echo(f"registered {registered_text(result.registered)}")
+
+
+def _export_refit(*, study: str, storage: str, tracking_uri: str, test: Path | None,
+                  out: Path, device: str, folds: int, register: str | None,
+                  id_col: str | None) -> None:
+    """export-best --folds K: the best trial retrained on K folds, their mean submitted."""
+    from search.refit import export_refit
+    from search.summary import registered_text
+
+    with user_errors(storage=storage):
+        refitted = export_refit(study_name=study, storage=storage, tracking_uri=tracking_uri,
+                                folds=folds, test=test, out=out, device=device,
+                                echo=typer.echo, register=register, id_col=id_col)
+    for note in refitted.notes:
+        typer.echo(f"note: {note}")
+    typer.echo(f"out-of-fold macro-F1 {refitted.oof_macro_f1:.4f} "
+               f"(best trial's dev macro-F1 {refitted.value:.4f})")
+    typer.echo(f"wrote {refitted.rows} predictions to {refitted.out} from a "
+               f"{refitted.folds}-fold refit of trial {refitted.trial} (MLflow run "
+               f"{refitted.refit_run_id})")
+    if refitted.registered is not None:
+        typer.echo(f"registered {registered_text(refitted.registered)}")
 
 
 def _export_blend(*, study: str, storage: str, tracking_uri: str, test: Path | None,
