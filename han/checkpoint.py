@@ -14,23 +14,12 @@ from typing import Any
 import torch
 
 from han.config import COMPETITION_FORMAT, DataConfig, FileFormat, HANConfig
-from han.errors import first_line
+from han.errors import CheckpointError, first_line
 from han.files import written_file
 from han.model import HAN
 from han.vocab import Vocabulary
 
 FORMAT_VERSION = 1
-
-
-class CheckpointError(ValueError):
-    """The file is not a han-search checkpoint, or is damaged: `path` and the `problem`
-    apart, so a caller that knows where the file came from (a trial's MLflow run) can name
-    that instead of a temporary download path."""
-
-    def __init__(self, path: str | os.PathLike[str], problem: str) -> None:
-        super().__init__(f"{path}: {problem}")
-        self.path = Path(path)
-        self.problem = problem
 
 
 @dataclass(frozen=True)

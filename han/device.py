@@ -7,17 +7,13 @@ import ctypes
 import ctypes.util
 import functools
 import gc
-import os
 from typing import Any
 
 import numpy as np
 import torch
 
 from han.batching import Batch
-
-
-class DeviceError(ValueError):
-    """A device or an arithmetic this machine cannot give; the message is one line."""
+from han.errors import DeviceError
 
 
 def resolve_device(name: str) -> torch.device:
@@ -116,21 +112,6 @@ def batch_tensors(batch: Batch, device: torch.device) -> tuple[torch.Tensor, ...
     if device.type == "cuda":
         return tuple(t.pin_memory().to(device, non_blocking=True) for t in tensors)
     return tensors
-
-
-# oneDNN keeps up to this many primitives (the default is 1,024); a search builds new ones
-# for every trial's sizes, and in bf16 each holds buffers of its shape. Measured on the
-# 11,000-document look-alike, three trials of other sizes one after the other (bf16): the
-# process held 1,067 MB after them instead of 1,331 MB, and peaked at 1,799 MB instead of
-# 1,965 MB, at the same speed; 16 thrashed (2.8x slower).
-ONEDNN_CACHE_CAPACITY = 128
-
-
-def bound_primitive_cache() -> None:
-    """Cap oneDNN's primitive cache at ONEDNN_CACHE_CAPACITY for this process, unless the
-    environment sets it. oneDNN reads the setting when it builds its first primitive, so
-    call this before any training or prediction."""
-    os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", str(ONEDNN_CACHE_CAPACITY))
 
 
 def _padded(tokens: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -28,24 +28,12 @@ import numpy as np
 import pandas as pd
 
 from han.config import COMPETITION_FORMAT, FileFormat, TokenMode
-from han.errors import first_line
+from han.errors import DataError, TokenMismatch, first_line
 
 _CHUNK_ROWS = 4096
 # Token ids above this are surely not ids (the competition's top out at 7,549); the cap
 # also keeps the float accumulation in `_parse_token_ids` exact.
 MAX_TOKEN_ID = 10**9 - 1
-
-
-class DataError(ValueError):
-    """Bad input data; the message is one line naming the file and, where known, the line."""
-
-
-class TokenMismatch(DataError):
-    """Text that is not the integer ids it was read as, and reads as `fits` instead."""
-
-    def __init__(self, message: str, *, fits: TokenMode) -> None:
-        super().__init__(message)
-        self.fits = fits
 
 
 class _NotAnId(DataError):

@@ -3,6 +3,7 @@ resumable state."""
 
 from __future__ import annotations
 
+import functools
 import math
 import random
 import time
@@ -34,6 +35,7 @@ from han.device import (
     trim_heap,
     use_bf16,
 )
+from han.errors import TrainingInterrupted
 from han.files import written_file
 from han.metrics import macro_f1_noise, sample_size
 from han.model import HAN
@@ -53,13 +55,6 @@ class NonFiniteLossError(RuntimeError):
 
 class DeviceOutOfMemoryError(RuntimeError):
     """The device ran out of memory; the message gives the batch and segment shape."""
-
-
-class TrainingInterrupted(RuntimeError):
-    """`should_stop` asked to stop; raised at a batch boundary. `train` sets `result`: the
-    run so far, its best epoch's checkpoint and predictions (best_epoch 0: none yet)."""
-
-    result: TrainResult | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -294,6 +289,16 @@ class _Run:
         self.stale += 1
         return False
 
+    def result(self, stop_reason: str, *, data: EncodedSplit, checkpoint_path: Path,
+               resumed_from: int) -> TrainResult:
+        """The run so far, ended by `stop_reason`, its best model in `checkpoint_path`."""
+        return TrainResult(best_dev_f1=self.best_f1, best_epoch=self.best_epoch,
+                           history=tuple(self.history), checkpoint_path=checkpoint_path,
+                           stop_reason=stop_reason, resumed_from_epoch=resumed_from,
+                           dev_labels=data.labels[data.dev_docs],
+                           dev_predictions=self.best_dev_pred,
+                           dev_probabilities=self.best_dev_probabilities)
+
     def save(self, path: Path) -> None:
         """Everything needed to continue after this epoch, written atomically."""
         with written_file(path, what="the training state", new_folders=False) as handle:
@@ -339,25 +344,15 @@ def train(
     device = _training_device(train_config.device)
     check_precision(device, train_config.precision)
     reports = _Reports.of(data, data_config, train_config, on_report)
-    step = _Step(data_config=data_config, train_config=train_config, device=device,
-                 bf16=use_bf16(device, train_config.precision,
-                               batch_size=train_config.batch_size), should_stop=should_stop,
-                 reports=reports,
-                 weights=class_weights(data.labels[data.train_docs], data.num_classes,
-                                       train_config.class_weight))
+    step = _Step.of(data, data_config, train_config, device, should_stop=should_stop,
+                    reports=reports)
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
     best_path = checkpoint_dir / BEST_CHECKPOINT
     state_path = checkpoint_dir / STATE_FILE
     run = _Run.start(data, model_config, train_config, device)
     resumed_from = run.restore(state_path, device) if resume and state_path.exists() else 0
-
-    def result(stop_reason: str) -> TrainResult:
-        return TrainResult(best_dev_f1=run.best_f1, best_epoch=run.best_epoch,
-                           history=tuple(run.history), checkpoint_path=best_path,
-                           stop_reason=stop_reason, resumed_from_epoch=resumed_from,
-                           dev_labels=data.labels[data.dev_docs], dev_predictions=run.best_dev_pred,
-                           dev_probabilities=run.best_dev_probabilities)
-
+    result = functools.partial(run.result, data=data, checkpoint_path=best_path,
+                               resumed_from=resumed_from)
     stop_reason, first_epoch = "max_epochs", len(run.history) + 1
     reports.last_step = reports.grid.epoch_end(first_epoch - 1) if first_epoch > 1 else -1
     if run.stale >= train_config.patience:
@@ -471,6 +466,16 @@ class _Step:
     reports: _Reports
     # Each class's weight in the loss (train_config.class_weight); None: unweighted.
     weights: np.ndarray | None = None
+
+    @classmethod
+    def of(cls, data: EncodedSplit, data_config: DataConfig, train_config: TrainConfig,
+           device: torch.device, *, should_stop: Callable[[], bool] | None,
+           reports: _Reports) -> _Step:
+        bf16 = use_bf16(device, train_config.precision, batch_size=train_config.batch_size)
+        weights = class_weights(data.labels[data.train_docs], data.num_classes,
+                                train_config.class_weight)
+        return cls(data_config=data_config, train_config=train_config, device=device,
+                   bf16=bf16, should_stop=should_stop, reports=reports, weights=weights)
 
     @property
     def max_tokens(self) -> int | None:

@@ -7,19 +7,17 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import optuna
 
-from han.cost import EpochEstimate
-from han.train import TrainingInterrupted
+from han.errors import TrainingInterrupted
+from search.defaults import MAX_TRIAL_SHARE
 from search.formatting import duration
 
-# No trial may take more than this share of --timeout: past it, a trial stops at the report
-# whose next epoch would end beyond it, and keeps its best epoch. Measured on the issue-10
-# look-alike (11,000 documents, bench/budget.py): the reference configuration's epoch takes
-# about 6-7 minutes on 2 cores, so a fifth of a 40-minute budget holds one of its epochs and
-# leaves four fifths to the search.
-MAX_TRIAL_SHARE = 0.2
+if TYPE_CHECKING:
+    from han.cost import EpochEstimate
+
 # A run under --timeout ends after this many trials in a row were skipped while the time
 # left is below the cheapest epoch it estimated: drawing on made hundreds of skipped trials
 # (each a few timed batches, an Optuna trial and an MLflow run) in the last minutes of a

@@ -1,26 +1,28 @@
 """The `han-search` command line: each command parses its options, calls one function of
-search/ and prints the result."""
+search/ and prints the result.
+
+Importing this module loads typer and the option defaults, nothing heavier: each command
+imports what it uses (torch, MLflow, scikit-learn, Optuna) when it runs, so that
+`han-search --help` and every command's `--help` answer at once. tests/test_cli_startup.py
+holds the module to that; bench/cli_startup.py times it.
+"""
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
+import os
 import signal
 import sys
-import textwrap
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
-import optuna
-import torch
 import typer
-from optuna.trial import FrozenTrial, TrialState
 
-from han.blend import BlendChoice
-from han.checkpoint import CheckpointError
 from han.config import (
     COMPETITION_FORMAT,
     DataConfig,
@@ -29,30 +31,25 @@ from han.config import (
     TrainConfig,
     Word2VecConfig,
 )
-from han.device import DeviceError, bound_primitive_cache
-from han.files import UnwritablePath, check_writable
-from han.io import DataError, TokenMismatch, load_corpus
-from han.profile import PERCENTILES, DataProfile
-from han.train import EpochMetrics, Report
-from search import export, lifecycle
-from search import storage as stores
-from search import summary as summaries
-from search.baseline import BaselineOutcome
-from search.blend import export_blend
-from search.budget import MAX_TRIAL_SHARE, Budget, TrialEstimate
-from search.diskspace import Shortage
-from search.errors import SearchError
-from search.formatting import duration, short
-from search.lifecycle import RunOptions
-from search.records import BaselineRecord, DatasetRecord, Outcome, TrialRecord
-from search.refit import export_refit
-from search.study_report import write_report
-from search.studyfile import StudyFileError, builtin_study_path, load_study_file
-from search.studyspec import StudySpec
-from search.summary import RunSummary
-from search.tracking import DEFAULT_TRACKING_URI, RegisteredVersion, TrackingError, redact
-from search.word2vec import Source, Word2VecOutcome
-from search.workers import gpus_for
+from han.errors import CheckpointError, DataError, DeviceError, TokenMismatch
+from han.files import UnwritablePath
+from han.runtime import bound_primitive_cache
+from search.defaults import (
+    DEFAULT_HEARTBEAT_S,
+    DEFAULT_STORAGE,
+    DEFAULT_TRACKING_URI,
+    DEFAULT_WORK_DIR,
+    MAX_TRIAL_SHARE,
+)
+from search.errors import SearchError, StudyFileError, TrackingError
+from search.formatting import duration, redact, short
+
+if TYPE_CHECKING:
+    from search.budget import Budget
+    from search.console import ConsoleProgress
+    from search.lifecycle import RunOptions
+    from search.studyspec import StudySpec
+    from search.summary import RunSummary
 
 app = typer.Typer(
     help="Tune a Hierarchical Attention Network with Optuna; every trial on record in MLflow.",
@@ -96,19 +93,43 @@ Tokens = Annotated[TokenChoice | None, typer.Option(
     "tells them apart from the training file's first rows. "
     f"Default: {_UNLESS} {FileFormat.tokens!r}.")]
 
-@app.callback()
+
 def _configure_process() -> None:
-    # MLflow's own HTTP retries are set by search.tracking.RetryPolicy. Optuna logs every
-    # trial at INFO, MLflow and Alembic their database set-up; the progress lines say what
-    # matters more briefly.
-    # Failed trials are reported by the progress lines, without Optuna's traceback.
+    """Settings every command's process needs before it does its work; not made for
+    --help, which then answers without importing Optuna."""
+    import optuna
+
     bound_primitive_cache()
+    # Optuna logs every trial at INFO, MLflow and Alembic their database set-up; the
+    # progress lines say what matters more briefly. Failed trials are reported by the
+    # progress lines, without Optuna's traceback. MLflow's own HTTP retries are set by
+    # search.tracking.RetryPolicy.
     optuna.logging.set_verbosity(optuna.logging.ERROR)
+    # MLflow sets its loggers' levels from MLFLOW_LOGGING_LEVEL when it is imported, which
+    # the commands do after this runs; the levels themselves for a process that imported
+    # it already.
+    os.environ["MLFLOW_LOGGING_LEVEL"] = "WARNING"
     for name in ("mlflow", "alembic"):
         logging.getLogger(name).setLevel(logging.WARNING)
     # MLflow logs each failed SQL request of its store with a traceback; search.tracking
     # says what failed in one line (a full disk, a locked or unreachable store).
     logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
+
+
+def command(name: str | None = None) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """`app.command(name)`, the process configured (`_configure_process`) once the options
+    are parsed and the command runs."""
+
+    def register(function: Callable[..., None]) -> Callable[..., None]:
+        @functools.wraps(function)  # typer reads the options from the wrapped signature
+        def configured(*args: Any, **kwargs: Any) -> None:
+            _configure_process()
+            function(*args, **kwargs)
+
+        app.command(name)(configured)
+        return function
+
+    return register
 
 
 def fail(message: str) -> NoReturn:
@@ -121,158 +142,15 @@ def user_errors(*, tokens_option: bool = False, storage: str | None = None) -> I
     """Turn expected failures into one line and exit code 2, never a traceback. A command
     with --tokens (`tokens_option`) says which value reads a file that is not its ids; one
     with a `storage` names its SQLite file when the filesystem refuses a write to it."""
+    from search.storage import storage_writes
+
     try:
-        with stores.storage_writes(storage) if storage else nullcontext():
+        with storage_writes(storage) if storage else nullcontext():
             yield
     except TokenMismatch as error:
         fail(f"{error}: --tokens {error.fits}" if tokens_option else str(error))
     except USER_ERRORS as error:
         fail(str(error))
-
-
-class ConsoleProgress:
-    """The data block, then one line per trial start (with its estimated cost), epoch and
-    finished trial, with the study's best and an ETA within the budget."""
-
-    def __init__(self, *, epochs: int, started: float, budget: Budget | None = None) -> None:
-        self.epochs = epochs
-        self.started = started
-        self.budget = budget or Budget(None)
-        self.total: int | None = None
-        self.index = 0
-        self.best: float | None = None
-
-    def _prefix(self, trial: optuna.Trial | FrozenTrial) -> str:
-        # Skipped trials do not count against --trials: past it, the index stands alone.
-        total = f"/{self.total}" if self.total and self.index <= self.total else ""
-        return f"[trial {self.index}{total} #{trial.number}]"
-
-    def _eta(self) -> str:
-        eta = self.budget.eta(elapsed=time.perf_counter() - self.started, done=self.index,
-                              total=self.total)
-        return "" if eta is None else f" ETA {duration(eta)}"
-
-    def data_described(self, profile: DataProfile) -> None:
-        typer.echo(data_block(profile))
-
-    def next_trial(self, index: int, total: int | None) -> None:
-        self.index, self.total = index, total
-
-    def trial_started(self, trial: optuna.Trial, params: dict[str, Any]) -> None:
-        text = ", ".join(f"{k}={short(v)}" for k, v in params.items())
-        record = TrialRecord.of(trial)
-        origin = (" (derived from the data)" if record.from_data
-                  else " (the notebook's configuration)" if record.reference else "")
-        typer.echo(f"{self._prefix(trial)} start {text}{origin}")
-
-    def trial_estimated(self, trial: optuna.Trial, estimate: TrialEstimate) -> None:
-        typer.echo(f"{self._prefix(trial)} {estimate.describe()}")
-
-    def epoch_done(self, trial: optuna.Trial, metrics: EpochMetrics) -> None:
-        best = f" study best {self.best:.4f}" if self.best is not None else ""
-        typer.echo(f"{self._prefix(trial)} epoch {metrics.epoch}/{self.epochs} dev F1 "
-                   f"{metrics.dev_macro_f1:.4f} loss {metrics.train_loss:.3f} "
-                   f"{metrics.train_docs_per_s:.0f} docs/s{best}")
-
-    def reported(self, trial: optuna.Trial, report: Report) -> None:
-        typer.echo(f"{self._prefix(trial)} {report.step:,} docs (epoch {report.epoch}) dev F1 "
-                   f"{report.dev_macro_f1:.4f} on {report.dev_docs:,} dev docs")
-
-    def trial_done(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        if trial.state == TrialState.COMPLETE and trial.value is not None:
-            better = min if study.direction == optuna.study.StudyDirection.MINIMIZE else max
-            self.best = trial.value if self.best is None else better(self.best, trial.value)
-        record = TrialRecord.of(trial)
-        reason = record.reason or ""
-        outcome = {
-            TrialState.COMPLETE: f"complete, dev F1 {trial.value or 0:.4f}",
-            TrialState.PRUNED: f"pruned {reason}",
-            TrialState.FAIL: f"failed ({reason})",
-        }.get(trial.state, trial.state.name.lower())
-        if record.outcome is Outcome.SKIPPED:
-            outcome = reason
-        elif record.outcome is Outcome.STOPPED:
-            value = f", dev F1 {trial.value:.4f}" if trial.value is not None else ""
-            outcome = f"{reason}{value}"
-        seconds = trial.duration.total_seconds() if trial.duration else 0.0
-        best = f", best {self.best:.4f}" if self.best is not None else ""
-        typer.echo(f"{self._prefix(trial)} {outcome} in {duration(seconds)}{best}{self._eta()}")
-
-    def baseline(self, outcome: BaselineOutcome) -> None:
-        typer.echo(baseline_line(outcome))
-
-    def word2vec(self, outcome: Word2VecOutcome) -> None:
-        typer.echo(word2vec_line(outcome))
-
-    def disk_short(self, shortage: Shortage) -> None:
-        """A line of the data block: a filesystem that may not hold the run's trials."""
-        typer.echo(textwrap.fill(f"disk       warning: {shortage.describe()}", width=100,
-                                 subsequent_indent=" " * 11, break_on_hyphens=False,
-                                 break_long_words=False))
-
-
-def _baseline_text(record: BaselineRecord) -> str:
-    return f"dev F1 {record.dev_macro_f1:.4f} ({record.model}, {duration(record.seconds)})"
-
-
-def baseline_line(outcome: BaselineOutcome) -> str:
-    """The run's start line about the study's baseline."""
-    if outcome.record is not None:
-        again = "" if outcome.trained else "; on record, not retrained"
-        return f"baseline  {_baseline_text(outcome.record)}{again}"
-    if outcome.error is not None:
-        return f"baseline  failed ({outcome.error}); the search goes on without it"
-    return "baseline  off ([study] baseline = false)"
-
-
-def on_dev_text(choice: BlendChoice, study: str) -> str:
-    """The best trial, the baseline and their blend on the dev fold, which is best, and the
-    export that submits it."""
-    figures = (f"HAN {choice.han_f1:.4f}, baseline {choice.baseline_f1:.4f}, blend "
-               f"{choice.blend_f1:.4f} (HAN weight {choice.weight:.2f})")
-    export = f"han-search export-best --study {study}"
-    if choice.best == "HAN":
-        return f"{figures}: the HAN is best; {export} submits it"
-    if choice.best == "blend":
-        return f"{figures}: the blend is best; {export} --blend submits it"
-    return f"{figures}: the baseline is best; {export} --blend submits a blend level with it"
-
-
-def word2vec_line(outcome: Word2VecOutcome) -> str:
-    """The run's start line about the trials' word2vec vectors."""
-    if outcome.source is Source.GIVEN:
-        return f"word2vec   given: {outcome.path} (not trained)"
-    if outcome.source is Source.OFF:
-        return f"word2vec   off ({outcome.reason})"
-    if outcome.source is Source.FAILED:
-        return (f"word2vec   failed ({outcome.reason}); the trials go on without pretrained "
-                "vectors")
-    how = (f"in {duration(outcome.seconds)}" if outcome.source is Source.TRAINED
-           else "reused")
-    return (f"word2vec   {outcome.dim} dims, {outcome.vectors:,} vectors from "
-            f"{outcome.documents:,} documents {how} ({outcome.path})")
-
-
-def data_block(profile: DataProfile) -> str:
-    """The data block printed at the start of a run."""
-    names = profile.class_names or tuple(str(i) for i in range(len(profile.class_counts)))
-    classes = ", ".join(f"{name} {count:,}" for name, count in
-                        zip(names, profile.class_counts, strict=False))
-    lengths = ", ".join(f"p{p} {n:,}" for p, n in zip(PERCENTILES, profile.length_percentiles,
-                                                      strict=True))
-    shapes = ", ".join(f"{c.label} {c.seg_len}x{c.max_segments} {c.kept:.1%}"
-                       + (f" ({c.docs_cut:.0%} of documents cut)" if c.docs_cut else "")
-                       for c in profile.coverage)
-    read_as = ("detected from the file; --tokens to choose" if profile.tokens_detected
-               else "as given")
-    return "\n".join(textwrap.fill(line, width=100, subsequent_indent=" " * 11) for line in (
-        f"documents  {profile.documents:,} ({profile.tokens:,} tokens), "
-        f"{len(profile.class_counts)} classes: {classes}",
-        f"tokens     {profile.token_mode} ({read_as})",
-        f"lengths    tokens per document: {lengths}",
-        f"vocabulary {profile.vocabulary:,} ids kept (min_count {profile.min_count}, "
-        f"training folds) of {profile.distinct:,} distinct",
-        f"segments   tokens kept: {shapes}"))
 
 
 @contextmanager
@@ -303,11 +181,13 @@ def stop_on_signals() -> Iterator[Callable[[], bool]]:
 def file_format(**options: str | None) -> FileFormat:
     """The default format (han.config.FileFormat) with the given options changed; a bad
     value exits 2."""
+    from search.lifecycle import override_format
+
     with user_errors():
-        return lifecycle.override_format(FileFormat(), **options)
+        return override_format(FileFormat(), **options)
 
 
-@app.command()
+@command()
 def bench(
     train: Annotated[Path, typer.Option(help="Labelled training file (tab-separated).")],
     seg_len: Annotated[int, typer.Option(help="Tokens per segment.")] = DataConfig.seg_len,
@@ -346,7 +226,21 @@ def bench(
     typer.echo(json.dumps(figures))
 
 
-@app.command()
+# How `run` spreads its trials: options of its own, named here to keep the command short.
+Workers = Annotated[int, typer.Option(
+    min=1, help="Worker processes on this machine sharing the study (one GPU each, or an "
+    "even share of the CPU cores).")]
+WorkersPerGpu = Annotated[int, typer.Option(
+    min=1, help="Workers sharing each GPU (a small model leaves most of a large GPU idle); "
+    "with K > 1, --workers defaults to K x the GPUs.")]
+Threads = Annotated[int | None, typer.Option(
+    min=1, help="CPU threads for this process; default: all cores, split among workers.")]
+Heartbeat = Annotated[int, typer.Option(
+    min=1, help="Seconds between a running trial's heartbeats; a trial silent for three is "
+    "failed and retried.")]
+
+
+@command()
 def run(
     study: StudyName = None,
     config: Annotated[Path | None, typer.Option(
@@ -366,29 +260,26 @@ def run(
     text_col: TextCol = None,
     label_col: LabelCol = None,
     tokens: Tokens = None,
-    storage: Storage = stores.DEFAULT_STORAGE,
+    storage: Storage = DEFAULT_STORAGE,
     tracking_uri: TrackingUri = DEFAULT_TRACKING_URI,
     device: Device = "auto",
     seed: Annotated[int | None, typer.Option(help="Seed of the sampler and training.")] =
         None,
-    workers: Annotated[int, typer.Option(
-        min=1, help="Worker processes on this machine sharing the study (one GPU each, or "
-        "an even share of the CPU cores).")] = 1,
-    workers_per_gpu: Annotated[int, typer.Option(
-        min=1, help="Workers sharing each GPU (a small model leaves most of a large GPU "
-        "idle); with K > 1, --workers defaults to K x the GPUs.")] = 1,
-    threads: Annotated[int | None, typer.Option(
-        min=1, help="CPU threads for this process; default: all cores, split among "
-        "workers.")] = None,
-    heartbeat: Annotated[int, typer.Option(
-        min=1, help="Seconds between a running trial's heartbeats; a trial silent for three "
-        "is failed and retried.")] = stores.DEFAULT_HEARTBEAT_S,
+    workers: Workers = 1,
+    workers_per_gpu: WorkersPerGpu = 1,
+    threads: Threads = None,
+    heartbeat: Heartbeat = DEFAULT_HEARTBEAT_S,
     work_dir: Annotated[Path, typer.Option(help="Scratch folder for trial checkpoints.")] =
-        lifecycle.DEFAULT_WORK_DIR,
+        DEFAULT_WORK_DIR,
     worker_index: Annotated[int | None, typer.Option(hidden=True)] = None,  # workers only
     skip_baseline: Annotated[bool, typer.Option(hidden=True)] = False,
 ) -> None:
     """Run trials of a study; running it again continues the same study."""
+    from search.budget import Budget
+    from search.console import print_summary
+    from search.lifecycle import RunOptions, with_overrides
+    from search.studyfile import builtin_study_path, load_study_file
+
     started = time.perf_counter()  # --timeout counts from here: reading the data included
     file_format = dict(sep=sep, text_col=text_col, label_col=label_col, tokens=tokens)
     with user_errors(tokens_option=True, storage=storage):
@@ -397,15 +288,15 @@ def run(
                              word2vec=word2vec, heartbeat_s=heartbeat,
                              sampler_seed_offset=worker_index or 0,
                              register=worker_index is None, baseline=not skip_baseline)
-        spec = lifecycle.with_overrides(load_study_file(config or builtin_study_path()),
-                                        options, name=study, **file_format)
+        spec = with_overrides(load_study_file(config or builtin_study_path()), options,
+                              name=study, **file_format)
         typer.echo(f"study {spec.name!r} from {spec.source}; {_stores(options)}")
         summary, code = _run_session(
             spec, options, workers=_workers(workers, workers_per_gpu, device), trials=trials,
             threads=threads, work_dir=work_dir, file_format=file_format,
             per_gpu=workers_per_gpu, budget=Budget(timeout, started=started,
                                                    clock=time.perf_counter))
-    _print_summary(summary)
+    print_summary(summary)
     if code:
         raise typer.Exit(code=code)
 
@@ -414,6 +305,8 @@ def _workers(workers: int, per_gpu: int, device: str) -> int:
     """--workers, or K x the GPUs when only --workers-per-gpu K > 1 is given."""
     if per_gpu == 1:
         return workers
+    from search.workers import gpus_for
+
     gpus = gpus_for(device)
     if not gpus:
         fail(f"--workers-per-gpu {per_gpu}: no CUDA GPU for --device {device}")
@@ -429,6 +322,8 @@ def _run_session(spec: StudySpec, options: RunOptions, *, workers: int, trials: 
                  per_gpu: int, budget: Budget) -> tuple[RunSummary, int]:
     """The session's trials, here or in `workers` processes; the summary and the first
     failing worker's exit code (0 here)."""
+    from search.console import ConsoleProgress
+
     progress = ConsoleProgress(epochs=spec.fixed.get("epochs", TrainConfig.epochs),
                                started=budget.started, budget=budget)
     if workers > 1:
@@ -442,12 +337,15 @@ def _run_session(spec: StudySpec, options: RunOptions, *, workers: int, trials: 
 def _run_here(spec: StudySpec, options: RunOptions, *, trials: int | None, work_dir: Path,
               threads: int | None, budget: Budget, progress: ConsoleProgress) -> RunSummary:
     """The trials in this process, one line per epoch and trial, stopped by SIGINT/SIGTERM."""
+    import torch
+
+    from search.lifecycle import run_study
+
     if threads is not None:
         torch.set_num_threads(threads)
     with stop_on_signals() as should_stop:
-        return lifecycle.run_study(spec, options, trials=trials, work_dir=work_dir,
-                                   progress=progress, should_stop=should_stop,
-                                   budget=budget)
+        return run_study(spec, options, trials=trials, work_dir=work_dir, progress=progress,
+                         should_stop=should_stop, budget=budget)
 
 
 def _run_in_workers(spec: StudySpec, options: RunOptions, *, workers: int,
@@ -457,12 +355,13 @@ def _run_in_workers(spec: StudySpec, options: RunOptions, *, workers: int,
     """The trials in `workers` processes; this one trains the word2vec vectors and the
     baseline first. Each worker gets the study name this process decided (a worker derives
     none of its own), its vectors, and the time left of --timeout when it starts."""
+    from search.lifecycle import run_with_workers
 
     def args(given: RunOptions, timeout: float | None) -> list[str]:
         return _worker_args(spec.source, given, study=spec.name, timeout=timeout,
                             work_dir=work_dir, **file_format)
 
-    return lifecycle.run_with_workers(
+    return run_with_workers(
         spec, options, workers=workers, trials=trials, threads=threads, worker_args=args,
         budget=budget, work_dir=work_dir, per_gpu=per_gpu, progress=progress)
 
@@ -490,63 +389,7 @@ def _worker_args(source: Path, options: RunOptions, *, study: str | None,
             for part in (flag, str(value))] + off + ["--skip-baseline"]
 
 
-def _reference_text(summary: RunSummary) -> str:
-    """The reference trial in the summary: its dev F1 against the best, or how it ended."""
-    trial = f"trial {summary.reference_trial}, the notebook's configuration"
-    if summary.reference_value is None:
-        return f"{trial}: {summary.reference_outcome}"
-    gain = ("" if summary.best_value is None
-            else f": best is {summary.best_value - summary.reference_value:+.4f}")
-    return f"{summary.reference_value:.4f} ({trial}){gain}"
-
-
-def _print_summary(summary: RunSummary) -> None:
-    states = ", ".join(f"{count} {state}" for state, count in sorted(summary.states.items()))
-    pruned = summary.states.get("pruned", 0)
-    finished = sum(summary.states.values())
-    lines = [
-        "",
-        f"study          {summary.study_name}",
-        f"dataset        {_dataset(summary.dataset)}",
-        f"this run       {summary.trials_this_run} trials in {duration(summary.seconds)}"
-        + (f"; ended early: {summary.ended_early}" if summary.ended_early else ""),
-        f"all trials     {states}"
-        + (f" ({100 * pruned / finished:.0f}% pruned)" if finished else ""),
-    ]
-    if summary.best_value is not None:
-        lines.append(f"best dev F1    {summary.best_value:.4f} (trial {summary.best_trial})")
-    if summary.reference_trial is not None:
-        lines.append(f"reference      {_reference_text(summary)}")
-    verdict = summaries.versus_baseline(summary.best_value, summary.baseline,
-                                        maximize=summary.maximize)
-    if summary.baseline is not None:
-        lines.append(f"baseline       {_baseline_text(summary.baseline)}: {verdict}")
-    if summary.on_dev is not None:
-        lines.append(f"on dev         {on_dev_text(summary.on_dev, summary.study_name)}")
-    if summary.best_params:
-        lines.append("best params    " + ", ".join(
-            f"{k}={short(v)}" for k, v in summary.best_params.items()))
-    lines.append(f"MLflow         {summary.tracking_uri}, parent run {summary.parent_run_id}")
-    if summary.runs_view:
-        local = "" if summary.tracking_uri.startswith("http") else (
-            f" (after: mlflow ui --backend-store-uri {summary.tracking_uri})")
-        lines.append(f"runs in the UI {summary.runs_view}{local}")
-    if summary.not_logged:
-        lines.append(f"warning        {len(summary.not_logged)} MLflow writes failed: "
-                     + "; ".join(summary.not_logged[:3]))
-    if summary.registered is not None:
-        lines.append(f"registered     {_registered(summary.registered)}")
-    if summary.register_warning is not None:
-        lines.append(f"warning        {summary.register_warning}")
-    typer.echo("\n".join(lines))
-
-
-def _registered(version: RegisteredVersion) -> str:
-    return (f"{version.name} version {version.version} ({version.uri}, MLflow run "
-            f"{version.run_id})")
-
-
-@app.command()
+@command()
 def embeddings(
     train: Annotated[Path, typer.Option(help="Training file (its texts; labels unused).")],
     out: Annotated[Path, typer.Option(help="word2vec text file to write.")],
@@ -568,6 +411,8 @@ def embeddings(
 ) -> None:
     """Train word2vec on the training (and test) texts for --embeddings."""
     from han.embeddings import train_word2vec
+    from han.files import check_writable
+    from han.io import load_corpus
 
     read_as = file_format(sep=sep, text_col=text_col, tokens=tokens)
     with user_errors(tokens_option=True):
@@ -589,10 +434,10 @@ def embeddings(
                f"{duration(stats.seconds)} ({stats.tokens_per_s:,.0f} tokens/s)")
 
 
-@app.command("export-best")
+@command("export-best")
 def export_best(
     study: Annotated[str, typer.Option(help="Study name.")] = "demo",
-    storage: Storage = stores.DEFAULT_STORAGE,
+    storage: Storage = DEFAULT_STORAGE,
     tracking_uri: TrackingUri = DEFAULT_TRACKING_URI,
     test: Annotated[Path | None, typer.Option(
         help="Test file; default: the one the study ran with.")] = None,
@@ -615,25 +460,16 @@ def export_best(
         "baseline's, w chosen on the dev fold (with --folds, out of fold).")] = False,
 ) -> None:
     """Predict the test file with the best complete trial and write the submission CSV."""
+    from search import export
+    from search.summary import registered_text
+
     if blend:
         _export_blend(study=study, storage=storage, tracking_uri=tracking_uri, test=test,
                       out=out, device=device, folds=folds, register=register, id_col=id_col)
         return
     if folds is not None:
-        with user_errors(storage=storage):
-            refitted = export_refit(study_name=study, storage=storage,
-                                    tracking_uri=tracking_uri, folds=folds, test=test,
-                                    out=out, device=device, echo=typer.echo,
-                                    register=register, id_col=id_col)
-        for note in refitted.notes:
-            typer.echo(f"note: {note}")
-        typer.echo(f"out-of-fold macro-F1 {refitted.oof_macro_f1:.4f} "
-                   f"(best trial's dev macro-F1 {refitted.value:.4f})")
-        typer.echo(f"wrote {refitted.rows} predictions to {refitted.out} from a "
-                   f"{refitted.folds}-fold refit of trial {refitted.trial} (MLflow run "
-                   f"{refitted.refit_run_id})")
-        if refitted.registered is not None:
-            typer.echo(f"registered {_registered(refitted.registered)}")
+        _export_refit(study=study, storage=storage, tracking_uri=tracking_uri, test=test,
+                      out=out, device=device, folds=folds, register=register, id_col=id_col)
         return
     with user_errors(storage=storage):
         result = export.export_best(study_name=study, storage=storage,
@@ -644,13 +480,37 @@ def export_best(
     typer.echo(f"wrote {result.rows} predictions to {result.out} from trial {result.trial} "
                f"(dev F1 {result.value:.4f}, MLflow run {result.run_id})")
     if result.registered is not None:
-        typer.echo(f"registered {_registered(result.registered)}")
+        typer.echo(f"registered {registered_text(result.registered)}")
+
+
+def _export_refit(*, study: str, storage: str, tracking_uri: str, test: Path | None,
+                  out: Path, device: str, folds: int, register: str | None,
+                  id_col: str | None) -> None:
+    """export-best --folds K: the best trial retrained on K folds, their mean submitted."""
+    from search.refit import export_refit
+    from search.summary import registered_text
+
+    with user_errors(storage=storage):
+        refitted = export_refit(study_name=study, storage=storage, tracking_uri=tracking_uri,
+                                folds=folds, test=test, out=out, device=device,
+                                echo=typer.echo, register=register, id_col=id_col)
+    for note in refitted.notes:
+        typer.echo(f"note: {note}")
+    typer.echo(f"out-of-fold macro-F1 {refitted.oof_macro_f1:.4f} "
+               f"(best trial's dev macro-F1 {refitted.value:.4f})")
+    typer.echo(f"wrote {refitted.rows} predictions to {refitted.out} from a "
+               f"{refitted.folds}-fold refit of trial {refitted.trial} (MLflow run "
+               f"{refitted.refit_run_id})")
+    if refitted.registered is not None:
+        typer.echo(f"registered {registered_text(refitted.registered)}")
 
 
 def _export_blend(*, study: str, storage: str, tracking_uri: str, test: Path | None,
                   out: Path, device: str, folds: int | None, register: str | None,
                   id_col: str | None) -> None:
     """export-best --blend: the best HAN blended with the study's baseline."""
+    from search.blend import export_blend
+
     if register is not None:
         fail("--register takes a HAN model; the blend's baseline cannot be registered "
              "with it: drop --blend or --register")
@@ -672,11 +532,13 @@ def _export_blend(*, study: str, storage: str, tracking_uri: str, test: Path | N
                f"with the baseline (MLflow run {blended.run_id})")
 
 
-@app.command()
-def studies(storage: Storage = stores.DEFAULT_STORAGE) -> None:
+@command()
+def studies(storage: Storage = DEFAULT_STORAGE) -> None:
     """One line per study: trials by state, best value and best trial."""
+    from search.summary import dataset_text, list_studies
+
     with user_errors(storage=storage):
-        rows = summaries.list_studies(storage)
+        rows = list_studies(storage)
     if not rows:
         typer.echo(f"no studies in {redact(storage)}")
         return
@@ -688,33 +550,32 @@ def studies(storage: Storage = stores.DEFAULT_STORAGE) -> None:
         baseline = f"{row.baseline_value:.4f}" if row.baseline_value is not None else "-"
         trial = str(row.best_trial) if row.best_trial is not None else "-"
         typer.echo(f"{row.name:<24} {states:<40} {best:>8} {baseline:>8}  {trial:<10}  "
-                   f"{_dataset(row.dataset)}")
+                   f"{dataset_text(row.dataset)}")
 
 
-def _dataset(dataset: DatasetRecord | None) -> str:
-    return dataset.describe() if dataset is not None else "- (not recorded yet)"
-
-
-@app.command()
+@command()
 def show(
     study: Annotated[str, typer.Option(help="Study name.")] = "demo",
-    storage: Storage = stores.DEFAULT_STORAGE,
+    storage: Storage = DEFAULT_STORAGE,
     top: Annotated[int, typer.Option(min=1, help="How many of the best trials to list.")] =
         10,
 ) -> None:
     """Best params and the top trials of a study, with the MLflow run of each."""
+    from search.storage import open_study
+    from search.summary import baseline_text, summarize, top_trials, versus_baseline
+
     with user_errors(storage=storage):
-        loaded = stores.open_study(study, storage)
-        summary = summaries.summarize(loaded, storage=storage, tracking_uri="")
-        rows = summaries.top_trials(loaded, limit=top)
+        loaded = open_study(study, storage)
+        summary = summarize(loaded, storage=storage, tracking_uri="")
+        rows = top_trials(loaded, limit=top)
     typer.echo(f"study {study}: " + ", ".join(
         f"{n} {s}" for s, n in sorted(summary.states.items())))
     if summary.dataset is not None:  # studies from before datasets were recorded have none
         typer.echo(f"dataset {summary.dataset.describe()}")
     if summary.baseline is not None:
-        verdict = summaries.versus_baseline(summary.best_value, summary.baseline,
-                                            maximize=summary.maximize)
-        typer.echo(f"baseline {_baseline_text(summary.baseline)}, MLflow run "
+        verdict = versus_baseline(summary.best_value, summary.baseline,
+                                  maximize=summary.maximize)
+        typer.echo(f"baseline {baseline_text(summary.baseline)}, MLflow run "
                    f"{summary.baseline.run_id or '-'}: {verdict}")
     if summary.best_value is None:
         typer.echo("no complete trial yet")
@@ -729,16 +590,18 @@ def show(
                    f"{row.run_id or '-':<32}  {params}")
 
 
-@app.command()
+@command()
 def report(
     study: Annotated[str, typer.Option(help="Study name.")] = "demo",
     out: Annotated[Path, typer.Option(
         help="Where to write the page: a file ending in .html, or a folder for "
         "STUDY-report.html (created if missing).")] = Path("."),
-    storage: Storage = stores.DEFAULT_STORAGE,
+    storage: Storage = DEFAULT_STORAGE,
     tracking_uri: TrackingUri = DEFAULT_TRACKING_URI,
 ) -> None:
     """Write a self-contained HTML report of a study and log it on its MLflow parent run."""
+    from search.study_report import write_report
+
     with user_errors(storage=storage):
         result = write_report(study_name=study, storage=storage, tracking_uri=tracking_uri,
                               out=out)

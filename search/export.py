@@ -17,11 +17,12 @@ from han.files import check_writable, written_atomically
 from han.io import read_column
 from han.predict import Prediction, predict
 from search import registry
+from search.defaults import DEFAULT_STORAGE, DEFAULT_TRACKING_URI
 from search.errors import SearchError
 from search.records import StudyRecord, TrialRecord
 from search.registry import Champion, check_name
-from search.storage import DEFAULT_STORAGE, open_study
-from search.tracking import CHECKPOINT_ARTIFACT, DEFAULT_TRACKING_URI, RegisteredVersion, Tracker
+from search.storage import open_study
+from search.tracking import CHECKPOINT_ARTIFACT, RegisteredVersion, Tracker
 
 
 @dataclass(frozen=True)

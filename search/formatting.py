@@ -1,7 +1,9 @@
-"""How durations and values are written for people: the terminal and the study report."""
+"""How durations, values and store URLs are written for people: the terminal, the study report
+and MLflow's tags."""
 
 from __future__ import annotations
 
+import urllib.parse
 from typing import Any
 
 
@@ -24,3 +26,14 @@ def size(bytes_: int) -> str:
             break
         value, unit = value / 1024, larger
     return f"{value:.0f} {unit}" if unit == "bytes" or value >= 100 else f"{value:.1f} {unit}"
+
+
+def redact(url: str) -> str:
+    """The URL with any password replaced, for logs, tags and the terminal."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = f"{parts.username}:***@{parts.hostname}"
+    if parts.port:
+        netloc += f":{parts.port}"
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))

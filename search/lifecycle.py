@@ -34,30 +34,29 @@ from search import records
 from search.baseline import BaselineOutcome, ensure_baseline
 from search.budget import Budget, StoppedBeforeAnEpoch, TrialEstimate
 from search.datasets import training_input
+from search.defaults import (
+    DEFAULT_HEARTBEAT_S,
+    DEFAULT_STORAGE,
+    DEFAULT_TRACKING_URI,
+    DEFAULT_WORK_DIR,
+)
 from search.diskspace import Shortage, footprint, shortages
 from search.errors import SearchError
 from search.export import register_best
+from search.formatting import redact
 from search.objective import SearchContext, objective
 from search.records import DatasetRecord, Key, Outcome, StudyRecord, Tag, TrialRecord
 from search.reports import log_study_plots
-from search.storage import (
-    DEFAULT_HEARTBEAT_S,
-    DEFAULT_STORAGE,
-    check_sqlite_target,
-    open_storage,
-    retry_stale_trial,
-)
+from search.storage import check_sqlite_target, open_storage, retry_stale_trial
 from search.studyfile import name_for_file
 from search.studyspec import DEFAULTS, CategoricalParam, StudySpec, split_settings
 from search.summary import RunSummary, summarize
 from search.tracking import (
-    DEFAULT_TRACKING_URI,
     RunHandle,
     Tracker,
     TrackingError,
     artifact_folder,
     check_artifact_folder,
-    redact,
     runs_view_url,
 )
 from search.word2vec import (
@@ -69,7 +68,6 @@ from search.word2vec import (
 )
 from search.workers import plan_workers, run_workers
 
-DEFAULT_WORK_DIR = Path("han-search-work")
 # Study plots are redrawn every this many finished trials (and at the end): drawing them
 # after every trial would cost more than a small trial.
 PLOT_EVERY = 5
@@ -492,73 +490,102 @@ def run_study(spec: StudySpec, options: RunOptions, *, trials: int | None = None
     total = session_trials(spec, trials=trials, timeout=budget.timeout)
     _describe_and_make_work_dir(prepared, progress, work_dir=work_dir,
                                 trials=total or spec.trials)
-    # index: trials started this session; trained: those not skipped by the budget, which
-    # are what `total` counts (a skipped trial costs a few batches, not a trial's work).
-    counter = {"index": 0, "trained": 0, "skipped_in_a_row": 0}
-    ended_early: list[str] = []
     with prepared.parent_run() as parent:
         parent.log_datasets([training_input(prepared.dataset)])
         _before_trials(prepared, parent.id, work_dir, progress)
-        ctx = _search_context(prepared, parent_run_id=parent.id, work_dir=work_dir,
-                              progress=progress, should_stop=should_stop, budget=budget)
-
-        def run_trial(trial: optuna.Trial) -> float:
-            counter["index"] += 1
-            if progress is not None:
-                progress.next_trial(counter["index"], total)
-            return objective(trial, ctx)
-
-        def after_trial(study: optuna.Study, trial: FrozenTrial) -> None:
-            release_host_memory()
-            if reference_due(study, prepared.spec, done=counter["index"], total=total):
-                enqueue_reference(study, prepared.spec)
-            if progress is not None:
-                progress.trial_done(study, trial)
-            log_history(parent, study, trial)
-            if trial.state == TrialState.FAIL and TrialRecord.of(trial).outcome is not None:
-                # Stopped by the budget before an epoch ended: the next run trains it (the
-                # reference configuration stays on record that way).
-                retry_stale_trial(study, trial)
-            if counter["index"] % PLOT_EVERY == 0:
-                _refresh_parent(parent, study)
-            if TrialRecord.of(trial).outcome is Outcome.SKIPPED:
-                counter["skipped_in_a_row"] += 1
-            else:
-                counter["trained"] += 1
-                counter["skipped_in_a_row"] = 0
-            reason = budget.ends_after_skips(counter["skipped_in_a_row"])
-            if reason is not None:
-                ended_early.append(reason)
-                study.stop()
-            # A stop asked for while the trial was ending (its last report, its upload)
-            # ends the run here; the next trial would only start to be interrupted.
-            stop_asked = should_stop is not None and should_stop()
-            if stop_asked or budget.expired() or (
-                    total is not None and counter["trained"] >= total):
-                study.stop()
-
-        if reference_due(prepared.study, prepared.spec, done=0, total=total):
-            enqueue_reference(prepared.study, prepared.spec)
-        with _parent_refreshed(parent, prepared.study):
-            # Out of memory is a property of the trial's settings, not of the study: the
-            # trial fails with its shape in the reason and the study goes on; so does a
-            # trial the budget stopped before its first epoch ended (the run then ends).
-            # Under a timeout, skipped trials do not count: the run goes on to the timeout
-            # or to `total` trained trials (after_trial stops it), whichever comes first.
-            prepared.study.optimize(run_trial,
-                                    n_trials=total if budget.timeout is None else None,
-                                    timeout=budget.left(),
-                                    callbacks=[after_trial],
-                                    catch=(DeviceOutOfMemoryError, StoppedBeforeAnEpoch))
+        session = _Session(
+            prepared=prepared, parent=parent, total=total, budget=budget, progress=progress,
+            should_stop=should_stop,
+            context=_search_context(prepared, parent_run_id=parent.id, work_dir=work_dir,
+                                    progress=progress, should_stop=should_stop,
+                                    budget=budget))
+        session.optimize()
     summary = summarize(prepared.study, storage=options.storage, tracker=prepared.tracker,
                         tracking_uri=options.tracking_uri, parent_run_id=parent.id)
-    summary.trials_this_run = counter["index"]
-    summary.ended_early = ended_early[0] if ended_early else None
+    summary.trials_this_run = session.started
+    summary.ended_early = session.ended_early
     summary.not_logged = prepared.tracker.not_logged
     summary.runs_view = prepared.runs_view()
     register_champion(prepared.spec, options, summary)
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+@dataclass(kw_only=True)
+class _Session:
+    """The trials of one `run_study` session: what they share, and the counts that decide
+    when the session ends. Optuna calls `run_trial` for each trial and `after_trial` once it
+    has ended."""
+
+    prepared: PreparedStudy
+    parent: RunHandle
+    context: SearchContext
+    total: int | None
+    budget: Budget
+    progress: Progress | None
+    should_stop: Callable[[], bool] | None
+    # Trials started this session, and those of them the budget did not skip: what `total`
+    # counts (a skipped trial costs a few batches, not a trial's work).
+    started: int = 0
+    trained: int = 0
+    skipped_in_a_row: int = 0
+    # Why the session ended before its timeout or trial count (None: it did not).
+    ended_early: str | None = None
+
+    def optimize(self) -> None:
+        """The session's trials, the reference queued first when it is due."""
+        study, spec = self.prepared.study, self.prepared.spec
+        if reference_due(study, spec, done=0, total=self.total):
+            enqueue_reference(study, spec)
+        with _parent_refreshed(self.parent, study):
+            # Out of memory is a property of the trial's settings, not of the study: the
+            # trial fails with its shape in the reason and the study goes on; so does a
+            # trial the budget stopped before its first epoch ended (the run then ends).
+            # Under a timeout, skipped trials do not count: the run goes on to the timeout
+            # or to `total` trained trials (after_trial stops it), whichever comes first.
+            study.optimize(self.run_trial,
+                           n_trials=self.total if self.budget.timeout is None else None,
+                           timeout=self.budget.left(), callbacks=[self.after_trial],
+                           catch=(DeviceOutOfMemoryError, StoppedBeforeAnEpoch))
+
+    def run_trial(self, trial: optuna.Trial) -> float:
+        self.started += 1
+        if self.progress is not None:
+            self.progress.next_trial(self.started, self.total)
+        return objective(trial, self.context)
+
+    def after_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        release_host_memory()
+        if reference_due(study, self.prepared.spec, done=self.started, total=self.total):
+            enqueue_reference(study, self.prepared.spec)
+        if self.progress is not None:
+            self.progress.trial_done(study, trial)
+        log_history(self.parent, study, trial)
+        if trial.state == TrialState.FAIL and TrialRecord.of(trial).outcome is not None:
+            # Stopped by the budget before an epoch ended: the next run trains it (the
+            # reference configuration stays on record that way).
+            retry_stale_trial(study, trial)
+        if self.started % PLOT_EVERY == 0:
+            _refresh_parent(self.parent, study)
+        if self._ends_after(trial):
+            study.stop()
+
+    def _ends_after(self, trial: FrozenTrial) -> bool:
+        """Count the trial; whether the session ends with it."""
+        if TrialRecord.of(trial).outcome is Outcome.SKIPPED:
+            self.skipped_in_a_row += 1
+        else:
+            self.trained += 1
+            self.skipped_in_a_row = 0
+        reason = self.budget.ends_after_skips(self.skipped_in_a_row)
+        if reason is not None:
+            self.ended_early = self.ended_early or reason
+            return True
+        # A stop asked for while the trial was ending (its last report, its upload) ends
+        # the run here; the next trial would only start to be interrupted.
+        stop_asked = self.should_stop is not None and self.should_stop()
+        return stop_asked or self.budget.expired() or (
+            self.total is not None and self.trained >= self.total)
 
 
 def _describe_and_make_work_dir(prepared: PreparedStudy, progress: Progress | None, *,

@@ -18,8 +18,8 @@ import optuna
 from optuna.trial import FrozenTrial
 
 from han.config import COMPETITION_FORMAT, FileFormat
+from han.errors import TrainingInterrupted
 from han.files import WriteFailed
-from han.train import TrainingInterrupted
 from search.budget import TrialSkipped
 
 # -- Optuna study attributes ----------------------------------------------------------------

@@ -9,7 +9,7 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
@@ -19,11 +19,12 @@ from han.errors import first_line
 from han.files import UnwritablePath, WriteFailed, check_writable, refused_errno
 from search import records
 from search.errors import SearchError
+from search.formatting import redact
 from search.records import RunState, TrialRecord
-from search.tracking import Tracker, redact
 
-DEFAULT_STORAGE = "sqlite:///han-search.db"
-DEFAULT_HEARTBEAT_S = 10
+if TYPE_CHECKING:
+    from search.tracking import Tracker
+
 # A trial whose worker died is retried at most this many times.
 MAX_RETRIES = 2
 # Tries to open a storage whose tables another process is creating at the same moment.

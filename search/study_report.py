@@ -34,11 +34,11 @@ from han.files import WriteFailed, check_writable, writing, written_atomically
 from han.train import macro_scores
 from search import reports
 from search.errors import SearchError
-from search.formatting import duration, short
+from search.formatting import duration, redact, short
 from search.records import BaselineRecord, StudyRecord, TrialRecord
 from search.storage import check_sqlite_target, open_study
 from search.summary import versus_baseline
-from search.tracking import Tracker, TrackingError, redact
+from search.tracking import Tracker, TrackingError
 
 REPORT_ARTIFACT_DIR = "report"
 METRIC = "dev macro-F1"

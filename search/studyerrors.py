@@ -1,5 +1,6 @@
-"""Study-file problems as one line naming the file and key: the error, the strict TOML table
-every schema model builds on, and pydantic's errors put in those words."""
+"""Study-file problems as one line naming the file and key (search.errors.StudyFileError):
+the strict TOML table every schema model builds on, and pydantic's errors put in those
+words."""
 
 from __future__ import annotations
 
@@ -12,10 +13,6 @@ from pydantic_core import ErrorDetails, PydanticCustomError
 
 #: TOML's own types, no coercion from strings; a float may be given as an integer.
 STRICT = ConfigDict(strict=True, allow_inf_nan=False)
-
-
-class StudyFileError(ValueError):
-    """A study file is missing, unreadable or invalid; the message is one line."""
 
 
 def fail(message: str, *loc: str) -> PydanticCustomError:

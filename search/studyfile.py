@@ -28,10 +28,10 @@ from pydantic import (
 
 from han.config import DataConfig, FileFormat, HANConfig, TrainConfig
 from han.synthetic import SyntheticSpec
+from search.errors import StudyFileError
 from search.registry import MODEL_NAME_RE, MODEL_NAME_RULE
 from search.studyerrors import (
     STRICT,
-    StudyFileError,
     Table,
     check_keys,
     describe,

@@ -5,16 +5,19 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from han.blend import BlendChoice
-from search.dev_scores import compare_on_dev
+from search.defaults import DEFAULT_STORAGE
+from search.formatting import duration, redact
 from search.records import BaselineRecord, DatasetRecord, TrialRecord
-from search.storage import DEFAULT_STORAGE, open_storage, sqlite_file_missing
-from search.tracking import RegisteredVersion, Tracker, redact
+from search.storage import open_storage, sqlite_file_missing
+
+if TYPE_CHECKING:
+    from han.blend import BlendChoice
+    from search.tracking import RegisteredVersion, Tracker
 
 
 @dataclass
@@ -75,8 +78,28 @@ def summarize(study: optuna.Study, *, storage: str, tracking_uri: str,
         summary.reference_outcome = record.state_name(reference) + (
             f" {record.reason}" if record.reason and reference.value is None else "")
     if tracker is not None:
+        # Imported here: `studies` and `show` summarize without a tracker, and so never wait
+        # for scikit-learn and MLflow, which the comparison imports.
+        from search.dev_scores import compare_on_dev
+
         summary.on_dev = compare_on_dev(study, tracker)
     return summary
+
+
+def baseline_text(record: BaselineRecord) -> str:
+    """The baseline's dev F1, model and training time, as the run and `show` print it."""
+    return f"dev F1 {record.dev_macro_f1:.4f} ({record.model}, {duration(record.seconds)})"
+
+
+def dataset_text(dataset: DatasetRecord | None) -> str:
+    """The study's training data in one line, or that it was not recorded."""
+    return dataset.describe() if dataset is not None else "- (not recorded yet)"
+
+
+def registered_text(version: RegisteredVersion) -> str:
+    """A registered model version: its name, version, URI and MLflow run."""
+    return (f"{version.name} version {version.version} ({version.uri}, MLflow run "
+            f"{version.run_id})")
 
 
 def versus_baseline(best: float | None, baseline: BaselineRecord | None, *,

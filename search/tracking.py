@@ -15,7 +15,6 @@ import math
 import os
 import tempfile
 import time
-import urllib.parse
 import urllib.request
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -36,13 +35,15 @@ from mlflow.tracking._tracking_service.utils import _use_tracking_uri
 from han.errors import first_line
 from han.files import WRITE_ONLY, WriteFailed, check_writable, folder_lock, refused_errno
 from search import records
+from search.defaults import DEFAULT_TRACKING_URI
+from search.errors import TrackingError
+from search.formatting import redact
 from search.records import MAX_PARAM_LENGTH, DataContext, Role, RunState, Tag
 
 log = logging.getLogger("han_search.tracking")
 T = TypeVar("T")
 
 CHECKPOINT_ARTIFACT = "checkpoint/best.pt"
-DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 HEALTH_TIMEOUT_S = 10
 # MLflow 3.17's UI opens an experiment on the view its GenAI / Model training switch names (the
 # URL's `workflowType`, else the browser's last choice, GenAI at first), whatever the
@@ -52,21 +53,6 @@ RUNS_VIEW = "#/experiments/{experiment_id}/runs?workflowType=machine_learning"
 LOCAL_UI = "http://127.0.0.1:5000"
 _OLDEST_FIRST = ["attributes.start_time ASC", "attributes.run_id ASC"]
 OnEnd = Callable[[RunState, str], None]
-
-
-class TrackingError(RuntimeError):
-    """MLflow cannot be reached or refused a request; one line for the user."""
-
-
-def redact(url: str) -> str:
-    """The URL with any password replaced, for logs, tags and the terminal."""
-    parts = urllib.parse.urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = f"{parts.username}:***@{parts.hostname}"
-    if parts.port:
-        netloc += f":{parts.port}"
-    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
 
 
 def runs_view_url(tracking_uri: str, experiment_id: str) -> str:

@@ -22,7 +22,7 @@ from han.blend import BlendChoice
 from han.config import DataConfig
 from han.io import read_corpus
 from search import baseline as study_baseline
-from search.cli import on_dev_text
+from search.console import on_dev_text
 from search.dev_scores import TRIAL_ARTIFACT, compare_on_dev
 from search.records import BaselineRecord
 from search.tracking import Tracker

@@ -22,7 +22,7 @@ from han.cost import EpochEstimate
 from han.io import load_corpus
 from han.profile import describe
 from search.budget import MAX_SKIPS_IN_A_ROW, Budget, TrialSkipped, eta_seconds
-from search.cli import data_block
+from search.console import data_block
 from search.lifecycle import RunOptions, run_study, session_trials
 from search.records import Outcome, TrialRecord
 from search.studyfile import load_study_file

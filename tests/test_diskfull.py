@@ -46,7 +46,7 @@ from han.files import (
 )
 from han.model import HAN
 from han.vocab import Vocabulary
-from search import cli
+from search.console import ConsoleProgress
 from search.diskspace import footprint
 from search.records import Role, TrialRecord, role_filter
 from search.storage import open_storage
@@ -176,16 +176,16 @@ def after_first_epoch(monkeypatch: pytest.MonkeyPatch) -> Callable[[Callable[[],
     """Do something to the disk once, after the first epoch a run prints."""
 
     def then(action: Callable[[], None]) -> None:
-        printed = cli.ConsoleProgress.epoch_done
+        printed = ConsoleProgress.epoch_done
         done: list[bool] = []
 
-        def epoch_done(self: cli.ConsoleProgress, trial: optuna.Trial, metrics: Any) -> None:
+        def epoch_done(self: ConsoleProgress, trial: optuna.Trial, metrics: Any) -> None:
             printed(self, trial, metrics)
             if not done:
                 done.append(True)
                 action()
 
-        monkeypatch.setattr(cli.ConsoleProgress, "epoch_done", epoch_done)
+        monkeypatch.setattr(ConsoleProgress, "epoch_done", epoch_done)
 
     return then
 

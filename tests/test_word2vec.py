@@ -18,7 +18,7 @@ from typer.testing import Result
 from han.config import FileFormat, Word2VecConfig
 from han.files import content_hash
 from search import cli
-from search.cli import word2vec_line
+from search.console import word2vec_line
 from search.lifecycle import RunOptions
 from search.records import Word2VecRecord
 from search.studyfile import load_study_file
