@@ -25,7 +25,8 @@ from tests.conftest import NEWS_CLASSES, chinese_news
 from tests.test_cli import assert_user_error, files_under, invoke
 from tests.test_search import study_toml
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+# The "Any labelled text" example lives on the documentation page for a user's own data.
+YOUR_DATA_PAGE = Path(__file__).resolve().parents[1] / "docs" / "your-data.md"
 TOPICS = {"sport": ["goal", "match", "team"], "tech": ["chip", "code", "phone"],
           "arts": ["paint", "stage", "poem"]}
 
@@ -349,12 +350,12 @@ def test_a_corrupt_checkpoint_is_named_by_its_trial_and_run(two: Stores) -> None
         checkpoint.write_bytes(original)
 
 
-# ------------------------------------------------------------------- the README's example
+# ------------------------------------------------------------ the documentation's example
 
 
 def _readme_commands(section: str) -> list[list[str]]:
-    """The `han-search` commands of the first bash block under a README heading."""
-    text = README.read_text(encoding="utf-8")
+    """The `han-search` commands of the first bash block under a heading of the page."""
+    text = YOUR_DATA_PAGE.read_text(encoding="utf-8")
     body = text.split(f"## {section}\n", 1)[1]
     block = body.split("```bash\n", 1)[1].split("```", 1)[0]
     joined = block.replace("\\\n", " ")
@@ -362,7 +363,7 @@ def _readme_commands(section: str) -> list[list[str]]:
             if line.startswith("han-search ")]
 
 
-def test_the_readme_any_labelled_text_example_runs_as_written(
+def test_the_docs_any_labelled_text_example_runs_as_written(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     chinese_news(tmp_path / "news.csv", docs=40)
