@@ -33,6 +33,15 @@ def easy_corpus(path: Path, *, docs: int = 240, classes: int = 4, seed: int = 0)
 
 
 @pytest.fixture
+def isolated_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Relative defaults (han-search.db, mlflow.db, submission.csv...) land in tmp_path, and
+    no storage or tracking URI comes from the environment."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("HAN_SEARCH_STORAGE", raising=False)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+
+
+@pytest.fixture
 def sample_dir() -> Path:
     if not SAMPLE_DIR.is_dir():
         pytest.skip("shared/data/tianchi-sample is not beside the checkout")

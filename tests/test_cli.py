@@ -51,12 +51,7 @@ def assert_user_error(result: Result, *fragments: str) -> None:
     assert result.exception is None or isinstance(result.exception, SystemExit)
 
 
-@pytest.fixture(autouse=True)
-def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Relative defaults (han-search.db, mlflow.db, submission.csv...) land in tmp_path."""
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("HAN_SEARCH_STORAGE", raising=False)
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+pytestmark = pytest.mark.usefixtures("isolated_cwd")
 
 
 # ------------------------------------------------------------------- a study run by the CLI

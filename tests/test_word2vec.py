@@ -35,11 +35,7 @@ REUSED = re.compile(r"^word2vec   16 dims, ([\d,]+) vectors from (\d+) documents
                     r"\((.+\.txt)\)$", re.MULTILINE)
 
 
-@pytest.fixture(autouse=True)
-def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("HAN_SEARCH_STORAGE", raising=False)
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+pytestmark = pytest.mark.usefixtures("isolated_cwd")
 
 
 @dataclass
