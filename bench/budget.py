@@ -37,7 +37,7 @@ from han.synthetic_wide import WideSpec, write_wide_corpus
 from han.vocab import distinct_ids
 from search.formatting import duration
 from search.records import TrialRecord
-from search.storage import open_study
+from search.stores.optuna_storage import open_study
 from search.studyfile import builtin_study_path, load_study_file
 from tests.helpers import han_search_command, study_toml
 

@@ -38,9 +38,9 @@ from optuna.trial import FrozenTrial, TrialState
 from bench.reports import FIXED, REPORT_EVERY, run_variant
 from han.synthetic import SyntheticSpec, write_corpus
 from search.records import TrialRecord
-from search.storage import open_study
+from search.stores.optuna_storage import open_study
 from search.studyfile import load_study_file
-from search.studyspec import StudySpec
+from search.studyfile.spec import StudySpec
 
 
 @dataclass(frozen=True)
@@ -82,7 +82,7 @@ def record(folder: Path, *, train: Path, seed: int, trials: int, epochs: int) ->
 def replay(pool: Pool, setting: dict[str, object], *, inside: bool) -> Replay:
     """The decisions the pruner `setting` describes takes on the pool's curves in their
     order: reports at every recorded step (`inside`) or at whole epochs only. As in a run
-    (search.objective), the last epoch's report is never pruned."""
+    (search.session.trial), the last epoch's report is never pruned."""
     pruner = replace(pool.spec, pruner=setting).in_documents(pool.epoch_docs).make_pruner()
     study = optuna.create_study(direction="maximize", pruner=pruner)
     docs, best = 0, float("-inf")

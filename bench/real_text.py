@@ -50,9 +50,9 @@ from han.config import BaselineConfig, DataConfig, FileFormat
 from han.io import load_corpus
 from han.metrics import above_chance, chance_f1
 from search.records import DatasetRecord, StudyRecord, TrialRecord
-from search.storage import open_study
+from search.stores.optuna_storage import open_study
 from search.studyfile import builtin_study_path, load_study_file
-from search.studyspec import split_settings
+from search.studyfile.settings import split_settings
 from tests.helpers import han_search_command
 
 STUDY = "train"  # the study a run on train.tsv is named after

@@ -200,7 +200,7 @@ def count(row: Row, *, study_name: str, storage: str, tracking_uri: str, scratch
 
     from han.checkpoint import load_checkpoint
     from search.records import Role, RunState, Tag, TrialRecord
-    from search.tracking import CHECKPOINT_ARTIFACT
+    from search.stores.tracking import CHECKPOINT_ARTIFACT
 
     trials = optuna.load_study(study_name=study_name, storage=storage).trials
     kept = {t.number: TrialRecord.of(t) for t in trials}

@@ -38,7 +38,7 @@ from optuna.trial import TrialState
 from han.synthetic import SyntheticSpec, write_corpus
 from search.formatting import duration
 from search.records import TrialRecord
-from search.storage import open_study
+from search.stores.optuna_storage import open_study
 from tests.helpers import han_search_command, study_toml
 
 SPACE = {

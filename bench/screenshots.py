@@ -44,8 +44,8 @@ from mlflow import MlflowClient
 from optuna.trial import TrialState
 from PIL import Image
 
-from search.study_report import PALETTE
-from search.tracking import runs_view_url
+from search.stores.tracking import runs_view_url
+from search.views.report_charts import PALETTE
 from tests.conftest import easy_corpus
 from tests.helpers import child_env, han_search_command, mlflow_server
 from tests.test_mlflow_ui import _close_assistant

@@ -25,7 +25,8 @@ from sklearn.metrics import accuracy_score, f1_score
 
 from han.batching import stratified_folds
 from han.config import BaselineConfig, DataConfig
-from han.io import MAX_TOKEN_ID, Corpus, compact_ids, concatenated_ranges
+from han.io import Corpus
+from han.tokens import MAX_TOKEN_ID, compact_ids, concatenated_ranges
 
 # Documents are counted in blocks of about this many tokens: a block's per-n-gram arrays
 # (keys, rows, columns) then take about 150 MB, whatever the corpus's size.

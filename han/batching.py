@@ -12,7 +12,9 @@ import numpy as np
 from sklearn.model_selection import StratifiedKFold
 
 from han.config import COMPETITION_FORMAT, DataConfig, FileFormat, TokenMode
-from han.io import Corpus, DataError, concatenated_ranges, file_version, read_corpus
+from han.errors import DataError
+from han.io import Corpus, file_version, read_corpus
+from han.tokens import concatenated_ranges
 from han.vocab import PAD, Vocabulary, WordVectors, embedding_table, read_word2vec
 
 # --------------------------------------------------------------------------- segmentation

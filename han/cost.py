@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from han.batching import Segments
+from han.stopping import Stop
 
 # The first training batch of a run pays one-off costs (kernel selection, allocator warm-up)
 # and is not timed; then at least PROBE_BATCHES are, and for at least PROBE_SECONDS (or to
@@ -56,31 +57,31 @@ class Probe:
     of a whole epoch to `report` (once)."""
 
     def __init__(self, train_tokens: np.ndarray, eval_tokens: int,
-                 report: Callable[[EpochEstimate], None]) -> None:
+                 report: Callable[[EpochEstimate], Stop | None]) -> None:
         self.train_tokens = train_tokens
         self.eval_tokens = eval_tokens
-        self.report: Callable[[EpochEstimate], None] | None = report
+        self.report: Callable[[EpochEstimate], Stop | None] | None = report
         self.started = time.perf_counter()
 
     def begin(self) -> None:
         """Call before the epoch's first batch."""
         self.started = time.perf_counter()
 
-    def batch_done(self, index: int) -> None:
+    def batch_done(self, index: int) -> Stop | None:
         """Call after training batch `index` of the epoch; the last batch of an epoch of
-        few batches reports what it has."""
+        few batches reports what it has. The stop the report asks for, if any."""
         if self.report is None:
-            return
+            return None
         last = len(self.train_tokens) - 1
         if index == 0 and last > 0:
             self.started = time.perf_counter()  # the warm-up batch is not timed
-            return
+            return None
         seconds = time.perf_counter() - self.started
         if (index < PROBE_BATCHES or seconds < PROBE_SECONDS) and index < last:
-            return
+            return None
         timed = slice(1, index + 1) if index else slice(0, 1)
         rate = seconds / max(int(self.train_tokens[timed].sum()), 1)
         report, self.report = self.report, None
-        report(EpochEstimate(train_seconds=rate * int(self.train_tokens.sum()),
-                             eval_seconds=rate * EVAL_SHARE * self.eval_tokens,
-                             timed_batches=max(index, 1), timed_seconds=seconds))
+        return report(EpochEstimate(train_seconds=rate * int(self.train_tokens.sum()),
+                                    eval_seconds=rate * EVAL_SHARE * self.eval_tokens,
+                                    timed_batches=max(index, 1), timed_seconds=seconds))

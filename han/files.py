@@ -14,9 +14,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, BinaryIO, cast
 
-
-class UnwritablePath(ValueError):
-    """An output path that cannot be written: one line naming the path and the problem."""
+from han.errors import UnwritablePath, WriteFailed
 
 
 def check_writable(target: str | os.PathLike[str], *, folder: bool = False) -> None:
@@ -64,24 +62,8 @@ _SQLITE_REFUSALS = {"SQLITE_FULL": errno.ENOSPC, "SQLITE_READONLY_DBMOVED": errn
                     "SQLITE_READONLY": errno.EROFS}
 
 
-class WriteFailed(UnwritablePath):
-    """A write the filesystem refused for a reason the user must fix, in one line naming
-    what was written, the problem and the file: `cannot write the checkpoint of trial 3: no
-    space left on /mnt/x (/mnt/x/work/demo/trial-3/best.pt)`."""
-
-    def __init__(self, *, target: str | os.PathLike[str], what: str | None, code: int) -> None:
-        self.target, self.what, self.code = Path(target), what, code
-        problem = _problem(self.target, code)
-        super().__init__(f"cannot write {what}: {problem} ({self.target})" if what
-                         else f"cannot write {self.target}: {problem}")
-
-    def of(self, owner: str) -> WriteFailed:
-        """The same failure, naming whose file it was (`trial 3`)."""
-        return WriteFailed(target=self.target, what=f"{self.what or 'a file'} of {owner}",
-                           code=self.code)
-
-
-def _problem(target: Path, code: int) -> str:
+def refusal(target: Path, code: int) -> str:
+    """What a refused write of `target` (errno `code`) means for the user, in words."""
     folder = Path(os.path.abspath(target)).parent
     existing = nearest_existing(folder)
     # The highest folder gone (the target itself when its folder is there).

@@ -1,5 +1,5 @@
-"""Training with early stopping on dev macro-F1, reports on a grid of documents seen, and
-resumable state."""
+"""Training with early stopping on dev macro-F1, reports on a grid of documents seen
+(han.dev_reports), stops a caller asks for (han.stopping), and resumable state."""
 
 from __future__ import annotations
 
@@ -16,67 +16,21 @@ import torch
 from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support
 from torch import nn
 
-from han.batching import (
-    Batch,
-    EncodedSplit,
-    length_batches,
-    make_batch,
-    split_batch,
-    stratified_sample,
-)
+from han.batching import Batch, EncodedSplit, length_batches, make_batch, split_batch
 from han.checkpoint import save_checkpoint
 from han.config import DataConfig, HANConfig, TrainConfig
 from han.cost import EpochEstimate, Probe, padded_tokens
-from han.device import (
-    autocast,
-    batch_tensors,
-    check_precision,
-    resolve_device,
-    trim_heap,
-    use_bf16,
-)
-from han.errors import TrainingInterrupted
+from han.dev_reports import DevReports, EpochCallback, EpochMetrics, ReportCallback
+from han.device import autocast, batch_tensors, check_precision, resolve_device, trim_heap, use_bf16
+from han.errors import DeviceOutOfMemoryError, NonFiniteLossError
 from han.files import written_file
-from han.metrics import macro_f1_noise, sample_size
+from han.metrics import macro_f1_noise
 from han.model import HAN
 from han.predict import predict_probabilities
+from han.stopping import Stop, StopReason
 
 BEST_CHECKPOINT = "best.pt"
 STATE_FILE = "last_state.pt"
-
-
-class NonFiniteLossError(RuntimeError):
-    """The loss became NaN or infinite; the configuration diverged."""
-
-    def __init__(self, *, epoch: int, step: int, loss: float) -> None:
-        super().__init__(f"non-finite loss {loss} at epoch {epoch}, step {step}")
-        self.epoch, self.step, self.loss = epoch, step, loss
-
-
-class DeviceOutOfMemoryError(RuntimeError):
-    """The device ran out of memory; the message gives the batch and segment shape."""
-
-
-@dataclass(frozen=True, kw_only=True)
-class EpochMetrics:
-    epoch: int
-    train_loss: float
-    train_macro_f1: float
-    dev_macro_f1: float
-    dev_macro_precision: float
-    dev_macro_recall: float
-    dev_accuracy: float
-    lr: float
-    epoch_seconds: float
-    train_docs_per_s: float
-    # Mean cross-entropy of the dev fold, unweighted: ln C for a uniform guess. NaN in the
-    # history of a run saved before it was recorded.
-    dev_loss: float = math.nan
-    # The noise of dev_macro_f1 (han.metrics.macro_f1_noise); NaN likewise.
-    dev_macro_f1_noise: float = math.nan
-
-    def as_dict(self) -> dict[str, float]:
-        return {key: value for key, value in asdict(self).items() if key != "epoch"}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -85,62 +39,13 @@ class TrainResult:
     best_epoch: int
     history: tuple[EpochMetrics, ...]
     checkpoint_path: Path
-    stop_reason: str  # "max_epochs" | "early_stopping" | "callback" | "interrupted"
+    stop: Stop  # why training ended (han.stopping)
     resumed_from_epoch: int
     dev_labels: np.ndarray  # true labels of the dev documents
     dev_predictions: np.ndarray  # the best epoch's predictions for them
     # The best epoch's (dev docs, C) class probabilities, for blending with another model
     # without predicting the dev fold again; None after resuming a state saved without them.
     dev_probabilities: np.ndarray | None = None
-
-
-@dataclass(frozen=True, kw_only=True)
-class Report:
-    """The dev macro-F1 at a point of training, for a pruner: `step` is the training
-    documents seen, on the run's `ReportGrid`. Inside an epoch it scores a fixed stratified
-    sample of `dev_docs` dev documents; at an epoch's end the whole dev fold, and
-    `epoch_metrics` holds that epoch's figures."""
-
-    step: int
-    epoch: int
-    docs_seen: int
-    dev_macro_f1: float
-    dev_docs: int
-    # The report's noise: the standard deviation of its macro-F1 over resamples of the
-    # documents it scored (han.metrics.macro_f1_noise).
-    dev_macro_f1_noise: float = 0.0
-    epoch_metrics: EpochMetrics | None = None
-
-    @property
-    def end_of_epoch(self) -> bool:
-        return self.epoch_metrics is not None
-
-
-EpochCallback = Callable[[EpochMetrics], bool | None]
-ReportCallback = Callable[[Report], bool | None]
-
-
-@dataclass(frozen=True)
-class ReportGrid:
-    """Where reports fall: at multiples of `every` training documents, the same points for
-    every run over `epoch_docs` training documents whatever its batch size. An epoch's end
-    is reported at the grid point it has reached (every None: exactly at its end)."""
-
-    every: int | None
-    epoch_docs: int
-
-    def epoch_end(self, epoch: int) -> int:
-        seen = epoch * self.epoch_docs
-        return seen if self.every is None else seen // self.every * self.every
-
-    def crossed(self, before: int, after: int, epoch: int) -> int | None:
-        """The grid point inside epoch `epoch` that training from `before` to `after`
-        documents crossed (the highest, if several), or None. The epoch's own end point is
-        left to the epoch's end, which scores the whole dev fold there."""
-        if self.every is None:
-            return None
-        point = after // self.every * self.every
-        return point if before < point < self.epoch_end(epoch) else None
 
 
 def seed_everything(seed: int) -> None:
@@ -289,12 +194,12 @@ class _Run:
         self.stale += 1
         return False
 
-    def result(self, stop_reason: str, *, data: EncodedSplit, checkpoint_path: Path,
+    def result(self, stop: Stop, *, data: EncodedSplit, checkpoint_path: Path,
                resumed_from: int) -> TrainResult:
-        """The run so far, ended by `stop_reason`, its best model in `checkpoint_path`."""
+        """The run so far, ended by `stop`, its best model in `checkpoint_path`."""
         return TrainResult(best_dev_f1=self.best_f1, best_epoch=self.best_epoch,
                            history=tuple(self.history), checkpoint_path=checkpoint_path,
-                           stop_reason=stop_reason, resumed_from_epoch=resumed_from,
+                           stop=stop, resumed_from_epoch=resumed_from,
                            dev_labels=data.labels[data.dev_docs],
                            dev_predictions=self.best_dev_pred,
                            dev_probabilities=self.best_dev_probabilities)
@@ -326,24 +231,25 @@ def train(
     train_config: TrainConfig,
     checkpoint_dir: Path,
     on_epoch: EpochCallback | None = None,
-    should_stop: Callable[[], bool] | None = None,
+    should_stop: Callable[[], Stop | None] | None = None,
     resume: bool = False,
-    on_estimate: Callable[[EpochEstimate], None] | None = None,
+    on_estimate: Callable[[EpochEstimate], Stop | None] | None = None,
     on_report: ReportCallback | None = None,
 ) -> TrainResult:
-    """Train until early stopping, the epoch limit, or a callback returning True.
+    """Train until a stop (han.stopping): early stopping, the epoch limit, not learning (the
+    loss diverged), or one a callback returns, which the result carries.
 
     After every epoch the best model so far is in `checkpoint_dir/best.pt` and the whole
     training state in `checkpoint_dir/last_state.pt`; with `resume=True` training continues
     from that state when it exists. `on_epoch` gets each epoch's metrics; `on_report` gets
     the dev macro-F1 on the grid of `train_config.report_every` (see `Report`), inside
-    epochs and at their ends. What they raise propagates (the search prunes so), and so
-    does what `on_estimate` raises: it gets the first epoch's estimated time after a few
-    batches (han.cost.Probe). A `should_stop` stop raises TrainingInterrupted carrying the
-    result so far."""
+    epochs and at their ends; `should_stop` is asked before every batch; `on_estimate` gets
+    the first epoch's estimated time after a few batches (han.cost.Probe). A stop any of
+    them returns ends training there, with the best epoch so far as the result (best_epoch
+    0: none finished). What they raise propagates."""
     device = _training_device(train_config.device)
     check_precision(device, train_config.precision)
-    reports = _Reports.of(data, data_config, train_config, on_report)
+    reports = DevReports.of(data, data_config, train_config, on_report)
     step = _Step.of(data, data_config, train_config, device, should_stop=should_stop,
                     reports=reports)
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
@@ -353,30 +259,29 @@ def train(
     resumed_from = run.restore(state_path, device) if resume and state_path.exists() else 0
     result = functools.partial(run.result, data=data, checkpoint_path=best_path,
                                resumed_from=resumed_from)
-    stop_reason, first_epoch = "max_epochs", len(run.history) + 1
+    first_epoch = len(run.history) + 1
     reports.last_step = reports.grid.epoch_end(first_epoch - 1) if first_epoch > 1 else -1
-    if run.stale >= train_config.patience:
-        first_epoch, stop_reason = train_config.epochs + 1, "early_stopping"
+    if run.stale >= train_config.patience:  # a run resumed after it stopped early
+        return result(Stop(StopReason.EARLY_STOPPING))
     for epoch in range(first_epoch, train_config.epochs + 1):
         probe = on_estimate if epoch == first_epoch else None
         try:
-            metrics, dev_probabilities = _epoch(run, data, epoch, step, on_estimate=probe)
-        except TrainingInterrupted as stopped:
-            stopped.result = result("interrupted")
-            raise
-        except _StoppedAtReport:
-            return result("callback")
+            done = _epoch(run, data, epoch, step, on_estimate=probe)
+        except NonFiniteLossError as diverged:
+            return result(Stop(StopReason.NOT_LEARNING, f"not learning: diverged, {diverged}"))
+        if isinstance(done, Stop):
+            return result(done)
+        metrics, dev_probabilities = done
         if run.record(metrics, dev_probabilities):
             _save_best(best_path, run, data, model_config, data_config, epoch=epoch)
         run.save(state_path)
-        stop = on_epoch is not None and on_epoch(metrics)
-        if reports.epoch_done(metrics) or stop:
-            stop_reason = "callback"
-            break
+        asked = on_epoch(metrics) if on_epoch is not None else None
+        stop = reports.epoch_done(metrics) or asked
+        if stop is not None:
+            return result(stop)
         if run.stale >= train_config.patience:
-            stop_reason = "early_stopping"
-            break
-    return result(stop_reason)
+            return result(Stop(StopReason.EARLY_STOPPING))
+    return result(Stop(StopReason.EPOCH_LIMIT))
 
 
 def _save_best(path: Path, run: _Run, data: EncodedSplit, model_config: HANConfig,
@@ -388,72 +293,6 @@ def _save_best(path: Path, run: _Run, data: EncodedSplit, model_config: HANConfi
                     extra={"epoch": epoch, "dev_macro_f1": run.best_f1})
 
 
-class _StoppedAtReport(Exception):
-    """`on_report` asked to stop inside an epoch."""
-
-
-@dataclass(kw_only=True)
-class _Reports:
-    """A run's reports: the grid, the dev sample scored inside epochs, the callback."""
-
-    grid: ReportGrid
-    sample: np.ndarray  # dev documents scored by reports inside an epoch
-    dev_size: int
-    callback: ReportCallback | None
-    last_step: int = -1
-
-    @classmethod
-    def of(cls, data: EncodedSplit, data_config: DataConfig, train_config: TrainConfig,
-           callback: ReportCallback | None) -> _Reports:
-        # Seeded by the split's seed alone: every trial of a study scores the same sample.
-        size = train_config.report_dev_docs or sample_size(data.labels[data.dev_docs])
-        sample = stratified_sample(data.labels, data.dev_docs, size=size,
-                                   seed=data_config.split_seed)
-        return cls(grid=ReportGrid(train_config.report_every, len(data.train_docs)),
-                   sample=sample, dev_size=len(data.dev_docs), callback=callback)
-
-    @property
-    def inside_epochs(self) -> bool:
-        return self.callback is not None and self.grid.every is not None
-
-    def per_epoch(self) -> int:
-        """Reports inside one epoch (at most)."""
-        every = self.grid.every
-        return 0 if not self.inside_epochs or every is None else self.grid.epoch_docs // every
-
-    def after_batch(self, run: _Run, data: EncodedSplit, step: _Step, *, epoch: int,
-                    before: int, after: int) -> None:
-        """Report when the batch that took the documents seen from `before` to `after`
-        crossed a grid point; raises _StoppedAtReport when the callback asks to stop."""
-        point = self.grid.crossed(before, after, epoch) if self.inside_epochs else None
-        if point is None or self.callback is None:
-            return
-        predicted = predict_probabilities(
-            run.model, data.segments, self.sample, batch_size=step.train_config.eval_batch_size,
-            device=step.device).argmax(1)
-        run.model.train()
-        trim_heap()
-        self.last_step = point
-        true = data.labels[self.sample]
-        f1 = float(f1_score(true, predicted, average="macro", zero_division=0))
-        if self.callback(Report(step=point, epoch=epoch, docs_seen=after, dev_macro_f1=f1,
-                                dev_docs=len(self.sample),
-                                dev_macro_f1_noise=macro_f1_noise(true, predicted))):
-            raise _StoppedAtReport
-
-    def epoch_done(self, metrics: EpochMetrics) -> bool:
-        """Report the epoch's whole-dev F1 at its grid point (once: a point an earlier
-        report took is not reported again); True when the callback asks to stop."""
-        point = self.grid.epoch_end(metrics.epoch)
-        if self.callback is None or point <= self.last_step:
-            return False
-        self.last_step = point
-        return bool(self.callback(Report(
-            step=point, epoch=metrics.epoch, docs_seen=metrics.epoch * self.grid.epoch_docs,
-            dev_macro_f1=metrics.dev_macro_f1, dev_docs=self.dev_size,
-            dev_macro_f1_noise=metrics.dev_macro_f1_noise, epoch_metrics=metrics)))
-
-
 @dataclass(frozen=True, kw_only=True)
 class _Step:
     """How every batch of one training run is taken."""
@@ -463,14 +302,14 @@ class _Step:
     device: torch.device
     bf16: bool
     should_stop: Callable[[], bool] | None
-    reports: _Reports
+    reports: DevReports
     # Each class's weight in the loss (train_config.class_weight); None: unweighted.
     weights: np.ndarray | None = None
 
     @classmethod
     def of(cls, data: EncodedSplit, data_config: DataConfig, train_config: TrainConfig,
            device: torch.device, *, should_stop: Callable[[], bool] | None,
-           reports: _Reports) -> _Step:
+           reports: DevReports) -> _Step:
         bf16 = use_bf16(device, train_config.precision, batch_size=train_config.batch_size)
         weights = class_weights(data.labels[data.train_docs], data.num_classes,
                                 train_config.class_weight)
@@ -492,13 +331,15 @@ def _training_device(name: str) -> torch.device:
 
 
 def _epoch(run: _Run, data: EncodedSplit, epoch: int, step: _Step, *,
-           on_estimate: Callable[[EpochEstimate], None] | None
-           ) -> tuple[EpochMetrics, np.ndarray]:
+           on_estimate: Callable[[EpochEstimate], Stop | None] | None
+           ) -> tuple[EpochMetrics, np.ndarray] | Stop:
     """One pass over the training documents, then the dev evaluation: the epoch's metrics
-    and (dev docs, C) class probabilities (in `dev_docs` order)."""
+    and (dev docs, C) class probabilities (in `dev_docs` order); or the stop a callback
+    returned during the pass."""
     started = time.perf_counter()
-    total_loss, seen, train_true, train_pred = _train_batches(run, data, epoch, step,
-                                                              on_estimate=on_estimate)
+    trained = _train_batches(run, data, epoch, step, on_estimate=on_estimate)
+    if isinstance(trained, Stop):
+        return trained
     if step.device.type == "cuda":
         torch.cuda.synchronize(step.device)
     train_seconds = time.perf_counter() - started
@@ -512,22 +353,22 @@ def _epoch(run: _Run, data: EncodedSplit, epoch: int, step: _Step, *,
     scores = macro_scores(dev_true, dev_pred)
     metrics = EpochMetrics(
         epoch=epoch,
-        train_loss=total_loss / max(seen, 1),
+        train_loss=trained.loss / max(trained.seen, 1),
         dev_loss=cross_entropy(dev_probabilities, dev_true),
         dev_macro_f1_noise=macro_f1_noise(dev_true, dev_pred),
-        train_macro_f1=float(f1_score(np.concatenate(train_true),
-                                      np.concatenate(train_pred), average="macro",
+        train_macro_f1=float(f1_score(np.concatenate(trained.true),
+                                      np.concatenate(trained.predicted), average="macro",
                                       zero_division=0)),
         lr=run.optimizer.param_groups[0]["lr"],
         epoch_seconds=time.perf_counter() - started,
-        train_docs_per_s=seen / train_seconds if train_seconds > 0 else 0.0,
+        train_docs_per_s=trained.seen / train_seconds if train_seconds > 0 else 0.0,
         **scores,
     )
     return metrics, dev_probabilities
 
 
 def _probe(data: EncodedSplit, plan: list[np.ndarray], step: _Step,
-           report: Callable[[EpochEstimate], None]) -> Probe:
+           report: Callable[[EpochEstimate], Stop | None]) -> Probe:
     """A probe of this epoch's batch plan and of its evaluations: the whole dev fold at the
     end, the dev sample at each report inside the epoch."""
     size = step.train_config.eval_batch_size
@@ -546,11 +387,22 @@ def _probe(data: EncodedSplit, plan: list[np.ndarray], step: _Step,
 CHECK_EVERY = 32
 
 
+@dataclass(frozen=True)
+class _Pass:
+    """A pass over the training batches: summed loss, documents, and the true and
+    predicted classes batch by batch."""
+
+    loss: float
+    seen: int
+    true: list[np.ndarray]
+    predicted: list[np.ndarray]
+
+
 def _train_batches(run: _Run, data: EncodedSplit, epoch: int, step: _Step, *,
-                   on_estimate: Callable[[EpochEstimate], None] | None
-                   ) -> tuple[float, int, list[np.ndarray], list[np.ndarray]]:
-    """Train on every training batch once, reporting on the grid as documents go by: summed
-    loss, documents, true and predicted classes batch by batch."""
+                   on_estimate: Callable[[EpochEstimate], Stop | None] | None
+                   ) -> _Pass | Stop:
+    """Train on every training batch once, reporting on the grid as documents go by; the
+    stop a callback returned on the way ends the pass (with where it came)."""
     config = step.train_config
     run.model.train()
     losses: list[torch.Tensor] = []
@@ -562,33 +414,57 @@ def _train_batches(run: _Run, data: EncodedSplit, epoch: int, step: _Step, *,
     if probe is not None:
         probe.begin()
     done_before = (epoch - 1) * len(data.train_docs)
-    on_cpu = step.device.type == "cpu"
     for index, docs in enumerate(plan):
-        if step.should_stop is not None and step.should_stop():
-            raise TrainingInterrupted(f"stopped at epoch {epoch}, batch {index}")
+        asked = step.should_stop() if step.should_stop is not None else None
+        if asked is not None:
+            return asked.at(f"stopped at epoch {epoch}, batch {index}")
         batch = make_batch(data.segments, docs, data.labels)
-        try:
-            loss, logits = train_step(run.model, run.optimizer, batch, step.device,
-                                      clip=config.clip, bf16=step.bf16, epoch=epoch,
-                                      step=index, max_tokens=step.max_tokens,
-                                      check_finite=on_cpu or index % CHECK_EVERY == 0,
-                                      weights=step.weights)
-        except torch.OutOfMemoryError as error:
-            rows, width = batch.tokens.shape
-            raise DeviceOutOfMemoryError(
-                f"{step.device} out of memory at batch size {batch.size} with {rows} "
-                f"segments of up to {width} tokens (seg_len {step.data_config.seg_len}, "
-                f"max_segments {step.data_config.max_segments})") from error
+        loss, logits = _step(run, batch, step, epoch=epoch, index=index)
         run.scheduler.step()
         losses.append(loss * batch.size)
         train_true.append(batch.labels)
         train_pred.append(logits.argmax(1))
-        step.reports.after_batch(run, data, step, epoch=epoch, before=done_before + seen,
-                                 after=done_before + seen + batch.size)
+        stop = _report_inside(run, data, step, epoch=epoch, before=done_before + seen,
+                              after=done_before + seen + batch.size)
         seen += batch.size
-        if probe is not None:
-            probe.batch_done(index)
+        stop = stop or (probe.batch_done(index) if probe is not None else None)
+        if stop is not None:
+            return stop
     total_loss = float(torch.stack(losses).sum()) if losses else 0.0
     if not math.isfinite(total_loss):
         raise NonFiniteLossError(epoch=epoch, step=len(plan) - 1, loss=total_loss)
-    return total_loss, seen, train_true, [p.cpu().numpy() for p in train_pred]
+    return _Pass(loss=total_loss, seen=seen, true=train_true,
+                 predicted=[p.cpu().numpy() for p in train_pred])
+
+
+def _step(run: _Run, batch: Batch, step: _Step, *, epoch: int,
+          index: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """`train_step` on one batch; a device out of memory names the batch's shape."""
+    config = step.train_config
+    try:
+        return train_step(run.model, run.optimizer, batch, step.device, clip=config.clip,
+                          bf16=step.bf16, epoch=epoch, step=index,
+                          max_tokens=step.max_tokens,
+                          check_finite=step.device.type == "cpu" or index % CHECK_EVERY == 0,
+                          weights=step.weights)
+    except torch.OutOfMemoryError as error:
+        rows, width = batch.tokens.shape
+        raise DeviceOutOfMemoryError(
+            f"{step.device} out of memory at batch size {batch.size} with {rows} "
+            f"segments of up to {width} tokens (seg_len {step.data_config.seg_len}, "
+            f"max_segments {step.data_config.max_segments})") from error
+
+
+def _report_inside(run: _Run, data: EncodedSplit, step: _Step, *, epoch: int, before: int,
+                   after: int) -> Stop | None:
+    """The report due after a batch that took the documents seen from `before` to `after`
+    (han.dev_reports), scored on the dev sample; the stop its callback returned."""
+    point = step.reports.due(epoch=epoch, before=before, after=after)
+    if point is None:
+        return None
+    predicted = predict_probabilities(
+        run.model, data.segments, step.reports.sample,
+        batch_size=step.train_config.eval_batch_size, device=step.device).argmax(1)
+    run.model.train()
+    trim_heap()
+    return step.reports.inside_epoch(point, epoch=epoch, docs_seen=after, predicted=predicted)

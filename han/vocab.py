@@ -11,19 +11,12 @@ from pathlib import Path
 import numpy as np
 
 from han.config import TokenMode
-from han.io import Corpus, DataError, compact_ids, concatenated_ranges
+from han.errors import DataError, DimensionMismatch
+from han.io import Corpus
+from han.tokens import compact_ids, concatenated_ranges
 
 PAD = 0
 UNK = 1
-
-
-class DimensionMismatch(DataError):
-    """A word2vec file whose vectors do not have the model's embed_dim."""
-
-    def __init__(self, *, path: Path, file_dim: int, dim: int) -> None:
-        super().__init__(f"{path}: line 1: vectors have dimension {file_dim}, the model's "
-                         f"embed_dim is {dim}")
-        self.file_dim, self.dim = file_dim, dim
 
 
 @dataclass(frozen=True)

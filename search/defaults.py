@@ -1,7 +1,7 @@
 """The defaults the command line shows in its help.
 
 They live in a module that imports nothing, not beside the code that uses them
-(search.storage, search.tracking, search.lifecycle and search.budget import Optuna, MLflow
+(search.stores, search.session and search.setup import Optuna, MLflow
 or torch): `han-search --help` prints them without loading those libraries.
 """
 

@@ -1,8 +1,8 @@
-"""The user-facing errors of search/: one line each, exit code 2 on the command line.
+"""Every exception class of search/: each lives here and is imported from here only.
 
 They live in a module that imports nothing, so the command line names them without
-importing MLflow or pydantic first (search.tracking and search.studyfile, which raise the
-last two, do).
+importing MLflow, Optuna or pydantic first (the modules that raise them do). The user-facing
+ones are one line each, exit code 2 on the command line.
 """
 
 from __future__ import annotations
@@ -18,3 +18,15 @@ class TrackingError(RuntimeError):
 
 class StudyFileError(ValueError):
     """A study file is missing, unreadable or invalid; the message is one line."""
+
+
+class TrialSkipped(Exception):
+    """The budget's answer to a trial whose epoch, as estimated, fits neither the time left
+    nor the trial's share of it (the message says by how much): the trial trains no further
+    (search.session.budget)."""
+
+
+class TrialStopped(Exception):
+    """A trial that ended with nothing to keep and is not pruned: stopped by the budget
+    before its first epoch ended, or interrupted by the user. Optuna records it FAIL and
+    its MLflow run ends `interrupted`; the message says why."""

@@ -22,10 +22,11 @@ from han import baseline
 from han.batching import prepare
 from han.config import BaselineConfig, DataConfig, FileFormat
 from han.io import Corpus, read_corpus
-from search.lifecycle import RunOptions, run_study
 from search.records import BaselineRecord
+from search.session.run import run_study
+from search.setup.options import RunOptions
 from search.studyfile import load_study_file
-from search.summary import RunSummary, versus_baseline
+from search.views.summary import RunSummary, versus_baseline
 from tests.conftest import chinese_news, easy_corpus
 from tests.test_search import FIXED, STRONG, Recorder, study_toml
 

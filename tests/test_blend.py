@@ -21,11 +21,11 @@ from han.baseline import split_docs
 from han.blend import BlendChoice
 from han.config import DataConfig
 from han.io import read_corpus
-from search import baseline as study_baseline
-from search.console import on_dev_text
-from search.dev_scores import TRIAL_ARTIFACT, compare_on_dev
+from search.cli.console import on_dev_text
 from search.records import BaselineRecord
-from search.tracking import Tracker
+from search.session import baseline as study_baseline
+from search.stores.dev_outputs import TRIAL_ARTIFACT, compare_on_dev
+from search.stores.tracking import Tracker
 from tests.conftest import easy_corpus
 from tests.test_cli import assert_user_error, invoke
 from tests.test_search import FIXED, STRONG, study_toml, unlabelled_test_file

@@ -21,10 +21,14 @@ from han.config import DataConfig
 from han.cost import EpochEstimate
 from han.io import load_corpus
 from han.profile import describe
-from search.budget import MAX_SKIPS_IN_A_ROW, Budget, TrialSkipped, eta_seconds
-from search.console import data_block
-from search.lifecycle import RunOptions, run_study, session_trials
+from han.stopping import Stop, StopReason
+from search.cli.console import data_block
+from search.errors import TrialSkipped
 from search.records import Outcome, TrialRecord
+from search.session.budget import MAX_SKIPS_IN_A_ROW, Budget, eta_seconds
+from search.session.run import run_study
+from search.session.study import session_trials
+from search.setup.options import RunOptions
 from search.studyfile import load_study_file
 from tests.conftest import easy_corpus, write_tsv
 from tests.test_search import STRONG, Recorder, study_toml
@@ -155,11 +159,12 @@ def test_a_trial_stops_at_the_report_before_an_epoch_that_would_not_fit() -> Non
     clock.now = 300  # a trial started at 0, epochs of 100 s: a 4th would end at 400
     assert budget.stop_at_report(0, 100) is None
     clock.now = 400  # a 5th would end at 500, past the cap
-    assert budget.stop_at_report(0, 100) == ("budget: another epoch (1m40s) would pass the "
-                                             "trial's 8m00s cap (20% of --timeout)")
+    assert budget.stop_at_report(0, 100) == Stop(
+        StopReason.BUDGET_SHARE,
+        "budget: another epoch (1m40s) would pass the trial's 8m00s cap (20% of --timeout)")
     clock.now = 2350  # a trial started at 2100: its cap holds another epoch, the timeout not
-    assert budget.stop_at_report(2100, 100) == ("budget: another epoch (1m40s) would end "
-                                                "past --timeout (50s left)")
+    assert budget.stop_at_report(2100, 100) == Stop(
+        StopReason.TIMEOUT, "budget: another epoch (1m40s) would end past --timeout (50s left)")
     assert Budget(None).stop_at_report(0, 1e9) is None
 
 

@@ -14,9 +14,8 @@ import pytest
 import han.batching
 from han.batching import DataCache, prepare
 from han.config import DataConfig
-from han.errors import first_line
+from han.errors import DataError, first_line
 from han.files import folder_lock, written_atomically
-from han.io import DataError
 from han.vocab import load_embeddings
 from tests.conftest import easy_corpus
 

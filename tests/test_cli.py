@@ -14,11 +14,11 @@ from mlflow import MlflowClient
 from optuna.trial import TrialState
 from typer.testing import CliRunner, Result
 
-from search import cli
 from search.cli import app
-from search.console import ConsoleProgress
-from search.lifecycle import RunOptions
+from search.cli import run as cli
+from search.cli.console import ConsoleProgress
 from search.records import BaselineRecord
+from search.setup.options import RunOptions
 from tests.conftest import chinese_news, easy_corpus, write_tsv
 from tests.test_search import (
     STRONG,
@@ -195,7 +195,7 @@ def test_export_best_errors(cli_study: CliStudy, tmp_path: Path, case: str) -> N
 def test_progress_keeps_the_best_of_the_studys_direction(direction: str, best: float,
                                                           capsys: pytest.CaptureFixture) -> None:
     study = optuna.create_study(direction=direction)
-    progress = ConsoleProgress(epochs=1, started=0.0)
+    progress = ConsoleProgress(started=0.0)
     for value in (0.5, 0.7, 0.2):
         study.add_trial(optuna.trial.create_trial(value=value))
         progress.trial_done(study, study.trials[-1])

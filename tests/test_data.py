@@ -10,7 +10,8 @@ import pytest
 
 from han.batching import make_batch, prepare, segment, stratified_folds
 from han.config import DataConfig
-from han.io import DataError, read_corpus
+from han.errors import DataError
+from han.io import read_corpus
 from han.vocab import PAD, UNK, Vocabulary, load_embeddings
 from tests.conftest import write_tsv
 

@@ -18,8 +18,10 @@ import pytest
 from mlflow import MlflowClient
 
 from search.errors import SearchError
-from search.lifecycle import RunOptions, for_data, prepare_study, with_overrides
 from search.records import DatasetRecord, StudyRecord
+from search.session.study import prepare_study
+from search.setup.options import RunOptions
+from search.setup.resolve import for_data, with_overrides
 from search.studyfile import builtin_study_path, load_study_file, name_for_file
 from tests.conftest import NEWS_CLASSES, chinese_news
 from tests.test_cli import assert_user_error, files_under, invoke

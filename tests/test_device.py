@@ -8,14 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from han.device import (
-    CUDA_BF16_MIN_BATCH,
-    DeviceError,
-    check_precision,
-    native_bf16,
-    resolve_device,
-    use_bf16,
-)
+from han.device import CUDA_BF16_MIN_BATCH, check_precision, native_bf16, resolve_device, use_bf16
+from han.errors import DeviceError
 
 CPUINFO = Path("/proc/cpuinfo")
 

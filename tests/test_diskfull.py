@@ -36,20 +36,14 @@ from typer.testing import Result
 import han.files
 from han.checkpoint import save_checkpoint
 from han.config import DataConfig, HANConfig
-from han.files import (
-    WriteFailed,
-    folder_made,
-    mount_point,
-    refused_errno,
-    written_atomically,
-    written_file,
-)
+from han.errors import WriteFailed
+from han.files import folder_made, mount_point, refused_errno, written_atomically, written_file
 from han.model import HAN
 from han.vocab import Vocabulary
-from search.console import ConsoleProgress
-from search.diskspace import footprint
+from search.cli.console import ConsoleProgress
 from search.records import Role, TrialRecord, role_filter
-from search.storage import open_storage
+from search.session.diskspace import footprint
+from search.stores.optuna_storage import open_storage
 from search.studyfile import load_study_file
 from tests.conftest import easy_corpus
 from tests.test_cli import assert_user_error, invoke

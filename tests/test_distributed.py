@@ -191,7 +191,7 @@ def pg_storage() -> Iterator[str]:
 
 
 def test_bare_postgresql_url_opens_with_psycopg2(pg_storage: str) -> None:
-    from search.storage import open_storage
+    from search.stores.optuna_storage import open_storage
 
     bare = pg_storage.replace(f"{PG_SCHEME}://", "postgresql://", 1)
     storage = open_storage(bare)
@@ -202,8 +202,8 @@ def test_bare_postgresql_url_opens_with_psycopg2(pg_storage: str) -> None:
 OPEN_STORES = """
 import sys
 import optuna
-from search.storage import open_storage
-from search.tracking import Tracker
+from search.stores.optuna_storage import open_storage
+from search.stores.tracking import Tracker
 optuna.create_study(study_name="together", storage=open_storage(sys.argv[1]),
                     load_if_exists=True)
 Tracker(tracking_uri=sys.argv[2]).client.search_experiments()
@@ -618,7 +618,7 @@ UNREACHABLE_BUDGET_S = 15
 def test_unreachable_mlflow_is_reported_fast_with_default_retries() -> None:
     env = {k: v for k, v in child_env().items() if not k.startswith("MLFLOW_HTTP_")}
     uri = f"http://127.0.0.1:{free_port()}"
-    check = ("from search.tracking import Tracker\n"
+    check = ("from search.stores.tracking import Tracker\n"
              f"Tracker(tracking_uri={uri!r}).check_reachable()")
     try:
         done = subprocess.run([sys.executable, "-c", check], env=env, capture_output=True,

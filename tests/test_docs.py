@@ -15,16 +15,11 @@ import yaml
 
 from han.config import DataConfig, HANConfig, TrainConfig
 from han.synthetic import SyntheticSpec
-from search import studyfile_docs
 from search.studyfile import StudyFile
-from search.studyspec import (
-    FROM_DATA,
-    PRUNERS,
-    SAMPLERS,
-    CategoricalParam,
-    FloatParam,
-    IntParam,
-)
+from search.studyfile import reference as studyfile_docs
+from search.studyfile.components import PRUNERS, SAMPLERS
+from search.studyfile.settings import FROM_DATA
+from search.studyfile.space import CategoricalParam, FloatParam, IntParam
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 DOCS = REPOSITORY / "docs"
@@ -77,7 +72,7 @@ def _arguments() -> list[tuple[str, str]]:
 
 def test_the_reference_page_is_what_the_schema_renders() -> None:
     page = studyfile_docs.PAGE.read_text(encoding="utf-8")
-    assert page == studyfile_docs.render(), "stale page: run python -m search.studyfile_docs"
+    assert page == studyfile_docs.render(), "stale page: run python -m search.studyfile.reference"
     assert studyfile_docs.main(["--check"]) == 0
 
 

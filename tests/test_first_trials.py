@@ -12,12 +12,13 @@ import pytest
 from mlflow import MlflowClient
 from optuna.trial import TrialState
 
+from han.dev_reports import EpochMetrics
 from han.profile import DataProfile
 from han.starting_point import MAX_KEPT, starting_point
-from han.train import EpochMetrics
-from search.lifecycle import RunOptions, run_study
-from search.objective import MIN_UPDATES_JUDGED, stop_if_not_learning
 from search.records import TrialRecord
+from search.session.learning import MIN_UPDATES_JUDGED, stop_if_not_learning
+from search.session.run import run_study
+from search.setup.options import RunOptions
 from search.studyfile import load_study_file
 from tests.conftest import easy_corpus
 from tests.test_search import SLOW, STRONG, WEAK, study_toml
@@ -96,9 +97,9 @@ def test_a_trial_is_not_judged_before_it_has_made_enough_updates() -> None:
                          dev_macro_precision=0.1, dev_macro_recall=0.25, dev_accuracy=0.25,
                          lr=1e-3, epoch_seconds=1.0, train_docs_per_s=100.0, dev_loss=1.386,
                          dev_macro_f1_noise=0.05)
-    stop_if_not_learning(stuck, classes=4, updates=MIN_UPDATES_JUDGED - 1)
-    with pytest.raises(optuna.TrialPruned, match="not learning"):
-        stop_if_not_learning(stuck, classes=4, updates=MIN_UPDATES_JUDGED)
+    assert stop_if_not_learning(stuck, classes=4, updates=MIN_UPDATES_JUDGED - 1) is None
+    stop = stop_if_not_learning(stuck, classes=4, updates=MIN_UPDATES_JUDGED)
+    assert stop is not None and stop.message.startswith("not learning")
 
 
 @pytest.mark.slow

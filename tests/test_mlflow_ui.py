@@ -24,12 +24,14 @@ import pytest
 from mlflow import MlflowClient
 from optuna.trial import TrialState
 
-from search.lifecycle import RunOptions, run_study
+from search.errors import StudyFileError
+from search.export.registry import CHAMPION
 from search.records import TRAINING_EXPERIMENT_KIND, Tag
-from search.registry import CHAMPION
-from search.studyfile import StudyFileError, load_study_file
-from search.summary import RunSummary
-from search.tracking import Tracker, runs_view_url
+from search.session.run import run_study
+from search.setup.options import RunOptions
+from search.stores.tracking import Tracker, runs_view_url
+from search.studyfile import load_study_file
+from search.views.summary import RunSummary
 from tests.conftest import easy_corpus
 from tests.helpers import mlflow_server
 from tests.test_cli import invoke

@@ -65,4 +65,4 @@ def test_the_installed_wheel_runs_the_quick_start_study_from_any_folder(
     assert Path(path) == target / "search" / "studies" / "demo.toml"
     assert summary.startswith("demo ")
     # Package data beside the code: the study report's page template.
-    assert list((target / "search" / "templates").glob("*.j2"))
+    assert list((target / "search" / "views" / "templates").glob("*.j2"))

@@ -15,7 +15,7 @@ from optuna.trial import TrialState
 from search import records
 from search.pruners import Comparison, EvidencePruner, FieldPercentilePruner, decision
 from search.records import DatasetRecord
-from search.studyspec import PrunerTable
+from search.studyfile.components import PrunerTable
 
 
 def _study(tmp_path: Path, pruner: optuna.pruners.BasePruner,

@@ -21,9 +21,10 @@ from mlflow.entities import Run
 from sklearn.metrics import f1_score
 
 from han.metrics import macro_f1_noise
-from search.export import export_best
-from search.lifecycle import RunOptions, run_study
-from search.refit import FoldResult, fold_weights, unstable_folds
+from search.export.best import export_best
+from search.export.refit import FoldResult, fold_weights, unstable_folds
+from search.session.run import run_study
+from search.setup.options import RunOptions
 from search.studyfile import load_study_file
 from tests.conftest import easy_corpus
 from tests.test_cli import invoke

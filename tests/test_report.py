@@ -26,11 +26,13 @@ from optuna.trial import FrozenTrial, TrialState
 from sklearn.metrics import confusion_matrix, f1_score
 from typer.testing import Result
 
-from search.lifecycle import RunOptions, run_study
 from search.records import BaselineRecord
-from search.study_report import PALETTE, pruning_savings, render_report
+from search.session.run import run_study
+from search.setup.options import RunOptions
 from search.studyfile import load_study_file
-from search.summary import versus_baseline
+from search.views.html_report import pruning_savings, render_report
+from search.views.report_charts import PALETTE
+from search.views.summary import versus_baseline
 from tests.conftest import easy_corpus
 from tests.helpers import free_port
 from tests.test_cli import assert_user_error, files_under, invoke

@@ -12,11 +12,15 @@ from optuna.trial import TrialState
 
 from han.batching import prepare, stratified_sample
 from han.config import TrainConfig
+from han.dev_reports import Report, ReportGrid
 from han.io import read_corpus
-from han.train import Report, ReportGrid, train
-from search.lifecycle import RunOptions, run_study
+from han.stopping import Stop, StopReason
+from han.train import train
+from search.errors import StudyFileError
 from search.records import TrialRecord
-from search.studyfile import StudyFileError, load_study_file
+from search.session.run import run_study
+from search.setup.options import RunOptions
+from search.studyfile import load_study_file
 from tests.conftest import easy_corpus
 from tests.test_search import STRONG, WEAK, study_toml
 from tests.test_train import DATA, small_model
@@ -86,9 +90,10 @@ def test_without_report_every_one_report_per_epoch_at_its_documents(easy,
 
 def test_a_stop_asked_at_a_report_inside_an_epoch_ends_the_run(easy, tmp_path: Path) -> None:
     config = TrainConfig(epochs=3, batch_size=8, lr=1e-2, report_every=60)
-    result = train_with(easy, tmp_path, config, lambda report: report.step >= 240)
+    result = train_with(easy, tmp_path, config, lambda report: Stop(StopReason.PRUNED)
+                        if report.step >= 240 else None)
     # Stopped at 240 documents, inside epoch 2: epoch 1 is the result.
-    assert result.stop_reason == "callback" and len(result.history) == 1
+    assert result.stop.reason is StopReason.PRUNED and len(result.history) == 1
     assert result.best_epoch == 1
 
 

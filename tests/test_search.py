@@ -22,14 +22,15 @@ from mlflow import MlflowClient
 from mlflow.entities import Run
 from optuna.trial import FrozenTrial, TrialState
 
-from han.io import DataError
+from han.errors import DataError
 from han.predict import predict
-from search import export
 from search.errors import SearchError
-from search.lifecycle import RunOptions, run_study
-from search.storage import open_storage
+from search.export import best as export
+from search.session.run import run_study
+from search.setup.options import RunOptions
+from search.stores.optuna_storage import open_storage
 from search.studyfile import load_study_file
-from search.summary import RunSummary
+from search.views.summary import RunSummary
 from tests.conftest import easy_corpus, write_tsv
 from tests.helpers import toml_value
 
@@ -518,7 +519,7 @@ def test_a_study_plot_of_many_trials_warns_nothing_into_the_output() -> None:
     import matplotlib.pyplot
     from optuna.visualization import matplotlib as optuna_plots
 
-    from search.reports import study_plot
+    from search.views.figures import study_plot
 
     study = optuna.create_study(direction="maximize")
     for number in range(60):

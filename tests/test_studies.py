@@ -10,8 +10,10 @@ import optuna
 import pytest
 
 from han.config import COMPETITION_FORMAT, DataConfig, FileFormat, HANConfig, TrainConfig
-from search.studyfile import StudyFileError, builtin_study_path, load_study_file
-from search.studyspec import FloatParam, IntParam, split_settings, suggest
+from search.errors import StudyFileError
+from search.studyfile import builtin_study_path, load_study_file
+from search.studyfile.settings import split_settings
+from search.studyfile.space import FloatParam, IntParam, suggest
 
 STUDIES = sorted(builtin_study_path().parent.glob("*.toml"))
 DEFAULTS = {

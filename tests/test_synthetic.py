@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import han.synthetic as synthetic
+import han.synthetic.files as synthetic
 from han.synthetic import (
     CLASS_COUNTS,
     CLASS_MEAN_LENGTHS,

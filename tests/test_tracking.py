@@ -12,9 +12,10 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
-from han.train import TrainingInterrupted
+from search.errors import TrackingError, TrialStopped
 from search.records import MAX_PARAM_LENGTH, TrialRecord
-from search.tracking import Requests, RetryPolicy, Tracker, TrackingError
+from search.stores.mlflow_requests import Requests, RetryPolicy
+from search.stores.tracking import Tracker
 
 FAST = RetryPolicy(attempts=3, backoff_s=0.0, outage_s=60.0)
 
@@ -78,7 +79,7 @@ def tracker(tmp_path_factory: pytest.TempPathFactory) -> Tracker:
     (None, "FINISHED", "complete", None),
     (optuna.TrialPruned("at epoch 2 (dev F1 0.1000)"), "KILLED", "pruned",
      "at epoch 2 (dev F1 0.1000)"),
-    (TrainingInterrupted("stopped at epoch 1"), "KILLED", "interrupted", "stopped at epoch 1"),
+    (TrialStopped("stopped at epoch 1"), "KILLED", "interrupted", "stopped at epoch 1"),
     (ValueError("boom"), "FAILED", "failed", "ValueError: boom"),
 ])
 def test_a_trial_run_ends_as_its_block_does(tracker: Tracker, raised: Exception | None,

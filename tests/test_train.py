@@ -6,13 +6,16 @@ import numpy as np
 import pytest
 import torch
 
+from han import stopping
 from han.batching import prepare
-from han.checkpoint import CheckpointError, load_checkpoint
+from han.checkpoint import load_checkpoint
 from han.config import DataConfig, HANConfig, TrainConfig
+from han.errors import CheckpointError, DeviceOutOfMemoryError
 from han.io import read_corpus
 from han.model import HAN
 from han.predict import predict
-from han.train import DeviceOutOfMemoryError, NonFiniteLossError, TrainingInterrupted, train
+from han.stopping import StopReason
+from han.train import train
 from tests.conftest import easy_corpus
 
 DATA = DataConfig(seg_len=16, max_segments=4, folds=4, min_count=1)
@@ -55,8 +58,9 @@ def test_training_is_reproducible(easy, tmp_path: Path) -> None:
 def test_callback_stops_the_run_and_exceptions_propagate(easy, tmp_path: Path) -> None:
     _, split = easy
     result = train(split, model_config=small_model(split), data_config=DATA, train_config=TRAIN,
-                   checkpoint_dir=tmp_path / "a", on_epoch=lambda metrics: True)
-    assert len(result.history) == 1 and result.stop_reason == "callback"
+                   checkpoint_dir=tmp_path / "a",
+                   on_epoch=lambda metrics: stopping.Stop(StopReason.BUDGET_SHARE))
+    assert len(result.history) == 1 and result.stop.reason is StopReason.BUDGET_SHARE
 
     class Stop(Exception):
         pass
@@ -69,26 +73,30 @@ def test_callback_stops_the_run_and_exceptions_propagate(easy, tmp_path: Path) -
               checkpoint_dir=tmp_path / "b", on_epoch=raise_stop)
 
 
-def test_non_finite_loss_raises(easy, tmp_path: Path) -> None:
+def test_non_finite_loss_stops_as_not_learning(easy, tmp_path: Path) -> None:
     _, split = easy
     config = TrainConfig(epochs=2, lr=1e30, clip=1e30)
-    with pytest.raises(NonFiniteLossError):
-        train(split, model_config=small_model(split), data_config=DATA, train_config=config,
-              checkpoint_dir=tmp_path)
+    result = train(split, model_config=small_model(split), data_config=DATA,
+                   train_config=config, checkpoint_dir=tmp_path)
+    assert result.stop.reason is StopReason.NOT_LEARNING
+    assert "non-finite loss" in result.stop.message
 
 
 def test_interrupt_then_resume_continues_from_last_epoch(easy, tmp_path: Path) -> None:
     _, split = easy
     calls = {"n": 0}
 
-    def stop_in_second_epoch() -> bool:
+    def stop_in_second_epoch() -> stopping.Stop | None:
         calls["n"] += 1
-        return calls["n"] > len(split.train_docs) // 16 + 3
+        if calls["n"] > len(split.train_docs) // 16 + 3:
+            return stopping.Stop(StopReason.INTERRUPTED)
+        return None
 
     config = TrainConfig(epochs=3, batch_size=16, lr=5e-3, patience=5)
-    with pytest.raises(TrainingInterrupted):
-        train(split, model_config=small_model(split), data_config=DATA, train_config=config,
-              checkpoint_dir=tmp_path, should_stop=stop_in_second_epoch)
+    stopped = train(split, model_config=small_model(split), data_config=DATA,
+                    train_config=config, checkpoint_dir=tmp_path,
+                    should_stop=stop_in_second_epoch)
+    assert stopped.stop.reason is StopReason.INTERRUPTED
     resumed = train(split, model_config=small_model(split), data_config=DATA,
                     train_config=config, checkpoint_dir=tmp_path, resume=True)
     assert resumed.resumed_from_epoch == 1

@@ -17,12 +17,12 @@ from typer.testing import Result
 
 from han.config import FileFormat, Word2VecConfig
 from han.files import content_hash
-from search import cli
-from search.console import word2vec_line
-from search.lifecycle import RunOptions
+from search.cli import run as cli
+from search.cli.console import word2vec_line
 from search.records import Word2VecRecord
+from search.session.word2vec import Source, Word2VecData, Word2VecOutcome, not_trained
+from search.setup.options import RunOptions
 from search.studyfile import load_study_file
-from search.word2vec import Source, Word2VecData, Word2VecOutcome, not_trained
 from tests.conftest import easy_corpus, write_tsv
 from tests.test_cli import assert_user_error, files_under, invoke
 from tests.test_search import STRONG, study_toml, unlabelled_test_file

@@ -9,7 +9,7 @@ import torch
 from typer.testing import CliRunner
 
 from search.cli import app
-from search.workers import plan_workers
+from search.session.workers import plan_workers
 
 
 def test_trials_are_split_exactly_and_cores_evenly() -> None:

@@ -1,0 +1,178 @@
+"""What a study records about each trial, on the Optuna trial: its MLflow run, how it ended,
+its reports' noise, what it is (the reference, a retry, the one derived from the data)."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial
+
+_RUN_ID = "mlflow_run_id"
+_REASON = "reason"
+# The trial is the reference notebook's configuration, enqueued as a new study's first.
+_REFERENCE = "reference"
+# A retry of a trial whose worker died: the original's number and how many retries so far.
+_RETRY_OF = "retry_of"
+_RETRIES = "retries"
+# The best checkpoint when MLflow could not take it (a path on the trial's machine).
+_LOCAL_CHECKPOINT = "local_checkpoint"
+# For the study report: the epochs a trial would run unpruned, and the best epoch's dev
+# confusion matrix (rows: true class, columns: predicted), kept in Optuna so the report
+# needs no MLflow download.
+_MAX_EPOCHS = "max_epochs"
+# A trial's training documents per epoch (its report steps count training documents seen)
+# and the epochs it finished.
+_EPOCH_DOCS = "epoch_docs"
+_EPOCHS_DONE = "epochs_done"
+_DEV_CONFUSION = "dev_confusion"
+# How the budget (--timeout) ended a trial, when it did: Outcome.SKIPPED or STOPPED.
+_OUTCOME = "outcome"
+# The noise of each report (step -> standard deviation of its macro-F1), which the evidence
+# pruner weighs differences against.
+_REPORT_NOISE = "report_noise"
+# The comparison that pruned a trial (search.pruners.Comparison as a dict).
+_PRUNED_BY = "pruned_by"
+# The trial is the study's first, its settings derived from the data (han.starting_point).
+_FROM_DATA = "from_data"
+
+
+class Outcome(enum.StrEnum):
+    """What the budget did to a trial, on top of its Optuna state.
+
+    SKIPPED: not trained, not one epoch (estimated) fitting the time left or the
+    trial's share of it (Optuna PRUNED).
+    STOPPED: cut short by --timeout or its share of it; with a finished epoch it is
+    COMPLETE with its best epoch's dev F1 and checkpoint, else FAIL.
+    """
+
+    SKIPPED = "skipped"
+    STOPPED = "stopped"
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrialRecord:
+    """What han-search recorded on one Optuna trial, read back typed."""
+
+    run_id: str | None = None
+    reason: str | None = None
+    reference: bool = False
+    retry_of: int | None = None
+    retries: int = 0
+    local_checkpoint: Path | None = None
+    max_epochs: int | None = None
+    epoch_docs: int | None = None
+    epochs_done: int = 0
+    dev_confusion: list[list[int]] | None = None
+    outcome: Outcome | None = None
+    report_noise: dict[int, float] | None = None
+    pruned_by: dict[str, Any] | None = None
+    from_data: bool = False
+
+    @classmethod
+    def of(cls, trial: FrozenTrial | optuna.Trial) -> TrialRecord:
+        attrs = trial.user_attrs
+        retry_of = attrs.get(_RETRY_OF)
+        max_epochs = attrs.get(_MAX_EPOCHS)
+        return cls(run_id=attrs.get(_RUN_ID), reason=attrs.get(_REASON),
+                   reference=bool(attrs.get(_REFERENCE)),
+                   retry_of=None if retry_of is None else int(retry_of),
+                   retries=int(attrs.get(_RETRIES, 0)),
+                   local_checkpoint=_path(attrs.get(_LOCAL_CHECKPOINT)),
+                   max_epochs=None if max_epochs is None else int(max_epochs),
+                   epoch_docs=attrs.get(_EPOCH_DOCS), epochs_done=int(attrs.get(_EPOCHS_DONE, 0)),
+                   dev_confusion=attrs.get(_DEV_CONFUSION),
+                   outcome=Outcome(attrs[_OUTCOME]) if _OUTCOME in attrs else None,
+                   report_noise=_noise(attrs.get(_REPORT_NOISE)),
+                   pruned_by=attrs.get(_PRUNED_BY), from_data=bool(attrs.get(_FROM_DATA)))
+
+    def state_name(self, trial: FrozenTrial) -> str:
+        """The trial's state in words: the budget's outcome when it had one, else Optuna's."""
+        return str(self.outcome) if self.outcome is not None else trial.state.name.lower()
+
+    def epochs_trained(self, trial: FrozenTrial) -> float:
+        """Epochs of training the trial did: its finished epochs, plus the share of the next
+        that a trial stopped inside an epoch had seen at its last report. A trial recorded
+        before reports counted documents reported once per epoch."""
+        if self.epoch_docs is None:
+            return float(len(trial.intermediate_values))
+        last = max(trial.intermediate_values, default=0)
+        return max(float(self.epochs_done), last / self.epoch_docs)
+
+    @property
+    def origin(self) -> int | None:
+        """The trial whose work a retry continues (None: the trial is no retry)."""
+        return self.retry_of
+
+
+def reference_attrs() -> dict[str, Any]:
+    """User attributes that mark an enqueued trial as the reference configuration."""
+    return {_REFERENCE: True}
+
+
+def from_data_attrs() -> dict[str, Any]:
+    """User attributes that mark an enqueued trial as the settings derived from the data."""
+    return {_FROM_DATA: True}
+
+
+def retry_attrs(trial: FrozenTrial) -> dict[str, Any]:
+    """User attributes of a retry of `trial`: its own, pointing at the original trial."""
+    record = TrialRecord.of(trial)
+    origin = trial.number if record.retry_of is None else record.retry_of
+    # How the original ended is not the retry's: it gets its own outcome and reason.
+    kept = {k: v for k, v in trial.user_attrs.items() if k not in (_OUTCOME, _REASON)}
+    return {**kept, _RETRY_OF: origin, _RETRIES: record.retries + 1}
+
+
+def set_run_id(trial: optuna.Trial, run_id: str) -> None:
+    trial.set_user_attr(_RUN_ID, run_id)
+
+
+def set_reason(trial: optuna.Trial, reason: str) -> None:
+    trial.set_user_attr(_REASON, reason)
+
+
+def set_max_epochs(trial: optuna.Trial, epochs: int, *, epoch_docs: int) -> None:
+    trial.set_user_attr(_MAX_EPOCHS, epochs)
+    trial.set_user_attr(_EPOCH_DOCS, epoch_docs)
+
+
+def set_epochs_done(trial: optuna.Trial, epochs: int) -> None:
+    trial.set_user_attr(_EPOCHS_DONE, epochs)
+
+
+def set_dev_confusion(trial: optuna.Trial, matrix: list[list[int]]) -> None:
+    trial.set_user_attr(_DEV_CONFUSION, matrix)
+
+
+def set_outcome(trial: optuna.Trial, outcome: Outcome, reason: str) -> None:
+    trial.set_user_attr(_OUTCOME, str(outcome))
+    trial.set_user_attr(_REASON, reason)
+
+
+def set_local_checkpoint(trial: optuna.Trial, path: Path) -> None:
+    trial.set_user_attr(_LOCAL_CHECKPOINT, str(path.resolve()))
+
+
+def add_report_noise(trial: optuna.Trial, step: int, noise: float) -> None:
+    """Record the noise of the trial's report at `step` beside the ones before it."""
+    recorded = dict(trial.user_attrs.get(_REPORT_NOISE, {}))
+    recorded[str(step)] = noise
+    trial.set_user_attr(_REPORT_NOISE, recorded)
+
+
+def set_pruned_by(trial: optuna.Trial, comparison: Mapping[str, Any]) -> None:
+    trial.set_user_attr(_PRUNED_BY, dict(comparison))
+
+
+def _path(value: Any) -> Path | None:
+    return None if value in (None, "") else Path(value)
+
+
+def _noise(value: Any) -> dict[int, float] | None:
+    """Report noise by step: JSON keeps the steps as strings."""
+    return None if not isinstance(value, dict) else {int(k): float(v) for k, v in value.items()}

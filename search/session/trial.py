@@ -1,0 +1,134 @@
+"""The Optuna objective: suggest, build the trial, train with a callback per epoch and per
+report (which may stop it), write how it ended (search.session.outcome), return its F1."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import optuna
+
+from han.dev_reports import EpochMetrics, Report
+from han.files import folder_made
+from han.stopping import Stop, StopReason
+from han.train import train
+from search import records
+from search.pruners import Comparison, decision
+from search.records import Key, Tag, TrialRecord
+from search.session.budget import Budget
+from search.session.learning import stop_if_not_learning
+from search.session.outcome import conclude, writes_of
+from search.session.progress import Progress
+from search.session.watch import BudgetWatch
+from search.setup.build import build_trial
+from search.setup.resolve import ResolvedRun
+from search.stores.datasets import trial_inputs
+from search.stores.tracking import RunHandle, Tracker
+from search.studyfile.space import suggest
+
+
+@dataclass(kw_only=True)
+class TrialContext:
+    """What every trial of one session shares: the resolved run, its stores and parent run,
+    where trials keep their training state, the budget, the user's stop (a signal) and who
+    watches."""
+
+    resolved: ResolvedRun
+    tracker: Tracker
+    parent_run_id: str
+    work_dir: Path
+    # --timeout: trials that cannot fit are skipped, the running one stops at it.
+    budget: Budget = field(default_factory=lambda: Budget(None))
+    should_stop: Callable[[], bool] | None = None
+    progress: Progress | None = None
+
+
+def objective(trial: optuna.Trial, ctx: TrialContext) -> float:
+    params = suggest(trial, ctx.resolved.spec.space)
+    built = build_trial(params, ctx.resolved)
+    epochs = built.train_config.epochs
+    records.set_max_epochs(trial, epochs, epoch_docs=len(built.split.train_docs))
+    if ctx.progress is not None:
+        ctx.progress.trial_started(trial, params)
+    # A retry of a trial whose worker died resumes from that trial's last finished epoch.
+    retry_of = TrialRecord.of(trial).retry_of
+    origin = trial.number if retry_of is None else retry_of
+    checkpoint_dir = ctx.work_dir / ctx.resolved.name / f"trial-{origin}"
+    watch = BudgetWatch(trial, ctx.budget, epochs=epochs, user_stop=ctx.should_stop,
+                        progress=ctx.progress)
+    with writes_of(trial), ctx.tracker.trial_run(
+            trial, study_name=ctx.resolved.name, parent_run_id=ctx.parent_run_id,
+            params=built.params(), tags=ctx.resolved.tags) as run:
+        folder_made(checkpoint_dir, under=ctx.work_dir, what="the checkpoint")
+        if retry_of is not None:
+            run.set_tags({Tag.RETRY_OF_TRIAL: retry_of})
+        run.log_datasets(trial_inputs(ctx.resolved.dataset, built.split, built.data_config))
+        reporter = Reporter(trial, run, watch, progress=ctx.progress,
+                            classes=built.split.num_classes,
+                            batch_size=built.train_config.batch_size)
+        result = train(built.split, model_config=built.model_config,
+                       data_config=built.data_config, train_config=built.train_config,
+                       checkpoint_dir=checkpoint_dir,
+                       on_epoch=_epoch_logger(trial, run, ctx.progress), on_report=reporter,
+                       should_stop=watch.should_stop, resume=retry_of is not None,
+                       on_estimate=watch.estimated)
+        return conclude(trial, run, result, split=built.split, checkpoint_dir=checkpoint_dir,
+                        pruned_by=reporter.pruned_by)
+
+
+def _epoch_logger(trial: optuna.Trial, run: RunHandle,
+                  progress: Progress | None) -> Callable[[EpochMetrics], None]:
+    """Each epoch: its metrics on the run (step = epoch) and the epochs done on the trial."""
+
+    def on_epoch(metrics: EpochMetrics) -> None:
+        run.log_metrics(metrics.as_dict(), step=metrics.epoch)
+        records.set_epochs_done(trial, metrics.epoch)
+        if progress is not None:
+            progress.epoch_done(trial, metrics)
+
+    return on_epoch
+
+
+class Reporter:
+    """Each report (step = training documents seen): the value and its noise on the run and
+    to Optuna; a stop when the pruner says so (`pruned_by` then holds its comparison, when it
+    explains itself) or, at an epoch's end, when the trial is not learning or the budget
+    cannot hold another epoch."""
+
+    def __init__(self, trial: optuna.Trial, run: RunHandle, watch: BudgetWatch, *,
+                 progress: Progress | None, classes: int, batch_size: int) -> None:
+        self.trial, self.run, self.watch, self.progress = trial, run, watch, progress
+        self.classes, self.batch_size = classes, batch_size
+        self.pruned_by: Comparison | None = None
+
+    def __call__(self, report: Report) -> Stop | None:
+        self.run.log_metrics({Key.REPORTED_DEV_F1: report.dev_macro_f1,
+                              Key.REPORTED_DEV_F1_NOISE: report.dev_macro_f1_noise},
+                             step=report.step)
+        # The noise first: the pruner reads it beside the value.
+        records.add_report_noise(self.trial, report.step, report.dev_macro_f1_noise)
+        self.trial.report(report.dev_macro_f1, report.step)
+        if not report.end_of_epoch and self.progress is not None:
+            self.progress.reported(self.trial, report)
+        metrics = report.epoch_metrics
+        if metrics is not None:
+            stuck = stop_if_not_learning(metrics, classes=self.classes,
+                                         updates=report.docs_seen // self.batch_size)
+            if stuck is not None:
+                return stuck
+        # The last epoch's report ends the trial anyway: pruning it there would only throw
+        # away a finished trial's result.
+        last = report.end_of_epoch and report.epoch >= self.watch.epochs
+        if not last and self.trial.should_prune():
+            return self._pruned(report)
+        return None if metrics is None else self.watch.at_report(metrics)
+
+    def _pruned(self, report: Report) -> Stop:
+        """The pruning at `report`, with the comparison that decided it when its pruner says."""
+        scored = "" if report.end_of_epoch else f" on {report.dev_docs:,} dev docs"
+        where = f"at {report.step:,} documents, epoch {report.epoch}"
+        self.pruned_by = decision(self.trial.study.pruner, self.trial.number)
+        if self.pruned_by is None:
+            return Stop(StopReason.PRUNED, f"{where} (dev F1 {report.dev_macro_f1:.4f}{scored})")
+        return Stop(StopReason.PRUNED, f"{where}{scored}: {self.pruned_by.describe()}")
