@@ -46,13 +46,13 @@ from sklearn.metrics import f1_score
 
 from bench.budget import run_sampled
 from han.baseline import classifier, split_docs, tfidf_features
-from han.config import BaselineConfig, DataConfig, FileFormat
+from han.config import BaselineConfig, FileFormat
 from han.io import load_corpus
 from han.metrics import above_chance, chance_f1
 from search.records import DatasetRecord, StudyRecord, TrialRecord
+from search.setup.resolve import reference_split
 from search.stores.optuna_storage import open_study
 from search.studyfile import builtin_study_path, load_study_file
-from search.studyfile.settings import split_settings
 from tests.helpers import han_search_command
 
 STUDY = "train"  # the study a run on train.tsv is named after
@@ -75,8 +75,7 @@ def baseline_test_f1(folder: Path, storage: str, labels: np.ndarray) -> float:
     corpus = load_corpus(folder / "train.tsv", labelled=True, file_format=file_format)
     test = load_corpus(folder / "test.tsv", labelled=False, file_format=file_format)
     spec = load_study_file(builtin_study_path())
-    data = DataConfig(**split_settings({**spec.fixed, **spec.reference_params()})[1])
-    train_docs, _ = split_docs(corpus.labels, data)
+    train_docs, _ = split_docs(corpus.labels, reference_split(spec))
     # Features fitted on the training folds; the test documents as a second block of rows.
     both = _concatenated(corpus, test)
     test_docs = np.arange(corpus.num_docs, both.num_docs)

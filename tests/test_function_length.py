@@ -27,3 +27,15 @@ def test_no_function_is_over_the_limit() -> None:
     assert len(lengths) > 100  # the packages were found
     too_long = {name: lines for name, lines in lengths.items() if lines > MAX_LINES}
     assert too_long == {}
+
+
+# No module in han/ or search/ over this many lines: past it, a module holds several
+# concepts, and its package reads better with one module each.
+MAX_MODULE_LINES = 500
+
+
+def test_no_module_is_over_the_limit() -> None:
+    lengths = {str(path.relative_to(ROOT)): len(path.read_text(encoding="utf-8").splitlines())
+               for package in ("han", "search") for path in sorted((ROOT / package).rglob("*.py"))}
+    assert len(lengths) > 50  # the packages were found
+    assert {name: lines for name, lines in lengths.items() if lines > MAX_MODULE_LINES} == {}

@@ -297,7 +297,7 @@ def trial_setup(*, study: optuna.Study, trial: FrozenTrial, trial_run: Run,
         files=DataFiles(train=record.train_path, test=record.test_path,
                         embeddings=_trial_embeddings(trial, trial_run, spec),
                         builtin=dataset.builtin),
-        corpus=corpus, cache=cache, dataset=dataset)
+        corpus=corpus, cache=cache, dataset=dataset, device=device)
     model_kwargs, data_config, train_config = build_configs(dict(trial.params), resolved)
     rebuilt = {**model_kwargs, **asdict(data_config), **asdict(train_config)}
     changed = sorted(key for key, value in rebuilt.items()

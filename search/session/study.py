@@ -65,7 +65,8 @@ def open_study(resolved: ResolvedRun) -> OpenStudy:
     tracker, storage = open_stores(resolved.options, lambda storage: check_same_data(
         spec.name, storage, dataset, resolved.class_names))
     study, created = _load_or_create_study(spec, storage, resolved.options.sampler_seed_offset)
-    profile = describe(resolved.corpus, resolved.reference_data, spec.segment_shapes(),
+    reference = resolved.reference_data
+    profile = describe(resolved.corpus, reference, spec.segment_shapes(reference),
                        class_names=spec.label_names, cache=resolved.cache,
                        tokens_detected=spec.file_format.tokens == "auto")
     if created:

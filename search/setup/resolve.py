@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from han.batching import DataCache
 from han.config import DataConfig, FileFormat, HANConfig, TrainConfig
@@ -88,7 +89,7 @@ def reference_split(spec: StudySpec) -> DataConfig:
     return DataConfig(**split_settings({**spec.fixed, **spec.reference_params()})[1])
 
 
-def check_precisions(spec: StudySpec, device: str) -> None:
+def check_precisions(spec: StudySpec, device: torch.device) -> None:
     """Every arithmetic the study trains in, fixed or searched, checked on `device`: bf16
     where it cannot run is refused before anything is written, not in each trial."""
     searched = next((param for param in spec.space if param.name == "precision"), None)
@@ -96,7 +97,7 @@ def check_precisions(spec: StudySpec, device: str) -> None:
                   else [spec.fixed.get("precision", TrainConfig.precision)])
     for precision in precisions:
         try:
-            check_precision(resolve_device(device), precision)
+            check_precision(device, precision)
         except DeviceError as error:
             raise DeviceError(f"{spec.source}: {error}") from None
 
@@ -159,27 +160,25 @@ def resolve(spec: StudySpec, options: RunOptions) -> ResolvedRun:
     work out what every later step takes. Nothing is written."""
     if options.seed is not None:
         spec = replace(spec, sampler=spec.sampler | {"seed": options.seed})
-    device = str(resolve_device(options.device))
+    device = resolve_device(options.device)
     check_precisions(spec, device)
     cache = DataCache()
     files, corpus = load_data(spec, options, cache, embed_dim=embedding_size(spec))
     resolved = resolved_run(spec, options, files=files, corpus=corpus, cache=cache,
                             dataset=fingerprint(files.train, corpus, builtin=files.builtin),
-                            device=device)
+                            device=str(device))
     check_learnable(files.train, corpus, resolved.epoch_docs)
     return resolved
 
 
 def resolved_run(spec: StudySpec, options: RunOptions, *, files: DataFiles, corpus: Corpus,
-                 cache: DataCache, dataset: DatasetRecord,
-                 device: str | None = None) -> ResolvedRun:
+                 cache: DataCache, dataset: DatasetRecord, device: str) -> ResolvedRun:
     """The ResolvedRun of `spec` (as read: counts in epochs are turned into documents here)
-    on data already read and checked, and fingerprinted as `dataset`; what `resolve` and
-    the refit (resolving a study from its records) share. `device` None: --device's."""
+    on data already read and checked, fingerprinted as `dataset`, trained on `device` (as
+    resolved); what `resolve` and the refit (resolving a study from its records) share."""
     reference_data = reference_split(spec)
     epoch_docs = epoch_documents(corpus, reference_data, cache)
     spec = spec.in_documents(epoch_docs)
-    device = device or str(resolve_device(options.device))
     return ResolvedRun(
         spec=spec, options=options, files=files, corpus=corpus, cache=cache, device=device,
         seed=options.seed, embed_dim=embedding_size(spec), epoch_docs=epoch_docs,

@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 import optuna
 
-from han.config import FileFormat
+from han.config import DataConfig, FileFormat
 from search.studyfile.components import PRUNERS, SAMPLERS, build
 from search.studyfile.settings import DEFAULTS, DOCUMENT_SETTINGS, PRUNER_STEPS, in_documents
 from search.studyfile.space import CategoricalParam, FloatParam, IntParam
@@ -105,12 +105,10 @@ class StudySpec:
         value = self.fixed.get(name, DEFAULTS[name])
         return value, value
 
-    def segment_shapes(self) -> list[tuple[str, int, int]]:
-        """(label, seg_len, max_segments) of the reference configuration and of the
-        smallest and largest segment shapes the space allows."""
-        reference = {**self.fixed, **self.reference_params()}
+    def segment_shapes(self, reference: DataConfig) -> list[tuple[str, int, int]]:
+        """(label, seg_len, max_segments) of the reference configuration (its split
+        `reference`) and of the smallest and largest segment shapes the space allows."""
         seg_len, max_segments = self.setting_range("seg_len"), self.setting_range("max_segments")
-        return [("reference", reference.get("seg_len", DEFAULTS["seg_len"]),
-                 reference.get("max_segments", DEFAULTS["max_segments"])),
+        return [("reference", reference.seg_len, reference.max_segments),
                 ("smallest", seg_len[0], max_segments[0]),
                 ("largest", seg_len[1], max_segments[1])]
