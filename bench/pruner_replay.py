@@ -1,22 +1,23 @@
 #!/usr/bin/env python3
-"""How to choose the pruner of bench/reports.py: record whole learning curves once, then
-replay them through pruners offline.
+"""How to choose the pruner of bench/reports_inside_epochs.py: record whole learning curves
+once, then replay them through pruners offline.
 
-Per seed, runs bench/reports.py's study once with no pruner and reports every 0.2 epoch
-(the real command, in DIR/seed-N; an existing recording is reused), so every one of
+Per seed, runs bench/reports_inside_epochs.py's study once with no pruner and reports every
+0.2 epoch (the real command, in DIR/seed-N; an existing recording is reused), so every one of
 the 20 configurations leaves its whole curve in the Optuna storage. Training is
 deterministic and the random sampler draws the same configurations whatever is pruned, so
 feeding a curve to a pruner step by step and stopping where it says predicts a real run's
-decisions, for both variants of bench/reports.py: reports every 0.2 epoch, or only at epoch
-ends (the curve's points at whole epochs, which score the full dev fold in both). For
-bench/reports.py's pruner on seeds 0-4 its predictions and the real runs' documents agreed
+decisions, for both variants of bench/reports_inside_epochs.py: reports every 0.2 epoch, or
+only at epoch ends (the curve's points at whole epochs, which score the full dev fold in
+both). For its pruner on seeds 0-4 its predictions and the real runs' documents agreed
 (README: "Reports inside an epoch").
 
 Prints, per pruner setting and seed, the documents trained with reports inside epochs as a
-share of those trained with reports at epoch ends under the same rule (bench/reports.py's
-criterion) and of those trained with no pruning at all (a rule that rarely prunes at epoch
-ends makes the first share look small), and the change in the best dev F1; the last column
-is the worst seed. bench/reports.py then measures the chosen setting for real.
+share of those trained with reports at epoch ends under the same rule (the criterion of
+bench/reports_inside_epochs.py) and of those trained with no pruning at all (a rule that
+rarely prunes at epoch ends makes the first share look small), and the change in the best
+dev F1; the last column is the worst seed. bench/reports_inside_epochs.py then measures the
+chosen setting for real.
 
 Usage:  python bench/pruner_replay.py [--seeds 0 1 2 3 4] [--keep DIR]
 """
@@ -35,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo's packa
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from bench.reports import FIXED, REPORT_EVERY, run_variant
+from bench.reports_inside_epochs import FIXED, REPORT_EVERY, run_variant
 from han.synthetic import SyntheticSpec, write_corpus
 from search.records import TrialRecord
 from search.stores.optuna_storage import open_study

@@ -18,7 +18,7 @@ reports every other trial made at the same number of training documents (complet
 pruned ones) stops. Prints per variant: wall time, trials complete and pruned, training
 documents seen by all trials, and the best dev macro-F1.
 
-Usage:  python bench/reports.py [--docs 20000] [--trials 20] [--seed 0] [--keep DIR]
+Usage:  python bench/reports_inside_epochs.py [--docs 20000] [--trials 20] [--seed 0] [--keep DIR]
 """
 
 from __future__ import annotations
