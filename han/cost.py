@@ -85,3 +85,56 @@ class Probe:
         return report(EpochEstimate(train_seconds=rate * int(self.train_tokens.sum()),
                                     eval_seconds=rate * EVAL_SHARE * self.eval_tokens,
                                     timed_batches=max(index, 1), timed_seconds=seconds))
+
+
+# Multiply-accumulates a recurrent cell does per step and input unit, by gate count.
+GATES = {"lstm": 4, "gru": 3}
+# A training step's backward pass costs about twice its forward pass.
+TRAIN_PASSES = 3
+# An Adam update reads and writes a parameter's value, gradient and two moments: about as much
+# time as this many multiply-accumulates, once per batch for every trainable parameter (the
+# embedding table's rows included: its gradient is dense).
+UPDATE_COST = 8
+
+
+@dataclass(frozen=True, kw_only=True)
+class Shape:
+    """What an epoch's arithmetic depends on besides the data: a model's sizes, its cell, its
+    segments and its batches."""
+
+    seg_len: int
+    max_segments: int
+    batch_size: int
+    embed_dim: int
+    word_hidden: int
+    sent_hidden: int
+    word_layers: int = 2
+    sent_layers: int = 2
+    cell: str = "lstm"
+    trainable_params: int = 0
+
+
+def _encoder_units(cell: str, input_size: int, hidden: int, layers: int) -> int:
+    """Multiply-accumulates of a bidirectional encoder and its attention, per position."""
+    sizes = [input_size] + [2 * hidden] * (layers - 1)
+    recurrent = sum(2 * GATES[cell] * hidden * (size + hidden) for size in sizes)
+    return recurrent + (2 * hidden) ** 2
+
+
+def workload(shape: Shape, train_lengths: np.ndarray, dev_lengths: np.ndarray) -> float:
+    """An epoch's arithmetic in multiply-accumulates, modeled from the shape and the
+    documents' lengths (tokens): the training pass (forward and backward over every kept
+    token and segment, an Adam update per batch) and the dev evaluation (forward only).
+    Not a time: a session turns it into one with the rate its timed trials showed
+    (`Probe`'s estimates), so configurations are compared before any of them runs."""
+    word = _encoder_units(shape.cell, shape.embed_dim, shape.word_hidden, shape.word_layers)
+    sent = _encoder_units(shape.cell, 2 * shape.word_hidden, shape.sent_hidden,
+                          shape.sent_layers)
+
+    def forward(lengths: np.ndarray) -> float:
+        segments = np.minimum(-(-lengths // shape.seg_len), shape.max_segments)
+        return float(segments.sum()) * (shape.seg_len * word + sent)
+
+    batches = -(-len(train_lengths) // shape.batch_size)
+    return (TRAIN_PASSES * forward(train_lengths) + forward(dev_lengths)
+            + batches * UPDATE_COST * shape.trainable_params)

@@ -159,3 +159,11 @@ def config_for(data: EncodedSplit, **model_kwargs: Any) -> HANConfig:
     the frozen word2vec table come from the data, the rest from `model_kwargs`."""
     return HANConfig(vocab_size=data.vocab.size, num_classes=data.num_classes,
                      pretrained_embeddings=data.pretrained is not None, **model_kwargs)
+
+
+def trainable_parameters(config: HANConfig) -> int:
+    """The parameters an optimiser updates in a model of `config`, counted on the meta device
+    (no memory taken)."""
+    with torch.device("meta"):
+        model = HAN(config)
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)

@@ -21,6 +21,9 @@ class StopReason(enum.StrEnum):
     EPOCH_LIMIT = "max_epochs"
     # The trial's share of a run's time budget (han-search's --timeout) is spent.
     BUDGET_SHARE = "budget_share"
+    # The share is spent while the run leads and still improves: its state is kept, for the
+    # caller to resume it later (han-search's promotion).
+    PAUSED = "paused"
     # The run's time budget itself is spent.
     TIMEOUT = "timeout"
     # Not one epoch fits the budget, as estimated from the first batches: nothing trained.

@@ -172,9 +172,13 @@ def test_a_trial_stops_at_the_report_before_an_epoch_that_would_not_fit() -> Non
 
 
 def _study(tmp_path: Path, name: str) -> tuple[Any, RunOptions]:
+    # The budget's own stops and skips, without pausing a leading trial or shaping draws
+    # (tests/test_promotion.py tries those).
     easy_corpus(tmp_path / "train.tsv", docs=120)
     spec = load_study_file(study_toml(tmp_path / f"{name}.toml", name=name, train="train.tsv",
-                                      trials=1, reference=STRONG))
+                                      trials=1, reference=STRONG,
+                                      extra_study="pause_and_promote = false\n"
+                                                  "shape_draws = false"))
     options = RunOptions(storage=f"sqlite:///{tmp_path}/optuna.db",
                          tracking_uri=f"sqlite:///{tmp_path}/mlflow.db", device="cpu")
     return spec, options

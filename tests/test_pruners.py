@@ -222,3 +222,74 @@ def test_the_evidence_pruner_is_a_study_file_choice(tmp_path: Path) -> None:
                              "reduction_factor": 3}
     with pytest.raises(ValueError, match="reduction_factor"):
         EvidencePruner(reduction_factor=1)
+
+
+# ------------------------------------------------------------------- against the best curve
+# With one other trial on record no rung of successive halving has a field: a trial is
+# measured against the study's best trial's reports at the same documents, and its own
+# trend over the documents its share still holds (its horizon).
+
+BEST = {100: 0.50, 200: 0.69, 300: 0.80, 400: 0.83}
+
+
+def _best_curve_study(tmp_path: Path, best: dict[int, float] = BEST) -> optuna.Study:
+    study = _evidence_study(tmp_path, min_resource=100)
+    trial = study.ask()
+    trial.set_user_attr("epoch_docs", 200)
+    for step, value in best.items():
+        _report(trial, step, value, 0.01)
+    study.tell(trial, max(best.values()))
+    return study
+
+
+def _following(study: optuna.Study, curve: dict[int, float], *, horizon: int,
+               noise: float = 0.01) -> tuple[int | None, Comparison | None]:
+    """The step where a trial with `curve` and `horizon` documents left is pruned (None: it
+    is not), and the pruner's last comparison for it."""
+    trial = study.ask()
+    trial.set_user_attr("epoch_docs", 200)
+    records.set_horizon(trial, horizon)
+    for step, value in curve.items():
+        _report(trial, step, value, noise)
+        if trial.should_prune():
+            study.tell(trial, state=TrialState.PRUNED)
+            return step, decision(study.pruner, trial.number)
+    study.tell(trial, list(curve.values())[-1])
+    return None, decision(study.pruner, trial.number)
+
+
+def test_a_trial_clearly_below_the_best_curve_that_cannot_catch_up_is_pruned(
+        tmp_path: Path) -> None:
+    study = _best_curve_study(tmp_path)
+    # 0.09-0.27 below the best (noise 0.01). At step 200 its one epoch of reports climbs
+    # 0.2 per 100 documents: it could still pass 0.83. At 300 the line through its last
+    # epoch's reports gains 0.13 per 200 documents, and 200 are left: about 0.66 < 0.83.
+    step, comparison = _following(study, {100: 0.40, 200: 0.60, 300: 0.53}, horizon=200)
+    assert step == 300
+    assert comparison is not None and comparison.rule == "best curve"
+    assert comparison.best_trial == 0 and comparison.bar == pytest.approx(0.80)
+    assert comparison.projected is not None and comparison.projected < 0.83
+    assert "below trial 0's 0.8000" in comparison.describe()
+
+
+def test_a_trial_below_the_best_that_its_trend_could_still_lift_goes_on(
+        tmp_path: Path) -> None:
+    study = _best_curve_study(tmp_path)
+    # As far below, climbing 0.2 an epoch with three epochs left: 0.60 + 0.6 > 0.83.
+    step, comparison = _following(study, {100: 0.40, 200: 0.60}, horizon=600)
+    assert step is None
+    assert comparison is not None and not comparison.pruned and comparison.projected > 0.83
+
+
+def test_a_trial_within_the_noise_of_the_best_curve_goes_on(tmp_path: Path) -> None:
+    study = _best_curve_study(tmp_path)
+    # 0.02 under the best at each step with a noise of 0.02: not evidence, whatever its trend.
+    step, _ = _following(study, {100: 0.48, 200: 0.67, 300: 0.78}, horizon=0, noise=0.02)
+    assert step is None
+
+
+def test_a_best_curve_at_chance_prunes_no_one(tmp_path: Path) -> None:
+    chance = 1 / CLASSES
+    study = _best_curve_study(tmp_path, {100: chance, 200: chance + 0.01, 300: chance})
+    step, _ = _following(study, {100: 0.0, 200: 0.0, 300: 0.0}, horizon=0)
+    assert step is None

@@ -61,7 +61,9 @@ class ConsoleProgress:
         text = ", ".join(f"{k}={short(v)}" for k, v in params.items())
         record = TrialRecord.of(trial)
         origin = (" (derived from the data)" if record.from_data
-                  else " (the notebook's configuration)" if record.reference else "")
+                  else " (the notebook's configuration)" if record.reference
+                  else f" (resumes paused trial {record.promoted_from})"
+                  if record.promoted_from is not None else "")
         typer.echo(f"{self._prefix(trial)} start {text}{origin}")
 
     def trial_estimated(self, trial: optuna.Trial, estimate: TrialEstimate) -> None:
@@ -92,7 +94,7 @@ class ConsoleProgress:
         }.get(trial.state, trial.state.name.lower())
         if record.outcome is Outcome.SKIPPED:
             outcome = reason
-        elif record.outcome is Outcome.STOPPED:
+        elif record.outcome in (Outcome.STOPPED, Outcome.PAUSED):
             value = f", dev F1 {trial.value:.4f}" if trial.value is not None else ""
             outcome = f"{reason}{value}"
         seconds = trial.duration.total_seconds() if trial.duration else 0.0
@@ -201,6 +203,10 @@ def print_summary(summary: RunSummary) -> None:
         lines.append(f"best dev F1    {summary.best_value:.4f} (trial {summary.best_trial})")
     if summary.reference_trial is not None:
         lines.append(f"reference      {reference_text(summary)}")
+    for row in summary.promotions:
+        gained = "not complete" if row.gain is None else f"{row.gain:+.4f} dev F1"
+        lines.append(f"promoted       trial {row.paused}, resumed by trial {row.promoted}: "
+                     f"{gained} in {duration(row.seconds)}")
     verdict = versus_baseline(summary.best_value, summary.baseline, maximize=summary.maximize)
     if summary.baseline is not None:
         lines.append(f"baseline       {baseline_text(summary.baseline)}: {verdict}")

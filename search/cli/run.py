@@ -45,6 +45,10 @@ WorkersPerGpu = Annotated[int, typer.Option(
     "with K > 1, --workers defaults to K x the GPUs.")]
 Threads = Annotated[int | None, typer.Option(
     min=1, help="CPU threads for this process; default: all cores, split among workers.")]
+Timeout = Annotated[float | None, typer.Option(
+    min=1, help="Seconds the run may take, a trial at most a share of it (the study "
+    f"file's max_trial_share, else {MAX_TRIAL_SHARE:.0%}). Default: the study file's "
+    "timeout, else none.")]
 Heartbeat = Annotated[int, typer.Option(
     min=1, help="Seconds between a running trial's heartbeats; a trial silent for three is "
     "failed and retried.")]
@@ -58,8 +62,7 @@ def run(
     trials: Annotated[int | None, typer.Option(
         min=1, help="Trials to train now (added to the study); default: as many as "
         "--timeout holds when it is given, else the study file's count.")] = None,
-    timeout: Annotated[float | None, typer.Option(
-        min=1, help=f"Seconds the run may take, {MAX_TRIAL_SHARE:.0%} per trial.")] = None,
+    timeout: Timeout = None,
     train: Annotated[Path | None, typer.Option(
         help="Labelled training file; default: the study's, else the built-in corpus.")] = None,
     test: Annotated[Path | None, typer.Option(help="Test file for export-best.")] = None,
@@ -86,7 +89,7 @@ def run(
 ) -> None:
     """Run trials of a study; running it again continues the same study."""
     from search.cli.console import print_summary
-    from search.session.budget import Budget
+    from search.session.budget import budget_of
     from search.setup.options import RunOptions
     from search.setup.resolve import with_overrides
     from search.studyfile import builtin_study_path, load_study_file
@@ -105,8 +108,8 @@ def run(
         summary, code = _run_session(
             spec, options, workers=_workers(workers, workers_per_gpu, device), trials=trials,
             threads=threads, work_dir=work_dir, file_format=file_format,
-            per_gpu=workers_per_gpu, budget=Budget(timeout, started=started,
-                                                   clock=time.perf_counter))
+            per_gpu=workers_per_gpu, budget=budget_of(spec, timeout=timeout, started=started,
+                                                      clock=time.perf_counter))
     print_summary(summary)
     if code:
         raise typer.Exit(code=code)

@@ -7,6 +7,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
@@ -17,9 +18,12 @@ from search.pruners.field_percentile import FIELD
 
 @dataclass(frozen=True, kw_only=True)
 class Comparison:
-    """How a trial's report at a rung stood against the reports of the others there: its
-    value and noise, the bar (the value of the last report the rung keeps) and its noise,
-    and whether the gap is evidence enough to prune."""
+    """How a trial's report stood against a bar, and whether the gap is evidence enough to
+    prune: its value and noise, the bar and its noise. Rule "rung": the bar is the last
+    report a rung of successive halving keeps. Rule "best curve": the bar is the study's
+    best trial's report at the same documents (`best_trial`), and the trial's own trend,
+    carried over the documents its share still holds, reaches `projected` at most, short
+    of that trial's value (`target`)."""
 
     step: int
     value: float
@@ -34,11 +38,24 @@ class Comparison:
     kept: int  # the best `kept` reports go on whatever the noise
     chance: float
     pruned: bool
+    rule: str = "rung"
+    best_trial: int | None = None
+    projected: float | None = None
+    target: float | None = None
 
     def describe(self) -> str:
+        if self.rule == BEST_CURVE:
+            return (f"dev F1 {self.value:.4f} ± {self.noise:.4f} below trial "
+                    f"{self.best_trial}'s {self.bar:.4f} ± {self.bar_noise:.4f} at the same "
+                    f"documents by more than {self.margin:.4f}, and its trend reaches "
+                    f"{self.projected:.4f} at most within its share, short of trial "
+                    f"{self.best_trial}'s {self.target:.4f}")
         return (f"dev F1 {self.value:.4f} ± {self.noise:.4f} below the bar "
                 f"{self.bar:.4f} ± {self.bar_noise:.4f} by more than {self.margin:.4f} "
                 f"(rank {self.rank} of {self.reports}, the best {self.kept} go on)")
+
+
+BEST_CURVE = "best curve"
 
 
 # The first rung lies where the study's first learning trial had gone this share of the way
@@ -93,9 +110,14 @@ class EvidencePruner(optuna.pruners.BasePruner):
         if first is None or step < first:
             return False
         rung = first * self._eta ** int(math.log(step / first, self._eta) + 1e-9)
-        if any(rung <= earlier < step for earlier in trial.intermediate_values):
-            return False  # decided at this rung's first report
-        comparison = self.compare(study, trial, step=step, rung=rung, chance=chance)
+        comparison = None
+        if not any(rung <= earlier < step for earlier in trial.intermediate_values):
+            # The rung's first report: decided against the others there.
+            comparison = self.compare(study, trial, step=step, rung=rung, chance=chance)
+        if comparison is None or not comparison.pruned:
+            # Too few others at the rung, or kept there: against the best trial's curve.
+            comparison = against_best(study, trial, step=step, chance=chance,
+                                      noise_multiple=self._z) or comparison
         if comparison is None:
             return False
         self.decisions[trial.number] = comparison
@@ -155,6 +177,54 @@ class EvidencePruner(optuna.pruners.BasePruner):
                           margin=margin, rank=rank, reports=len(ranked), kept=kept,
                           chance=chance,
                           pruned=rank > kept and learned and value < bar - margin)
+
+
+def against_best(study: optuna.Study, trial: FrozenTrial, *, step: int, chance: float,
+                 noise_multiple: float) -> Comparison | None:
+    """The trial's report at `step` against the study's best trial's report at the same
+    documents (its learning curve is on record): pruned when it is below by more than
+    `noise_multiple` times the noise of the difference, the best's report is clearly above a
+    guess, and the trial's own trend (the slope of its reports over the last epoch, carried
+    over the documents its share still holds: its `horizon`) cannot reach the best's value.
+    None when there is no best to compare with at `step`, no horizon recorded, or no trend
+    yet (fewer than two reports in the last epoch)."""
+    complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+                if t.value is not None and t.number != trial.number]
+    horizon = records.TrialRecord.of(trial).horizon
+    if not complete or horizon is None:
+        return None
+    best = max(complete, key=lambda t: t.value or 0.0)
+    bar = best.intermediate_values.get(step)
+    value = trial.intermediate_values[step]
+    if bar is None or math.isnan(bar) or math.isnan(value):
+        return None
+    noise, bar_noise = _noise(trial, step), _noise(best, step)
+    margin = noise_multiple * math.hypot(noise, bar_noise)
+    slope = _slope(trial, step)
+    if slope is None:
+        return None
+    target = float(best.value or 0.0)
+    projected = value + max(0.0, slope) * horizon
+    learned = bar - noise_multiple * bar_noise > chance
+    pruned = (learned and value < bar - margin
+              and projected + noise_multiple * noise < target)
+    return Comparison(step=step, value=value, noise=noise, bar=bar, bar_noise=bar_noise,
+                      margin=margin, rank=2 if value < bar else 1, reports=2, kept=1,
+                      chance=chance, pruned=pruned, rule=BEST_CURVE, best_trial=best.number,
+                      projected=projected, target=target)
+
+
+def _slope(trial: FrozenTrial, step: int) -> float | None:
+    """The trial's dev F1 gained per training document over its last epoch of reports (a
+    least-squares line through them); None with fewer than two."""
+    epoch_docs = records.TrialRecord.of(trial).epoch_docs or step
+    points = sorted((s, v) for s, v in trial.intermediate_values.items()
+                    if step - epoch_docs <= s <= step and not math.isnan(v))
+    if len(points) < 2:
+        return None
+    steps = np.array([s for s, _ in points], dtype=float)
+    values = np.array([v for _, v in points])
+    return float(np.polyfit(steps, values, 1)[0])
 
 
 def _noise(trial: FrozenTrial, step: int) -> float:

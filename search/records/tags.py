@@ -40,11 +40,15 @@ class RunState(enum.StrEnum):
     # Outcome.SKIPPED, and Outcome.STOPPED with its best epoch kept (its model is usable).
     SKIPPED = "skipped"
     STOPPED = "stopped"
+    # Outcome.PAUSED: its model usable, its training to be resumed in this same run (MLflow
+    # SCHEDULED until then).
+    PAUSED = "paused"
 
     @property
     def status(self) -> str:
         return {RunState.RUNNING: "RUNNING", RunState.COMPLETE: "FINISHED",
-                RunState.STOPPED: "FINISHED", RunState.FAILED: "FAILED"}.get(self, "KILLED")
+                RunState.STOPPED: "FINISHED", RunState.FAILED: "FAILED",
+                RunState.PAUSED: "SCHEDULED"}.get(self, "KILLED")
 
     @classmethod
     def ended_by(cls, error: BaseException) -> tuple[RunState, str]:
@@ -74,6 +78,8 @@ class Tag:
     STORAGE = "storage"
     STUDY_FILE = "study_file"
     RETRY_OF_TRIAL = "retry_of_trial"
+    # The trial that resumed a paused trial in its run (search.session.promotion).
+    PROMOTED_TRIAL = "promoted_trial"
     BEST_EPOCH = "best_epoch"
     STOP_REASON = "stop_reason"
     RESUMED_FROM_EPOCH = "resumed_from_epoch"

@@ -39,6 +39,13 @@ _REPORT_NOISE = "report_noise"
 _PRUNED_BY = "pruned_by"
 # The trial is the study's first, its settings derived from the data (han.starting_point).
 _FROM_DATA = "from_data"
+# The paused trial a promoted trial resumes (search.session.promotion).
+_PROMOTED_FROM = "promoted_from"
+# Training documents the trial can still see within its share and epochs, as it reports
+# (the evidence pruner projects its trend that far).
+_HORIZON = "horizon_docs"
+# A drawn configuration brought down to what the budget affords: {name: [drawn, trained]}.
+_RESHAPED = "reshaped"
 
 
 class Outcome(enum.StrEnum):
@@ -48,10 +55,14 @@ class Outcome(enum.StrEnum):
     trial's share of it (Optuna PRUNED).
     STOPPED: cut short by --timeout or its share of it; with a finished epoch it is
     COMPLETE with its best epoch's dev F1 and checkpoint, else FAIL.
+    PAUSED: its share spent while it was among the study's best and still improving: COMPLETE
+    with its best epoch's dev F1 and checkpoint, its training state kept, so that a later
+    trial (`promoted_from` it) resumes it when the time left is better spent so.
     """
 
     SKIPPED = "skipped"
     STOPPED = "stopped"
+    PAUSED = "paused"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -72,6 +83,9 @@ class TrialRecord:
     report_noise: dict[int, float] | None = None
     pruned_by: dict[str, Any] | None = None
     from_data: bool = False
+    promoted_from: int | None = None
+    horizon: int | None = None
+    reshaped: dict[str, list[Any]] | None = None
 
     @classmethod
     def of(cls, trial: FrozenTrial | optuna.Trial) -> TrialRecord:
@@ -88,7 +102,9 @@ class TrialRecord:
                    dev_confusion=attrs.get(_DEV_CONFUSION),
                    outcome=Outcome(attrs[_OUTCOME]) if _OUTCOME in attrs else None,
                    report_noise=_noise(attrs.get(_REPORT_NOISE)),
-                   pruned_by=attrs.get(_PRUNED_BY), from_data=bool(attrs.get(_FROM_DATA)))
+                   pruned_by=attrs.get(_PRUNED_BY), from_data=bool(attrs.get(_FROM_DATA)),
+                   promoted_from=_int(attrs.get(_PROMOTED_FROM)),
+                   horizon=_int(attrs.get(_HORIZON)), reshaped=attrs.get(_RESHAPED))
 
     def state_name(self, trial: FrozenTrial) -> str:
         """The trial's state in words: the budget's outcome when it had one, else Optuna's."""
@@ -105,8 +121,9 @@ class TrialRecord:
 
     @property
     def origin(self) -> int | None:
-        """The trial whose work a retry continues (None: the trial is no retry)."""
-        return self.retry_of
+        """The trial whose work this one continues: a retry's original, a promoted trial's
+        paused one (None: neither)."""
+        return self.retry_of if self.retry_of is not None else self.promoted_from
 
 
 def reference_attrs() -> dict[str, Any]:
@@ -117,6 +134,22 @@ def reference_attrs() -> dict[str, Any]:
 def from_data_attrs() -> dict[str, Any]:
     """User attributes that mark an enqueued trial as the settings derived from the data."""
     return {_FROM_DATA: True}
+
+
+def promotion_attrs(paused: FrozenTrial) -> dict[str, Any]:
+    """User attributes of the trial that resumes the paused trial `paused`."""
+    return {_PROMOTED_FROM: paused.number}
+
+
+def set_horizon(trial: optuna.Trial, docs: int) -> None:
+    trial.set_user_attr(_HORIZON, docs)
+
+
+def set_reshaped(storage: optuna.storages.BaseStorage, trial_id: int,
+                 changes: Mapping[str, list[Any]]) -> None:
+    """A drawn configuration's sizes brought down, on the trial being drawn (a sampler holds
+    its storage and id, not a Trial)."""
+    storage.set_trial_user_attr(trial_id, _RESHAPED, dict(changes))
 
 
 def retry_attrs(trial: FrozenTrial) -> dict[str, Any]:
@@ -176,3 +209,7 @@ def _path(value: Any) -> Path | None:
 def _noise(value: Any) -> dict[int, float] | None:
     """Report noise by step: JSON keeps the steps as strings."""
     return None if not isinstance(value, dict) else {int(k): float(v) for k, v in value.items()}
+
+
+def _int(value: Any) -> int | None:
+    return None if value is None else int(value)

@@ -13,6 +13,7 @@ from han.stopping import Stop, StopReason
 from search.defaults import MAX_TRIAL_SHARE
 from search.errors import TrialSkipped
 from search.formatting import duration
+from search.studyfile import StudySpec
 
 if TYPE_CHECKING:
     from han.cost import EpochEstimate
@@ -78,13 +79,15 @@ class Budget:
         """The most a trial may take."""
         return None if self.timeout is None else self.share * self.timeout
 
-    def admit(self, estimate: EpochEstimate, epochs: int) -> TrialEstimate:
+    def admit(self, estimate: EpochEstimate, epochs: int, *,
+              capped: bool = True) -> TrialEstimate:
         """The trial's estimate, with the epochs it may run: all `epochs`, or as many as fit
         the time left and the trial's cap (it then stops at the report before the first
         that does not, and keeps its best epoch). TrialSkipped when not one epoch fits: the
         trial could not report once, and ends pruned after the few batches of its estimate,
-        recorded as skipped, so the sampler learns to avoid what the budget cannot afford."""
-        left, cap = self.left(), self.cap
+        recorded as skipped, so the sampler learns to avoid what the budget cannot afford.
+        A trial not `capped` (a promoted one) may take all the time left."""
+        left, cap = self.left(), self.cap if capped else None
         if self.cheapest is None or estimate.seconds < self.cheapest:
             self.cheapest = estimate.seconds
         if left is not None and estimate.seconds > left:
@@ -98,6 +101,19 @@ class Budget:
         else:
             fitting = min(epochs, int(min(left, cap) // estimate.seconds))
         return TrialEstimate(epoch=estimate, epochs=fitting, planned=epochs, left=left, cap=cap)
+
+    def limit(self) -> float | None:
+        """The most seconds a new trial may take: its cap, or the time left when less (None:
+        no timeout)."""
+        return self.limit_from(self.clock())
+
+    def limit_from(self, trial_started: float) -> float | None:
+        """The seconds a trial started at `trial_started` has left: to its cap, or to the
+        timeout when sooner (None: no timeout)."""
+        left, cap = self.left(), self.cap
+        if left is None or cap is None:
+            return None
+        return max(0.0, min(left, trial_started + cap - self.clock()))
 
     def below_cheapest(self) -> bool:
         """Whether the time left is less than the cheapest epoch estimated in this run: no
@@ -114,14 +130,15 @@ class Budget:
                 f"{duration(self.left() or 0.0)} of --timeout left are less than the "
                 f"cheapest epoch estimated in this run ({duration(self.cheapest or 0.0)})")
 
-    def stop_at_report(self, trial_started: float, epoch_seconds: float) -> Stop | None:
+    def stop_at_report(self, trial_started: float, epoch_seconds: float, *,
+                       capped: bool = True) -> Stop | None:
         """At a report: the stop of a trial whose next epoch, as long as the last one, would
-        end past its cap or the timeout; None to go on."""
+        end past its cap (when `capped`) or the timeout; None to go on."""
         if self.timeout is None:
             return None
         now = self.clock()
         next_end = now + epoch_seconds
-        if self.cap is not None and next_end - trial_started > self.cap:
+        if capped and self.cap is not None and next_end - trial_started > self.cap:
             return Stop(StopReason.BUDGET_SHARE,
                         f"budget: another epoch ({duration(epoch_seconds)}) would pass the "
                         f"trial's {duration(self.cap)} cap ({self.share:.0%} of --timeout)")
@@ -135,6 +152,14 @@ class Budget:
         """Seconds until the run ends: the trials to go at the mean pace so far, never more
         than the time left."""
         return eta_seconds(elapsed=elapsed, done=done, total=total, left=self.left())
+
+
+def budget_of(spec: StudySpec, *, timeout: float | None, started: float | None = None,
+              clock: Callable[[], float] = time.monotonic) -> Budget:
+    """The budget of a run of `spec`: `timeout` (--timeout) when given, else the study
+    file's, each trial taking at most its `max_trial_share` of it."""
+    return Budget(spec.timeout if timeout is None else timeout, started=started,
+                  share=spec.max_trial_share, clock=clock)
 
 
 def eta_seconds(*, elapsed: float, done: int, total: int | None,

@@ -55,6 +55,8 @@ def ending_of(result: TrainResult) -> Ending:
     reason = stop.describe()
     if stop.reason in (StopReason.EARLY_STOPPING, StopReason.EPOCH_LIMIT):
         return Ending(TrialState.COMPLETE, RunState.COMPLETE)
+    if stop.reason is StopReason.PAUSED:
+        return Ending(TrialState.COMPLETE, RunState.PAUSED, Outcome.PAUSED, reason)
     if stop.reason in _BUDGET and result.best_epoch > 0:
         # Cut inside an epoch, the partial epoch is lost: its best epoch is the result.
         kept = "" if stop.where is None else f"; best epoch {result.best_epoch} kept"
@@ -89,7 +91,8 @@ def conclude(trial: optuna.Trial, run: RunHandle, result: TrainResult, *,
         # Uploaded first: a write the disk refuses on the way fails the trial instead.
         uploaded = _log_complete(trial, run, result, split)
         run.finish_as(ending.run_state, ending.reason)
-        if uploaded:
+        # A paused trial's training state is what its promotion resumes from.
+        if uploaded and ending.outcome is not Outcome.PAUSED:
             shutil.rmtree(checkpoint_dir, ignore_errors=True)
         return result.best_dev_f1
     run.finish_as(ending.run_state, ending.reason)

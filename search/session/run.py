@@ -24,9 +24,11 @@ from search.errors import SearchError, TrackingError, TrialStopped
 from search.export.best import register_best
 from search.records import Key, Outcome, TrialRecord
 from search.session.baseline import ensure_baseline
-from search.session.budget import Budget
+from search.session.budget import Budget, budget_of
 from search.session.diskspace import Shortage, footprint, shortages
+from search.session.draws import CostModel, DrawRules, shaped_sampler
 from search.session.progress import Progress
+from search.session.promotion import pause_rule, promotion_due
 from search.session.study import (
     OpenStudy,
     enqueue_reference,
@@ -66,7 +68,7 @@ def run_study(spec: StudySpec, options: RunOptions, *, trials: int | None = None
     from now; see search.session.budget). `trials` None: as many as the budget holds when
     it has a timeout, else the study file's count."""
     started = time.perf_counter()
-    budget = budget or Budget(timeout)
+    budget = budget or budget_of(spec, timeout=timeout)
     resolved = resolve(spec, options)
     check_work_dir(resolved, work_dir)
     opened = open_study(resolved)
@@ -76,12 +78,12 @@ def run_study(spec: StudySpec, options: RunOptions, *, trials: int | None = None
     with opened.parent_run() as parent:
         parent.log_datasets([training_input(resolved.dataset)])
         resolved = before_trials(opened, parent.id, work_dir, progress)
-        session = _Session(
-            opened=opened, parent=parent, total=total, budget=budget, progress=progress,
-            should_stop=should_stop,
-            context=TrialContext(resolved=resolved, tracker=opened.tracker,
-                                 parent_run_id=parent.id, work_dir=work_dir, budget=budget,
-                                 should_stop=should_stop, progress=progress))
+        context = TrialContext(resolved=resolved, tracker=opened.tracker,
+                               parent_run_id=parent.id, work_dir=work_dir, budget=budget,
+                               should_stop=should_stop, progress=progress)
+        session = _Session(opened=opened, parent=parent, total=total, budget=budget,
+                           progress=progress, should_stop=should_stop,
+                           context=context, rules=_spend_where_it_pays(opened, context))
         session.optimize()
     return _summed_up(opened, parent.id, started=started, trials=session.started,
                       ended_early=session.ended_early)
@@ -109,6 +111,8 @@ class _Session:
     ended_early: str | None = None
     # The user's stop that ended a trial: the session ends with it, as it would have.
     interrupted: TrialStopped | None = None
+    # What the sampler may draw now (None: it draws the whole space).
+    rules: DrawRules | None = None
 
     @property
     def spec(self) -> StudySpec:
@@ -119,6 +123,7 @@ class _Session:
         study = self.opened.study
         if reference_due(study, self.spec, done=0, total=self.total):
             enqueue_reference(study, self.spec)
+        self._promote_when_due(study)
         with _parent_refreshed(self.parent, study):
             # Out of memory is a property of the trial's settings, not of the study: the
             # trial fails with its shape in the reason and the study goes on; so does a
@@ -158,6 +163,19 @@ class _Session:
             _refresh_parent(self.parent, study)
         if self._ends_after(trial):
             study.stop()
+            return
+        self._promote_when_due(study)
+
+    def _promote_when_due(self, study: optuna.Study) -> None:
+        """A paused trial queued to resume next, when the time left is better spent so."""
+        if self.context.pause is None or any(
+                TrialRecord.of(t).promoted_from is not None
+                for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,))):
+            return
+        promotion = promotion_due(study, self.budget)
+        if promotion is not None:
+            study.enqueue_trial(promotion.trial.params,
+                                user_attrs=records.promotion_attrs(promotion.trial))
 
     def _ends_after(self, trial: FrozenTrial) -> bool:
         """Count the trial; whether the session ends with it."""
@@ -166,7 +184,8 @@ class _Session:
         else:
             self.trained += 1
             self.skipped_in_a_row = 0
-        reason = self.budget.ends_after_skips(self.skipped_in_a_row)
+        reason = self.budget.ends_after_skips(self.skipped_in_a_row) or (
+            None if self.rules is None or self._queued() else self.rules.nothing_fits())
         if reason is not None:
             self.ended_early = self.ended_early or reason
             return True
@@ -175,6 +194,28 @@ class _Session:
         stop_asked = self.should_stop is not None and self.should_stop()
         return stop_asked or self.budget.expired() or (
             self.total is not None and self.trained >= self.total)
+
+
+    def _queued(self) -> bool:
+        """Whether trials wait to run (a promotion, a retry, the reference)."""
+        return bool(self.opened.study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
+
+
+def _spend_where_it_pays(opened: OpenStudy, context: TrialContext) -> DrawRules | None:
+    """Under a timeout, as the study file asks: trials whose share is spent while they lead
+    pause (to be promoted), and the sampler draws only what the budget affords (its draws
+    shaped by the cost model the trials' timings teach). The rules, or None."""
+    spec, budget = opened.resolved.spec, context.budget
+    if budget.timeout is None:
+        return None
+    if spec.pause_and_promote:
+        context.pause = pause_rule(opened.study)
+    if not spec.shape_draws:
+        return None
+    context.cost = CostModel(context.resolved, vocabulary=opened.profile.vocabulary)
+    rules = DrawRules(context.resolved, budget, context.cost)
+    opened.study.sampler = shaped_sampler(context.resolved, opened.study.sampler, rules)
+    return rules
 
 
 def _summed_up(opened: OpenStudy, parent_run_id: str, *, started: float, trials: int,
@@ -226,7 +267,7 @@ def run_with_workers(spec: StudySpec, options: RunOptions, *, workers: int,
     its word2vec vectors, and what is left of `budget` when they start (see `session_trials`);
     returns the summary and the first failing worker's exit code."""
     started = time.perf_counter()
-    budget = budget or Budget(None)
+    budget = budget or budget_of(spec, timeout=None)
     resolved = resolve(spec, options)
     check_work_dir(resolved, work_dir)
     # The study, its reference trial and parent run are created once, before the workers

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import optuna
@@ -17,10 +18,11 @@ from search import records
 from search.pruners import Comparison, decision
 from search.records import Key, Tag, TrialRecord
 from search.session.budget import Budget
+from search.session.draws import CostModel
 from search.session.learning import stop_if_not_learning
 from search.session.outcome import conclude, writes_of
 from search.session.progress import Progress
-from search.session.watch import BudgetWatch
+from search.session.watch import BudgetWatch, PauseRule
 from search.setup.build import build_trial
 from search.setup.resolve import ResolvedRun
 from search.stores.datasets import trial_inputs
@@ -42,6 +44,10 @@ class TrialContext:
     budget: Budget = field(default_factory=lambda: Budget(None))
     should_stop: Callable[[], bool] | None = None
     progress: Progress | None = None
+    # Whether a trial whose share is spent pauses (search.session.promotion); None: never.
+    pause: PauseRule | None = None
+    # Learns each trial's cost from its timed first batches (search.session.draws).
+    cost: CostModel | None = None
 
 
 def objective(trial: optuna.Trial, ctx: TrialContext) -> float:
@@ -51,30 +57,49 @@ def objective(trial: optuna.Trial, ctx: TrialContext) -> float:
     records.set_max_epochs(trial, epochs, epoch_docs=len(built.split.train_docs))
     if ctx.progress is not None:
         ctx.progress.trial_started(trial, params)
-    # A retry of a trial whose worker died resumes from that trial's last finished epoch.
-    retry_of = TrialRecord.of(trial).retry_of
-    origin = trial.number if retry_of is None else retry_of
+    # A retry of a trial whose worker died, or a promoted trial, resumes from the last
+    # finished epoch of the trial it continues.
+    record = TrialRecord.of(trial)
+    origin = trial.number if record.origin is None else record.origin
     checkpoint_dir = ctx.work_dir / ctx.resolved.name / f"trial-{origin}"
+    promoted = record.promoted_from is not None
     watch = BudgetWatch(trial, ctx.budget, epochs=epochs, user_stop=ctx.should_stop,
-                        progress=ctx.progress)
+                        progress=ctx.progress, promoted=promoted,
+                        pause=None if promoted else ctx.pause,
+                        on_estimate=None if ctx.cost is None else partial(ctx.cost.observe,
+                                                                          params))
     with writes_of(trial), ctx.tracker.trial_run(
             trial, study_name=ctx.resolved.name, parent_run_id=ctx.parent_run_id,
-            params=built.params(), tags=ctx.resolved.tags) as run:
+            params=built.params(), tags=ctx.resolved.tags,
+            reopen=_paused_run(trial, record.promoted_from)) as run:
         folder_made(checkpoint_dir, under=ctx.work_dir, what="the checkpoint")
-        if retry_of is not None:
-            run.set_tags({Tag.RETRY_OF_TRIAL: retry_of})
-        run.log_datasets(trial_inputs(ctx.resolved.dataset, built.split, built.data_config))
+        if record.retry_of is not None:
+            run.set_tags({Tag.RETRY_OF_TRIAL: record.retry_of})
+        if promoted:
+            run.set_tags({Tag.PROMOTED_TRIAL: trial.number})
+        if not promoted:
+            run.log_datasets(trial_inputs(ctx.resolved.dataset, built.split,
+                                          built.data_config))
         reporter = Reporter(trial, run, watch, progress=ctx.progress,
                             classes=built.split.num_classes,
-                            batch_size=built.train_config.batch_size)
+                            batch_size=built.train_config.batch_size,
+                            epoch_docs=len(built.split.train_docs),
+                            resumed=record.origin is not None)
         result = train(built.split, model_config=built.model_config,
                        data_config=built.data_config, train_config=built.train_config,
                        checkpoint_dir=checkpoint_dir,
                        on_epoch=_epoch_logger(trial, run, ctx.progress), on_report=reporter,
-                       should_stop=watch.should_stop, resume=retry_of is not None,
+                       should_stop=watch.should_stop, resume=record.origin is not None,
                        on_estimate=watch.estimated)
         return conclude(trial, run, result, split=built.split, checkpoint_dir=checkpoint_dir,
                         pruned_by=reporter.pruned_by)
+
+
+def _paused_run(trial: optuna.Trial, paused: int | None) -> str | None:
+    """The MLflow run of the paused trial a promoted trial resumes (None: no promotion)."""
+    if paused is None:
+        return None
+    return TrialRecord.of(trial.study.get_trials(deepcopy=False)[paused]).run_id
 
 
 def _epoch_logger(trial: optuna.Trial, run: RunHandle,
@@ -97,9 +122,11 @@ class Reporter:
     cannot hold another epoch."""
 
     def __init__(self, trial: optuna.Trial, run: RunHandle, watch: BudgetWatch, *,
-                 progress: Progress | None, classes: int, batch_size: int) -> None:
+                 progress: Progress | None, classes: int, batch_size: int, epoch_docs: int,
+                 resumed: bool) -> None:
         self.trial, self.run, self.watch, self.progress = trial, run, watch, progress
         self.classes, self.batch_size = classes, batch_size
+        self.epoch_docs, self.resumed = epoch_docs, resumed
         self.pruned_by: Comparison | None = None
 
     def __call__(self, report: Report) -> Stop | None:
@@ -117,12 +144,19 @@ class Reporter:
                                          updates=report.docs_seen // self.batch_size)
             if stuck is not None:
                 return stuck
+        # The budget's word first (a pruning still comes before it), as the report finds the
+        # clock.
+        budget_stop = None if metrics is None else self.watch.at_report(metrics)
         # The last epoch's report ends the trial anyway: pruning it there would only throw
-        # away a finished trial's result.
+        # away a finished trial's result. A promoted trial is the study's best: not pruned.
         last = report.end_of_epoch and report.epoch >= self.watch.epochs
-        if not last and self.trial.should_prune():
-            return self._pruned(report)
-        return None if metrics is None else self.watch.at_report(metrics)
+        if not last and not self.watch.promoted:
+            # How far the trial could still go, for a pruner that projects its trend.
+            records.set_horizon(self.trial, self.watch.documents_left(
+                report.docs_seen, self.epoch_docs, resumed=self.resumed))
+            if self.trial.should_prune():
+                return self._pruned(report)
+        return budget_stop
 
     def _pruned(self, report: Report) -> Stop:
         """The pruning at `report`, with the comparison that decided it when its pruner says."""

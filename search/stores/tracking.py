@@ -246,15 +246,21 @@ class Tracker:
     @contextmanager
     def child_run(self, *, experiment_id: str, name: str, tags: Mapping[str, str],
                   params: Mapping[str, Any] | None = None, resume: str | None = None,
-                  required: bool = True, on_end: OnEnd | None = None) -> Iterator[RunHandle]:
+                  reopen: str | None = None, required: bool = True,
+                  on_end: OnEnd | None = None) -> Iterator[RunHandle]:
         """A run for the length of the block, ended as RunHandle.ending says.
 
         With `resume` (an MLflow filter), the oldest run it matches is reopened instead of a
-        new one. A required run that cannot be started raises TrackingError; a best-effort
-        one (a trial's: training goes on without MLflow) logs nothing.
+        new one; with `reopen`, the run of that id. A required run that cannot be started
+        raises TrackingError; a best-effort one (a trial's: training goes on without MLflow)
+        logs nothing.
         """
 
         def open_run() -> str:
+            if reopen is not None:
+                self.client.update_run(reopen, status=RunState.RUNNING.status)
+                self.client.set_tag(reopen, Tag.STATE, RunState.RUNNING)
+                return reopen
             found = [] if resume is None else self.client.search_runs(
                 [experiment_id], resume, order_by=_OLDEST_FIRST, max_results=1)
             if found:
@@ -278,16 +284,18 @@ class Tracker:
 
     @contextmanager
     def trial_run(self, trial: optuna.Trial, *, study_name: str, parent_run_id: str,
-                  params: Mapping[str, Any], tags: Mapping[str, str]) -> Iterator[RunHandle]:
+                  params: Mapping[str, Any], tags: Mapping[str, str],
+                  reopen: str | None = None) -> Iterator[RunHandle]:
         """The trial's child run (best effort: training goes on without MLflow); its id, and
         the reason an exception ended it, go on the Optuna trial too. (A trial whose training
-        stopped says how it ended itself: search.session.outcome.)"""
+        stopped says how it ended itself: search.session.outcome.) With `reopen`, that run
+        instead of a new one: a promoted trial goes on in its paused trial's run."""
         with self.child_run(
                 experiment_id=self.experiment_id(study_name), name=f"trial-{trial.number}",
                 tags=records.run_tags(Role.TRIAL, study=study_name,
                                       parent_run_id=parent_run_id,
                                       trial_number=trial.number) | dict(tags),
-                params=params, required=False,
+                params=params, reopen=reopen, required=False,
                 on_end=lambda _state, reason: records.set_reason(trial, reason)) as run:
             if run.run_id is not None:
                 records.set_run_id(trial, run.run_id)

@@ -52,6 +52,16 @@ STUDY = {
                        "a pruner past its startup trials can stop it like any other.",
     "start_from_data": "A new study's first trial takes settings derived from the data "
                        "(`han/starting_point.py`), brought inside the space.",
+    "timeout": "Seconds a `han-search run` may take when the command line gives no "
+               "`--timeout`.",
+    "max_trial_share": "The most of the time budget one trial may take, as a share of it.",
+    "pause_and_promote": "Under a time budget, a trial whose share is spent while it leads "
+                         "and improves pauses, and resumes later when the time left is "
+                         "better spent on it than on new draws ([Time budget]"
+                         "(time-budget.md)).",
+    "shape_draws": "Under a time budget, the sampler draws only what a trial's share "
+                   "affords (as the cost model predicts an epoch) and no learning rate that "
+                   "decays away in the first epoch.",
 }
 DATA = {
     "train": "The training file, relative to the study file. Not given: the built-in corpus.",

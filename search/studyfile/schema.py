@@ -88,6 +88,10 @@ class _StudyTable(Table):
     baseline: bool | None = None
     reference_after: int | None = Field(default=None, ge=0)
     start_from_data: bool | None = None
+    timeout: float | None = Field(default=None, gt=0)
+    max_trial_share: float | None = Field(default=None, gt=0, le=1)
+    pause_and_promote: bool | None = None
+    shape_draws: bool | None = None
 
     @field_validator("name")
     @classmethod
@@ -302,8 +306,10 @@ class StudyFile(Table):
             space=tuple(self.space.values()),
             reference=self.reference.model_dump(exclude_unset=True), source=source.absolute(),
             register=self.export.registered_model,
-            **self.study.model_dump(include={"baseline", "reference_after",
-                                             "start_from_data"}, exclude_unset=True),
+            **self.study.model_dump(include={"baseline", "reference_after", "start_from_data",
+                                             "timeout", "max_trial_share",
+                                             "pause_and_promote", "shape_draws"},
+                                    exclude_unset=True),
             **data.model_dump(include={"word2vec"}, exclude_unset=True),
         )
 

@@ -10,6 +10,7 @@ from typing import Any, Literal
 import optuna
 
 from han.config import DataConfig, FileFormat
+from search.defaults import MAX_TRIAL_SHARE
 from search.studyfile.components import PRUNERS, SAMPLERS, build
 from search.studyfile.settings import DEFAULTS, DOCUMENT_SETTINGS, PRUNER_STEPS, in_documents
 from search.studyfile.space import CategoricalParam, FloatParam, IntParam
@@ -59,6 +60,18 @@ class StudySpec:
     # A new study's first trial is han.starting_point's settings for its data (searched
     # ones only, brought inside the space), before the reference.
     start_from_data: bool = False
+    # Seconds a run may take when the command line gives no --timeout (None: no limit).
+    timeout: float | None = None
+    # The most of the time budget one trial may take (its share).
+    max_trial_share: float = MAX_TRIAL_SHARE
+    # Under a timeout: a trial whose share is spent while it leads and improves pauses, and
+    # resumes when the time left is better spent on it than on new draws
+    # (search.session.promotion).
+    pause_and_promote: bool = True
+    # Under a timeout: the sampler draws only configurations whose epoch, as the session's
+    # cost model predicts it, fits a trial's share, and whose learning rate does not decay
+    # away within the first epoch (search.session.draws).
+    shape_draws: bool = True
 
     def make_sampler(self) -> optuna.samplers.BaseSampler:
         """A new sampler; samplers keep state (their random generator), so never share one."""

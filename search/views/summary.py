@@ -51,6 +51,18 @@ class RunSummary:
     register_warning: str | None = None
     # The best trial, the baseline and their blend on the dev fold (None: not comparable).
     on_dev: BlendChoice | None = None
+    # Paused trials resumed by a promoted trial: what each promotion took and gained.
+    promotions: list[PromotionRow] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class PromotionRow:
+    """A paused trial, the trial that resumed it, its seconds and the dev F1 it gained."""
+
+    paused: int
+    promoted: int
+    seconds: float
+    gain: float | None  # None: the promoted trial has not completed
 
 
 def summarize(study: optuna.Study, *, storage: str, tracking_uri: str,
@@ -78,6 +90,7 @@ def summarize(study: optuna.Study, *, storage: str, tracking_uri: str,
         summary.reference_value = reference.value
         summary.reference_outcome = record.state_name(reference) + (
             f" {record.reason}" if record.reason and reference.value is None else "")
+    summary.promotions = promotions(trials)
     if tracker is not None:
         # Imported here: `studies` and `show` summarize without a tracker, and so never wait
         # for scikit-learn and MLflow, which the comparison imports.
@@ -85,6 +98,22 @@ def summarize(study: optuna.Study, *, storage: str, tracking_uri: str,
 
         summary.on_dev = compare_on_dev(study, tracker)
     return summary
+
+
+def promotions(trials: list[FrozenTrial]) -> list[PromotionRow]:
+    """Every promotion of the study: which paused trial which trial resumed, how long it
+    ran and what it gained over the paused trial's dev F1."""
+    rows = []
+    for trial in trials:
+        paused = TrialRecord.of(trial).promoted_from
+        if paused is None or paused >= len(trials):
+            continue
+        before, after = trials[paused].value, trial.value
+        rows.append(PromotionRow(
+            paused=paused, promoted=trial.number,
+            seconds=trial.duration.total_seconds() if trial.duration else 0.0,
+            gain=None if before is None or after is None else after - before))
+    return rows
 
 
 def baseline_text(record: BaselineRecord) -> str:
