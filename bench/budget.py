@@ -76,8 +76,8 @@ def _tree_rss(root: int) -> int:
     return total
 
 
-def run_sampled(command: list[str], cwd: Path, log: Path, timeline: Path | None = None
-                ) -> tuple[int, float, int]:
+def run_sampled(command: list[str], cwd: Path, log: Path, timeline: Path | None = None,
+                env: dict[str, str] | None = None) -> tuple[int, float, int]:
     """Run `command`, its output to `log`: exit code, seconds, peak tree RSS in bytes. With
     `timeline`, every log line is prefixed with the seconds since the start and the tree's
     RSS is written there (seconds, MB) at every sample, to find what a peak belongs to."""
@@ -87,7 +87,7 @@ def run_sampled(command: list[str], cwd: Path, log: Path, timeline: Path | None 
     with log.open("w") as out:
         process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.PIPE,
                                    stderr=subprocess.STDOUT, text=True, bufsize=1,
-                                   env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                                   env={**(env or os.environ), "PYTHONUNBUFFERED": "1"})
 
         def sample() -> None:
             while process.poll() is None:

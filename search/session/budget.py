@@ -96,10 +96,11 @@ class Budget:
         if cap is not None and estimate.seconds > cap:
             raise TrialSkipped(f"estimated {duration(estimate.seconds)} per epoch > "
                                f"{duration(cap)} per trial ({self.share:.0%} of --timeout)")
-        if left is None or cap is None or estimate.seconds <= 0:
+        limits = [limit for limit in (left, cap) if limit is not None]
+        if not limits or estimate.seconds <= 0:
             fitting = epochs
         else:
-            fitting = min(epochs, int(min(left, cap) // estimate.seconds))
+            fitting = min(epochs, int(min(limits) // estimate.seconds))
         return TrialEstimate(epoch=estimate, epochs=fitting, planned=epochs, left=left, cap=cap)
 
     def limit(self) -> float | None:

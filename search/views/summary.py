@@ -87,9 +87,11 @@ def summarize(study: optuna.Study, *, storage: str, tracking_uri: str,
         reference = max(tries, key=lambda t: (t.state == TrialState.COMPLETE, t.number))
         record = TrialRecord.of(reference)
         summary.reference_trial = reference.number
-        summary.reference_value = reference.value
+        # Optuna gives a pruned trial its last report as its value: not a result to compare.
+        complete = reference.state == TrialState.COMPLETE
+        summary.reference_value = reference.value if complete else None
         summary.reference_outcome = record.state_name(reference) + (
-            f" {record.reason}" if record.reason and reference.value is None else "")
+            f" {record.reason}" if record.reason and not complete else "")
     summary.promotions = promotions(trials)
     if tracker is not None:
         # Imported here: `studies` and `show` summarize without a tracker, and so never wait
