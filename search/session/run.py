@@ -184,6 +184,8 @@ class _Session:
         else:
             self.trained += 1
             self.skipped_in_a_row = 0
+        if self.budget.expired():
+            return True
         reason = self.budget.ends_after_skips(self.skipped_in_a_row) or (
             None if self.rules is None or self._queued() else self.rules.nothing_fits())
         if reason is not None:
