@@ -7,11 +7,20 @@ or a fresh PostgreSQL database dropped afterwards), then counts what Optuna and 
 
   load         `--workers W --trials T` (a password in a PostgreSQL URL, checked redacted)
   sigkill      W single workers sharing T trials with --heartbeat 1; one is SIGKILLed after
-               the first epoch of its trial; a recovery worker then runs one more trial
+               the second epoch of its trial; a recovery worker on another work dir (another
+               machine) then runs one more trial: the retry, from the state on the server
   sigterm      `--workers W --trials T`, SIGTERM to the parent after the first epoch; then
-               the same command again
+               the same command again, which resumes the stopped trials first
   ctrl-c       as sigterm, but SIGINT to the whole process group, as a terminal's Ctrl-C
+  mlflow-away  `--workers W --trials T` against a server of its own, killed (its process
+               group) after the first epoch and started again 30 s later
+  pg-restart   `--workers W --trials T` on a PostgreSQL server of its own (initdb, pg_ctl),
+               restarted (`pg_ctl restart -m fast`) after the first finished trial
   unreachable  `run` against a closed MLflow port: exit code, seconds, no database left
+
+`missing` counts MLflow records a trial should have and does not: a run, an epoch's
+metrics (its epochs_done against the steps of dev_macro_f1 on its runs), a complete
+trial's readable checkpoint.
 
 Usage:  python bench/reliability.py --workers 3 --trials 12 --storage-kind postgresql
 Every process runs with one CPU thread. Needs the `mlflow` command; PostgreSQL on
@@ -47,7 +56,9 @@ from tests.helpers import (
     study_toml,
 )
 
-SCENARIOS = ("load", "sigkill", "sigterm", "ctrl-c", "unreachable")
+SCENARIOS = ("load", "sigkill", "sigterm", "ctrl-c", "mlflow-away", "pg-restart",
+             "unreachable")
+OUTAGE_S = 30
 PASSWORD = "s3cret"
 PG_SCHEME = "postgresql+psycopg2"  # SQLAlchemy 2.1 maps bare postgresql:// to psycopg 3
 
@@ -186,6 +197,8 @@ class Row:
     checkpoints: str = "-"
     lost: int = 0
     duplicated: int = 0
+    missing: int = 0
+    resumed: str = "-"
     exit_codes: str = "-"
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
@@ -255,6 +268,20 @@ def count(row: Row, *, study_name: str, storage: str, tracking_uri: str, scratch
                   and known[r.info.run_id].state != TrialState.RUNNING]
     if stuck_over:
         row.notes.append(f"{len(stuck_over)} MLflow runs left RUNNING")
+    # Every epoch a trial finished has its metrics on one of its attempts' runs.
+    steps: dict[int, set[int]] = {}
+    for trial in trials:
+        run_id = kept[trial.number].run_id
+        origin = kept[trial.number].origin
+        origin = trial.number if origin is None else origin
+        if run_id:
+            steps.setdefault(origin, set()).update(
+                m.step for m in client.get_metric_history(run_id, "dev_macro_f1"))
+    for trial in trials:
+        if trial.state == TrialState.COMPLETE and kept[trial.number].origin is None:
+            done = kept[trial.number].epochs_done
+            row.missing += len(set(range(1, done + 1)) - steps.get(trial.number, set()))
+    row.missing += missing_run
     readable = 0
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     for trial in complete:
@@ -267,7 +294,12 @@ def count(row: Row, *, study_name: str, storage: str, tracking_uri: str, scratch
             readable += 1
         except Exception as error:  # any failure means "not readable"; say which
             row.notes.append(f"trial {trial.number} checkpoint: {type(error).__name__}")
+            row.missing += 1
     row.checkpoints = f"{readable}/{len(complete)}"
+    resumed = [client.get_run(kept[t.number].run_id).data.tags.get(Tag.RESUMED_FROM_EPOCH)
+               for t in trials if kept[t.number].origin is not None and kept[t.number].run_id
+               and t.state.is_finished()]
+    row.resumed = ",".join(str(r) for r in resumed) or "-"
 
 
 def password_leaks(output: str, *, tracking_uri: str, study_name: str) -> list[str]:
@@ -308,14 +340,17 @@ class Bench:
                           trials=self.args.trials, fixed=FAULT_FIXED, space=FAULT_SPACE,
                           pruner={"name": "none"}, reference=FAULT_REFERENCE)
 
-    def run_args(self, config: Path, storage: str, *extra: Any) -> list[Any]:
+    def run_args(self, config: Path, storage: str, *extra: Any, work: str = "work",
+                 tracking_uri: str | None = None) -> list[Any]:
         return ["run", "--config", config, "--storage", storage, "--tracking-uri",
-                self.tracking_uri, "--work-dir", config.parent / "work", "--threads", 1,
-                "--device", "cpu", *extra]
+                tracking_uri or self.tracking_uri, "--work-dir", config.parent / work,
+                "--threads", 1, "--device", "cpu", *extra]
 
-    def count(self, row: Row, name: str, storage: str, expected: int | None) -> Row:
-        count(row, study_name=name, storage=storage, tracking_uri=self.tracking_uri,
-              scratch=self.root, expected_trials=expected)
+    def count(self, row: Row, name: str, storage: str, expected: int | None,
+              tracking_uri: str | None = None) -> Row:
+        count(row, study_name=name, storage=storage,
+              tracking_uri=tracking_uri or self.tracking_uri, scratch=self.root,
+              expected_trials=expected)
         return row
 
     # -- load ------------------------------------------------------------------------
@@ -360,7 +395,7 @@ class Bench:
                          timeout=self.args.timeout, process=procs[0].process)
         victim = procs[0]
         match = wait_for("worker 0's trial number",
-                         lambda: re.search(r"#(\d+)\] start", victim.output()),
+                         lambda: re.search(r"\[trial (\d+)\] start", victim.output()),
                          timeout=self.args.timeout, process=victim.process)
         number = int(match.group(1))
         from mlflow import MlflowClient
@@ -374,10 +409,10 @@ class Bench:
             found = client.search_runs(
                 [experiment.experiment_id],
                 filter_string=f"tags.trial_number = '{number}' and tags.`han.role` = 'trial'")
-            return bool(found) and bool(client.get_metric_history(found[0].info.run_id,
-                                                                  "dev_macro_f1"))
+            return bool(found) and len(client.get_metric_history(found[0].info.run_id,
+                                                                 "dev_macro_f1")) >= 2
 
-        wait_for("a first epoch", first_epoch, timeout=self.args.timeout,
+        wait_for("a second epoch", first_epoch, timeout=self.args.timeout,
                  process=victim.process)
         note = []
         if victim.process.poll() is None:
@@ -390,29 +425,15 @@ class Bench:
         for proc in procs[1:]:
             codes.append(proc.wait(self.args.timeout))
         time.sleep(max(0.0, killed_at + 4.5 - time.monotonic()))  # past 3 heartbeats
+        # The recovery worker's work dir never saw the trial: another machine's.
         code, _, _ = self.processes.run(
-            self.run_args(config, storage, "--trials", 1, *heartbeat),
+            self.run_args(config, storage, "--trials", 1, *heartbeat, work="machine-b"),
             cwd=config.parent, log=config.parent / "recovery.log", timeout=self.args.timeout)
         codes.append(code)
         row = Row("sigkill", len(shares), f"{trials}+1", seconds=time.monotonic() - started,
                   exit_codes=",".join(map(str, codes)), notes=note)
         self.count(row, "sigkill", storage, trials + 1)
-        self._resume_note(row, "sigkill", storage)
         return row
-
-    def _resume_note(self, row: Row, name: str, storage: str) -> None:
-        import optuna
-        from mlflow import MlflowClient
-
-        from search.records import Tag, TrialRecord
-
-        client = MlflowClient(tracking_uri=self.tracking_uri)
-        for trial in optuna.load_study(study_name=name, storage=storage).trials:
-            record = TrialRecord.of(trial)
-            if record.retry_of is not None and record.run_id is not None:
-                tags = client.get_run(record.run_id).data.tags
-                row.notes.append(f"retry #{trial.number} of #{record.retry_of} resumed from "
-                                 f"epoch {tags.get(Tag.RESUMED_FROM_EPOCH, '?')}")
 
     # -- sigterm and ctrl-c ----------------------------------------------------------
 
@@ -435,7 +456,9 @@ class Bench:
         stop_s = time.monotonic() - sent
         import optuna
 
-        before = len(optuna.load_study(study_name=name, storage=storage).trials)
+        # The stopped trials wait to be resumed: the second run takes them among its trials.
+        before = sum(t.state != optuna.trial.TrialState.WAITING
+                     for t in optuna.load_study(study_name=name, storage=storage).trials)
         again, _, _ = self.processes.run(args, cwd=config.parent,
                                          log=config.parent / "again.log",
                                          timeout=self.args.timeout)
@@ -449,6 +472,68 @@ class Bench:
             row.notes.append(f"the second run added {after - before} of {trials} trials")
         if "KeyboardInterrupt" in parent.output():
             row.notes.append("KeyboardInterrupt in a worker")
+        return row
+
+    # -- mlflow-away -----------------------------------------------------------------
+
+    def mlflow_away(self) -> Row:
+        workers, trials = self.args.workers, self.args.trials
+        config = self.config("mlflow-away", load=False)
+        storage = self.databases.new("mlflow-away")
+        server_root = config.parent / "server"
+        server_root.mkdir()
+        port = free_port()
+        started = time.monotonic()
+        with mlflow_server(server_root, port=port) as uri:
+            args = self.run_args(config, storage, "--workers", workers, "--trials", trials,
+                                 tracking_uri=uri)
+            run = self.processes.start(args, cwd=config.parent, log=config.parent / "run.log")
+            wait_for("a first epoch", lambda: "epoch 1/" in run.output(),
+                     timeout=self.args.timeout, process=run.process)
+        away = time.monotonic()
+        time.sleep(max(0.0, away + OUTAGE_S - time.monotonic()))
+        with mlflow_server(server_root, port=port) as uri:
+            code = run.wait(self.args.timeout)
+            output = run.output()
+            row = Row("mlflow-away", workers, str(trials), exit_codes=str(code),
+                      seconds=time.monotonic() - started)
+            self.count(row, "mlflow-away", storage, trials, tracking_uri=uri)
+        kept = [line for line in output.splitlines() if line.startswith("MLflow writes")]
+        row.notes.append(f"server away {OUTAGE_S}s; " + (kept[0] if kept else
+                                                          "no MLflow writes line"))
+        return row
+
+    # -- pg-restart ------------------------------------------------------------------
+
+    def pg_restart(self) -> Row:
+        from tests.test_storage_restart import own_postgresql
+
+        workers, trials = self.args.workers, self.args.trials
+        config = self.config("pg-restart", load=True)
+        started = time.monotonic()
+        with own_postgresql() as server:
+            storage = server.url
+            run = self.processes.start(
+                self.run_args(config, storage, "--workers", workers, "--trials", trials),
+                cwd=config.parent, log=config.parent / "run.log")
+            import optuna
+
+            def finished() -> bool:
+                with contextlib.suppress(Exception):  # tables not made yet
+                    return any(t.state.is_finished() for t in optuna.load_study(
+                        study_name="pg-restart", storage=storage).trials)
+                return False
+
+            wait_for("a finished trial", finished, timeout=self.args.timeout,
+                     process=run.process)
+            restarted = time.monotonic()
+            server.ctl("restart", "-m", "fast")
+            down_s = time.monotonic() - restarted
+            code = run.wait(self.args.timeout)
+            row = Row("pg-restart", workers, str(trials), exit_codes=str(code),
+                      seconds=time.monotonic() - started)
+            self.count(row, "pg-restart", storage, trials)
+        row.notes.append(f"restart took {down_s:.1f}s")
         return row
 
     # -- unreachable -----------------------------------------------------------------
@@ -479,11 +564,12 @@ class Bench:
 
 def print_table(rows: list[Row], *, kind: str) -> None:
     header = ("scenario", "workers", "requested", "complete", "pruned", "failed", "retried",
-              "MLflow runs", "ckpt ok", "lost", "dup", "exit", "seconds")
+              "resumed from epoch", "MLflow runs", "ckpt ok", "lost", "dup", "missing",
+              "exit", "seconds")
     cells = [header] + [(r.scenario, str(r.workers), r.requested, str(r.complete),
-                         str(r.pruned), str(r.failed), str(r.retried), r.runs, r.checkpoints,
-                         str(r.lost), str(r.duplicated), r.exit_codes, f"{r.seconds:.0f}")
-                        for r in rows]
+                         str(r.pruned), str(r.failed), str(r.retried), r.resumed, r.runs,
+                         r.checkpoints, str(r.lost), str(r.duplicated), str(r.missing),
+                         r.exit_codes, f"{r.seconds:.0f}") for r in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
     print(f"\nstorage: {kind}")
     for index, row in enumerate(cells):
@@ -530,6 +616,8 @@ def main(argv: list[str] | None = None) -> int:
                 "sigkill": bench.sigkill,
                 "sigterm": lambda: bench.stop("sigterm", signal.SIGTERM, group=False),
                 "ctrl-c": lambda: bench.stop("ctrl-c", signal.SIGINT, group=True),
+                "mlflow-away": bench.mlflow_away,
+                "pg-restart": bench.pg_restart,
                 "unreachable": bench.unreachable,
             }
             for scenario in args.scenarios:

@@ -21,7 +21,8 @@ of trials complete, pruned, skipped, stopped, paused, promoted, failed), trials,
 draws as a share of the draws, the paused trials never promoted, and peak memory of the
 process tree. `--seed S` passes --seed S to every arm (a second sampler seed).
 `--no-bf16` holds oneDNN and ATen to AVX2 (fp32, as a CPU without AVX512-BF16).
-Results: OUT/CORPUS/ARM[-seedS]/ (run.log, results.json); `--records-only` reads them again.
+Results: OUT/CORPUS/ARM[-seedS]/ (run.log, rss.csv, results.json); `--records-only` reads
+them again.
 
 Usage:  python bench/search_efficiency.py --corpus r8=DIR [--corpus NAME=DIR ...]
         [--arms han-search plain-optuna from-data] [--timeout 2400] [--seed S]
@@ -82,7 +83,10 @@ def run_arm(name: str, data: Path, arm: str, args: argparse.Namespace) -> dict[s
     run = [*base, "run", *ARMS[arm], "--train", "train.tsv", "--test", "test.tsv",
            "--timeout", str(args.timeout), "--device", "cpu", *seed]
     started = time.time()
-    code, seconds, peak = run_sampled(run, folder, folder / "run.log", env=env)
+    # rss.csv: the process tree's memory over time, against run.log's seconds, to tell what
+    # a peak belongs to.
+    code, seconds, peak = run_sampled(run, folder, folder / "run.log",
+                                      timeline=folder / "rss.csv", env=env)
     if code:
         raise SystemExit(f"{name} {arm}: han-search run exited {code}; see {folder}/run.log")
     labels = pd.read_csv(data / "test_labels.csv")["label"].astype(str).to_numpy()

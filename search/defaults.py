@@ -11,6 +11,9 @@ from pathlib import Path
 
 DEFAULT_STORAGE = "sqlite:///han-search.db"
 DEFAULT_HEARTBEAT_S = 10
+# How long a worker waits for a storage that stopped answering (a PostgreSQL restart, a
+# failover) before it stops: a restart takes seconds, a failover a minute or two.
+DEFAULT_STORAGE_PATIENCE_S = 300
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 DEFAULT_WORK_DIR = Path("han-search-work")
 # No trial may take more than this share of --timeout: past it, a trial stops at the report

@@ -30,3 +30,9 @@ class TrialStopped(Exception):
     """A trial that ended with nothing to keep and is not pruned: stopped by the budget
     before its first epoch ended, or interrupted by the user. Optuna records it FAIL and
     its MLflow run ends `interrupted`; the message says why."""
+
+
+class StorageLost(SearchError):
+    """The Optuna storage stopped answering for longer than --storage-patience: the worker
+    stops (exit 2); its trial, still RUNNING, is retried by the next run (its heartbeats
+    stopped, or its process is gone)."""

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,9 @@ import torch
 
 SAMPLE_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "tianchi-sample"
 torch.set_num_threads(int(os.environ.get("HAN_TEST_THREADS", "2")))
+# MLflow writes kept while a test's server is away go to a folder of the test session's own
+# (search.stores.journal), never the user's cache; the commands the tests start inherit it.
+os.environ["HAN_SEARCH_JOURNAL"] = tempfile.mkdtemp(prefix="han-search-journal-")
 
 
 def write_tsv(path: Path, rows: list[tuple], header: tuple[str, ...] = ("label", "text")) -> Path:

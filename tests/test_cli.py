@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,13 +13,19 @@ import torch
 import typer.main
 from mlflow import MlflowClient
 from optuna.trial import TrialState
+from rich.console import Console
 from typer.testing import CliRunner, Result
 
+from han.dev_reports import EpochMetrics
 from search.cli import app
 from search.cli import run as cli
 from search.cli.console import ConsoleProgress
+from search.cli.live import LiveProgress
+from search.defaults import DEFAULT_STORAGE_PATIENCE_S
 from search.records import BaselineRecord
+from search.session.budget import Budget
 from search.setup.options import RunOptions
+from search.version import han_search_version
 from tests.conftest import chinese_news, easy_corpus, write_tsv
 from tests.test_search import (
     STRONG,
@@ -92,18 +99,19 @@ def test_run_prints_progress_and_a_summary(cli_study: CliStudy) -> None:
     best = study.best_trial
     out = result.stdout
     assert "study 'cli' from " in out
-    assert "[trial 1/2 #0] start " in out
+    assert "[trial 0] start " in out
     # The baseline comes first, trained before trial 0, and again in the summary.
     baseline = BaselineRecord.of(study)
     assert baseline is not None
     line = f"baseline  dev F1 {baseline.dev_macro_f1:.4f} (TF-IDF 1-2-gram + SGDClassifier, "
-    assert out.index(line) < out.index("[trial 1/2 #0] start ")
+    assert out.index(line) < out.index("[trial 0] start ")
     verdict = ("beat the baseline" if best.value > baseline.dev_macro_f1
                else "tied the baseline" if best.value == baseline.dev_macro_f1
                else "not beaten")
     assert f"baseline       dev F1 {baseline.dev_macro_f1:.4f} (" in out and verdict in out
-    assert "[trial 1/2 #0] epoch 1/3 dev F1 " in out
-    assert "[trial 2/2 #1] " in out
+    assert "[trial 0] epoch 1/3 dev F1 " in out
+    assert "[trial 1] " in out
+    assert "; this run 1 of 2" in out and "; this run 2 of 2" in out
     assert "study          cli" in out
     assert "this run       2 trials in " in out
     assert f"best dev F1    {best.value:.4f} (trial {best.number})" in out
@@ -200,7 +208,35 @@ def test_progress_keeps_the_best_of_the_studys_direction(direction: str, best: f
         study.add_trial(optuna.trial.create_trial(value=value))
         progress.trial_done(study, study.trials[-1])
     assert progress.best == best
-    assert capsys.readouterr().out.splitlines()[-1].endswith(f"best {best:.4f}")
+    assert f", best {best:.4f}; this run " in capsys.readouterr().out.splitlines()[-1]
+
+
+def test_the_live_view_shows_budget_running_trial_and_best() -> None:
+    """On a terminal the same lines scroll above a panel: the budget spent and left, the
+    trial running and its epoch, the best so far and which trial holds it."""
+    clock = iter(float(t) for t in range(0, 10_000, 30))
+    budget = Budget(600.0, started=0.0, clock=lambda: next(clock))
+    screen = io.StringIO()
+    live = LiveProgress(started=0.0, budget=budget, console=Console(
+        file=screen, force_terminal=True, width=120, color_system=None))
+    study = optuna.create_study(direction="maximize")
+    study.add_trial(optuna.trial.create_trial(value=0.61))
+    live.next_trial(1, 3)
+    live.trial_done(study, study.trials[-1])
+    trial = study.ask()
+    trial.set_user_attr("max_epochs", 10)
+    live.trial_started(trial, {"lr": 0.002})
+    live.epoch_done(trial, EpochMetrics(
+        epoch=3, train_loss=0.5, train_macro_f1=0.7, dev_macro_f1=0.5812,
+        dev_macro_precision=0.6, dev_macro_recall=0.6, dev_accuracy=0.6, lr=0.002,
+        epoch_seconds=1.0, train_docs_per_s=100.0))
+    panel = Console(file=io.StringIO(), width=120, color_system=None)
+    with panel.capture() as shown:
+        panel.print(live.panel())
+    text = shown.get()
+    assert "budget" in text and " spent, " in text and " left" in text
+    assert "trial 1, 3/10 epochs done, dev F1 0.5812" in text
+    assert "best 0.6100 (trial 0)" in text and "this run 1 of 3 done" in text
 
 
 # ------------------------------------------------------------------- help
@@ -425,6 +461,16 @@ def test_workers_get_the_parents_options_including_the_file_format() -> None:
     flags = args[::2]
     assert dict(zip(flags, args[1::2], strict=True)) == {
         "--config": "study.toml", "--study": "s", "--train": "a.csv", "--sep": "\t",
-        "--text-col": "content", "--tokens": "chars", "--heartbeat": "10"}
+        "--text-col": "content", "--tokens": "chars", "--heartbeat": "10",
+        "--storage-patience": str(DEFAULT_STORAGE_PATIENCE_S)}
     run_options = {opt for param in COMMANDS.commands["run"].params for opt in param.opts}
     assert set(flags) <= run_options
+
+
+def test_version_names_the_program_and_what_it_stands_on() -> None:
+    result = invoke("--version")
+    assert result.exit_code == 0, result.output
+    [line] = result.output.strip().splitlines()
+    assert line.startswith(f"han-search {han_search_version()} (records schema ")
+    for library in ("optuna", "mlflow", "torch", "Python"):
+        assert library in line

@@ -401,16 +401,16 @@ class SlowStudy:
     def trials(self) -> list[FrozenTrial]:
         return optuna.load_study(study_name=self.name, storage=self.storage).trials
 
-    def wait_for_epoch(self, worker: Background, number: int = 0) -> str:
-        """The MLflow run of trial `number` once it has logged a first epoch."""
+    def wait_for_epoch(self, worker: Background, number: int = 0, epochs: int = 1) -> str:
+        """The MLflow run of trial `number` once it has logged `epochs` epochs."""
 
         def logged() -> str | None:
             run = self.server.trial_run(self.name, number)
-            if run is not None and self.server.epochs_logged(run.info.run_id) >= 1:
+            if run is not None and self.server.epochs_logged(run.info.run_id) >= epochs:
                 return run.info.run_id
             return None
 
-        return wait_for(f"a first epoch of trial {number}", logged, alive=worker)
+        return wait_for(f"epoch {epochs} of trial {number}", logged, alive=worker)
 
 
 def slow_study(root: Path, name: str, storage: str, server: MlflowServer) -> SlowStudy:
@@ -425,25 +425,33 @@ HEARTBEAT_S = 1
 GRACE_S = 3 * HEARTBEAT_S
 
 
-def test_killed_worker_trial_is_failed_and_resumed_by_the_next(
+def test_killed_worker_trial_resumes_on_another_machine(
         tmp_path: Path, pg_storage: str, mlflow_server: MlflowServer) -> None:
+    """Two work dirs stand for two machines sharing the study and the server: the worker on
+    the first is killed after epoch 2; a worker on the second, whose work dir never saw the
+    trial, retries it from the state the first left on the server, and ends where the same
+    trial run without interruption ends."""
     study = slow_study(tmp_path, "killed", pg_storage, mlflow_server)
     args = study.args("--trials", 1, "--heartbeat", HEARTBEAT_S)
     with han_search_background(*args, cwd=tmp_path, log=tmp_path / "first.log") as first:
-        killed_run = study.wait_for_epoch(first)
+        killed_run = study.wait_for_epoch(first, epochs=2)
         os.kill(first.process.pid, signal.SIGKILL)
         killed_at = time.monotonic()
         assert first.process.wait(timeout=30) == -signal.SIGKILL
     # The dead trial is still RUNNING: nobody has noticed yet.
     assert [t.state for t in study.trials()] == [TrialState.RUNNING]
     epochs_done = mlflow_server.epochs_logged(killed_run)
-    assert epochs_done < SLOW_FIXED["epochs"]
-    state_file = tmp_path / "work" / "killed" / "trial-0" / "last_state.pt"
-    assert state_file.is_file()
+    assert 2 <= epochs_done < SLOW_FIXED["epochs"]
+    [dead] = study.trials()
+    # The state of every finished epoch reached the server before the next began.
+    assert dead.user_attrs["state_epochs"] >= epochs_done - 1
 
-    # Let the heartbeat go stale for longer than the grace period.
+    # Let the heartbeat go stale for longer than the grace period (the second machine
+    # cannot see that the first's process is gone).
     time.sleep(max(0.0, killed_at + GRACE_S + 1.5 - time.monotonic()))
-    second = han_search(*args, cwd=tmp_path)
+    other_machine = tmp_path / "machine-b"
+    second = han_search(*[other_machine / "work" if arg == tmp_path / "work" else arg
+                          for arg in args], cwd=tmp_path)
     assert second.code == 0, second.output
 
     trials = study.trials()
@@ -465,8 +473,7 @@ def test_killed_worker_trial_is_failed_and_resumed_by_the_next(
     assert retry_run.data.tags["state"] == "complete"
     assert retry_run.data.tags["trial_number"] == "1"
     resumed_from = int(retry_run.data.tags["resumed_from_epoch"])
-    assert 1 <= resumed_from <= SLOW_FIXED["epochs"]
-    assert resumed_from >= epochs_done
+    assert resumed_from == dead.user_attrs["state_epochs"] >= 1
     assert retry_run.data.tags["retry_of_trial"] == "0"
     # The retry logged only the epochs it trained.
     steps = sorted(m.step for m in client.get_metric_history(retry_run.info.run_id,
@@ -475,8 +482,50 @@ def test_killed_worker_trial_is_failed_and_resumed_by_the_next(
     local = client.download_artifacts(retry_run.info.run_id, "checkpoint/best.pt",
                                       str(tmp_path))
     assert load_checkpoint(local).extra["dev_macro_f1"] == pytest.approx(retry.value)
-    # The finished retry cleans up the original's scratch folder.
-    assert not state_file.parent.exists()
+    # The finished retry removed its shared state; the first machine's folder is its own.
+    assert not client.list_artifacts(retry_run.info.run_id, "training-state")
+    assert not (other_machine / "work" / "killed" / "trial-0").exists()
+
+    # The same trial, never interrupted, on a study of its own: the same result.
+    (tmp_path / "calm").mkdir()
+    calm = slow_study(tmp_path / "calm", "calm", pg_storage, mlflow_server)
+    finished = han_search(*calm.args("--trials", 1), cwd=tmp_path)
+    assert finished.code == 0, finished.output
+    [uninterrupted] = calm.trials()
+    assert uninterrupted.params == retry.params
+    assert retry.value == pytest.approx(uninterrupted.value, abs=1e-6)
+
+
+def test_killed_trial_runs_first_in_the_next_run_on_its_machine(
+        tmp_path: Path, pg_storage: str, mlflow_server: MlflowServer) -> None:
+    """kill -9 after epoch 2 and the same command at once: on the same machine the dead
+    worker is seen at once (its process is gone), and its retry runs before the reference
+    trial that the second run queues."""
+    train = easy_corpus(tmp_path / "train.tsv", docs=SLOW_DOCS)
+    config = study_toml(tmp_path / "study.toml", name="first", train=train, trials=1,
+                        fixed=SLOW_FIXED, space=SLOW_SPACE, pruner=NO_PRUNER,
+                        reference=SLOW_REFERENCE, reference_after=1)
+    study = SlowStudy(root=tmp_path, config=config, name="first", storage=pg_storage,
+                      server=mlflow_server)
+    # Two trials asked for: with one, the first run's only place would be the reference's
+    # (a session's last place goes to it), and trial 0 would be the reference itself.
+    with han_search_background(*study.args("--trials", 2), cwd=tmp_path,
+                               log=tmp_path / "first.log") as first:
+        study.wait_for_epoch(first, epochs=2)
+        os.kill(first.process.pid, signal.SIGKILL)
+        assert first.process.wait(timeout=30) == -signal.SIGKILL
+    [killed] = study.trials()
+    assert not killed.user_attrs.get("reference")
+    again = han_search(*study.args("--trials", 1), cwd=tmp_path)
+    assert again.code == 0, again.output
+    trials = study.trials()
+    assert [(t.number, t.state) for t in trials] == [
+        (0, TrialState.FAIL), (1, TrialState.COMPLETE), (2, TrialState.WAITING)], again.output
+    retry, reference = trials[1], trials[2]
+    assert retry.user_attrs["retry_of"] == 0 and retry.params == killed.params
+    assert reference.user_attrs.get("reference") is True
+    run = mlflow_server.client.get_run(retry.user_attrs["mlflow_run_id"])
+    assert int(run.data.tags["resumed_from_epoch"]) == killed.user_attrs["epochs_done"] >= 2
 
 
 def stop_worker(worker: Background, signum: int) -> tuple[int, float]:
@@ -500,7 +549,7 @@ def test_signal_stops_at_batch_boundary_and_study_continues(
     study = slow_study(tmp_path, name, pg_storage, mlflow_server)
     args = study.args("--trials", 1)
     with han_search_background(*args, cwd=tmp_path, log=tmp_path / "first.log") as first:
-        run_id = study.wait_for_epoch(first)
+        run_id = study.wait_for_epoch(first, epochs=2)
         exit_code, stop_seconds = stop_worker(first, signum)
     output = first.output()
     assert exit_code == code, output
@@ -508,14 +557,16 @@ def test_signal_stops_at_batch_boundary_and_study_continues(
     assert f"{signal.Signals(signum).name}: stopping at the next batch boundary" in output
     assert "KeyboardInterrupt" not in output
 
-    [trial] = study.trials()
+    trial = study.trials()[0]
     assert trial.state == TrialState.FAIL
     assert "stopped at epoch" in trial.user_attrs["reason"]
     run = mlflow_server.client.get_run(run_id)
     assert run.info.status == "KILLED"
     assert run.data.tags["state"] == "interrupted"
     assert "stopped at epoch" in run.data.tags["reason"]
-    if signum != signal.SIGTERM:
+    # The stopped trial waits to be taken up again.
+    assert [t.state for t in study.trials()] == [TrialState.FAIL, TrialState.WAITING]
+    if signum != signal.SIGINT:
         return  # continuing works the same after either signal; once is enough
 
     again = han_search(*args, cwd=tmp_path)
@@ -523,8 +574,11 @@ def test_signal_stops_at_batch_boundary_and_study_continues(
     trials = study.trials()
     assert [(t.number, t.state) for t in trials] == [(0, TrialState.FAIL),
                                                      (1, TrialState.COMPLETE)]
-    # A stopped trial is not a dead worker's: no retry is queued for it.
-    assert "retry_of" not in trials[1].user_attrs
+    # The next run resumed it from its last finished epoch, before any other trial.
+    retry = trials[1]
+    assert retry.user_attrs["retry_of"] == 0
+    retry_run = mlflow_server.client.get_run(retry.user_attrs["mlflow_run_id"])
+    assert int(retry_run.data.tags["resumed_from_epoch"]) == trial.user_attrs["epochs_done"]
     assert len(mlflow_server.runs(name, role="study")) == 1
     assert len(mlflow_server.runs(name, role="trial")) == 2
 
@@ -574,8 +628,17 @@ def test_ctrl_c_stops_every_worker_at_a_batch_boundary(
         parent.stop()
     output = parent.output()
     assert code == 130, output
-    trials = study.trials()
+    everything = study.trials()
+    trials = [t for t in everything if t.state != TrialState.WAITING]
     assert trials and all(t.state == TrialState.FAIL for t in trials)
+    # Each stopped trial's work waits to be taken up again by the next run. A worker still
+    # starting when the stop came may have drawn the first worker's retry and stopped it at
+    # its first batch: that retry's own retry still points at the trial it continues.
+    retries = [t.user_attrs.get("retry_of") for t in everything if t.state == TrialState.WAITING]
+    origins = {t.number if t.user_attrs.get("retry_of") is None else t.user_attrs["retry_of"]
+               for t in trials}
+    reasons = {t.number: t.user_attrs.get("reason") for t in trials}
+    assert sorted(retries) == sorted(origins), (reasons, output[-3000:])
     assert "KeyboardInterrupt" not in output, output[-3000:]
     for trial in trials:
         assert "stopped at epoch" in trial.user_attrs.get("reason", ""), trial.number

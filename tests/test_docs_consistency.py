@@ -65,7 +65,9 @@ def _inline_code(text: str) -> list[str]:
 def _options() -> dict[str | None, set[str]]:
     """Each command's visible options, from the typer app (None: the top level)."""
     group = typer.main.get_command(app)
-    options: dict[str | None, set[str]] = {None: {"--help"}}
+    options: dict[str | None, set[str]] = {None: {"--help"} | {
+        opt for param in group.params if not getattr(param, "hidden", False)
+        for opt in param.opts if opt.startswith("--")}}
     for name, command in group.commands.items():
         options[name] = {"--help"} | {
             opt for param in command.params if not getattr(param, "hidden", False)

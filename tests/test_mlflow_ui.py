@@ -12,7 +12,10 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import os
+import signal
 import subprocess
+import time
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,7 +36,7 @@ from search.stores.tracking import Tracker, runs_view_url
 from search.studyfile import load_study_file
 from search.views.summary import RunSummary
 from tests.conftest import easy_corpus
-from tests.helpers import mlflow_server
+from tests.helpers import child_env, free_port, mlflow_server
 from tests.test_cli import invoke
 from tests.test_report import CHROMIUM, CHROMIUM_ARGS, _require_browser
 from tests.test_search import STRONG, study_toml, unlabelled_test_file
@@ -191,6 +194,50 @@ def test_the_registered_model_predicts_what_export_best_writes(
     assert predicted["label"].tolist() == pd.read_csv(out)["label"].tolist()
     _assert_no_pickle(Path(mlflow.artifacts.download_artifacts(
         f"models:/{MODEL}@champion", dst_path=str(finished.root / "downloaded"))))
+
+
+@pytest.mark.slow
+def test_the_champion_served_over_rest_returns_what_export_best_writes(
+        finished: Finished) -> None:
+    """`mlflow models serve` on the registered champion (--env-manager local: this
+    environment), asked over HTTP as docs/mlflow.md shows: the same labels, in the same
+    order, as export-best's submission for the same rows."""
+    out = finished.root / "served-submission.csv"
+    exported = invoke("export-best", "--study", STUDY, "--storage", finished.storage,
+                      "--tracking-uri", finished.tracking_uri, "--out", out,
+                      "--device", "cpu")
+    assert exported.exit_code == 0, exported.output
+    port = free_port()
+    log = finished.root / "serve.log"
+    with log.open("wb") as sink:
+        server = subprocess.Popen(
+            ["mlflow", "models", "serve", "-m", f"models:/{MODEL}@{CHAMPION}",
+             "--env-manager", "local", "--host", "127.0.0.1", "--port", str(port)],
+            env=child_env(MLFLOW_TRACKING_URI=finished.tracking_uri), stdout=sink,
+            stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        texts = pd.read_csv(finished.root / "test.tsv", sep="\t", dtype=str)
+        body = json.dumps({"dataframe_split": {"columns": ["text"],
+                                               "data": [[t] for t in texts["text"]]}})
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                request = urllib.request.Request(
+                    f"http://127.0.0.1:{port}/invocations", data=body.encode(),
+                    headers={"Content-Type": "application/json"})
+                with urllib.request.urlopen(request, timeout=30) as response:
+                    answer = json.loads(response.read())
+                break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail("mlflow models serve did not answer:\n"
+                                + log.read_text(errors="replace")[-3000:])
+                time.sleep(0.5)
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+    served = [row["label"] for row in answer["predictions"]]
+    assert served == pd.read_csv(out)["label"].tolist()
 
 
 def _assert_no_pickle(model_dir: Path) -> None:

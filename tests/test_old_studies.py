@@ -13,7 +13,8 @@ import pytest
 from mlflow import MlflowClient
 from optuna.trial import TrialState
 
-from search.records import Role, Tag, TrialRecord
+from search.records import Role, Tag, TrialRecord, VersionRecord
+from search.version import RECORDS_SCHEMA, han_search_version
 from tests.test_cli import invoke
 
 FIXTURE = Path(__file__).parent / "fixtures" / "study-1208ec0"
@@ -78,6 +79,27 @@ def test_a_study_of_the_previous_release_continues(old: Path) -> None:
         run_id = TrialRecord.of(trial).run_id
         assert run_id is not None
         assert client.get_run(run_id).data.tags[Tag.PARENT] == parent_id
+    # Written before versions were recorded (schema 0); now marked as this han-search's.
+    written = VersionRecord.of(optuna.load_study(study_name=STUDY, storage=storage))
+    assert written == VersionRecord(version=han_search_version(), schema=RECORDS_SCHEMA)
+
+
+def test_a_study_of_a_newer_han_search_is_refused_in_one_line(old: Path) -> None:
+    storage = f"sqlite:///{old}/optuna.db"
+    study = optuna.load_study(study_name=STUDY, storage=storage)
+    study.set_user_attr("han_search_version", "9.0.0")
+    study.set_user_attr("records_schema", RECORDS_SCHEMA + 1)
+    trials_before = len(study.trials)
+    expected = (f"error: study 'old' was written by han-search 9.0.0 (records schema "
+                f"{RECORDS_SCHEMA + 1}); this is han-search {han_search_version()}")
+    ran = invoke("run", "--config", old / "study.toml", "--trials", "1", *stores(old),
+                 "--device", "cpu", "--work-dir", old / "work")
+    shown = invoke("show", "--study", STUDY, "--storage", storage)
+    for result in (ran, shown):
+        assert result.exit_code == 2, result.output
+        [line] = result.stderr.strip().splitlines()  # `run` names the study first, on stdout
+        assert line.startswith(expected) and "upgrade han-search to 9.0.0" in line
+    assert len(optuna.load_study(study_name=STUDY, storage=storage).trials) == trials_before
 
 
 def test_its_best_trial_still_exports_and_shows(old: Path) -> None:

@@ -113,7 +113,7 @@ def test_the_first_run_trains_word2vec_before_the_baseline_and_trials(cached: Ca
     assert path.parent == cached.root.cache
     count, dim = map(int, path.read_text().splitlines()[0].split())
     assert (count, dim) == (vectors, 16)
-    assert out.index(found[0]) < out.index("baseline  ") < out.index("[trial 1/1 #0] start")
+    assert out.index(found[0]) < out.index("baseline  ") < out.index("[trial 0] start")
 
 
 def test_a_second_run_reuses_the_file_without_training(cached: Cached) -> None:

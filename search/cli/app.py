@@ -11,7 +11,7 @@ import os
 import signal
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
-from typing import Any, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import typer
 
@@ -26,6 +26,25 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+def _print_version(asked: bool) -> None:
+    if asked:
+        from search.version import program_versions
+
+        typer.echo(program_versions())
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[bool, typer.Option(
+        "--version", callback=_print_version, is_eager=True,
+        help="Print the versions of han-search, the records it writes, Optuna, MLflow, "
+             "PyTorch and Python, and exit.")] = False,
+) -> None:
+    """Tune a Hierarchical Attention Network with Optuna; every trial on record in MLflow."""
+
 
 USER_ERRORS = (DataError, StudyFileError, SearchError, TrackingError, CheckpointError,
                UnwritablePath, DeviceError)

@@ -41,18 +41,25 @@ class ConsoleProgress:
         self.index = 0
         self.best: float | None = None
 
-    def _prefix(self, trial: optuna.Trial | FrozenTrial) -> str:
-        # Skipped trials do not count against --trials: past it, the index stands alone.
-        total = f"/{self.total}" if self.total and self.index <= self.total else ""
-        return f"[trial {self.index}{total} #{trial.number}]"
+    def echo(self, text: str) -> None:
+        typer.echo(text)
 
-    def _eta(self) -> str:
+    @staticmethod
+    def _prefix(trial: optuna.Trial | FrozenTrial) -> str:
+        # The study's trial number, as the summary, `show`, Optuna and MLflow say it.
+        return f"[trial {trial.number}]"
+
+    def _this_run(self) -> str:
+        """This run's count and ETA, on a finished trial's line. Skipped trials do not
+        count against --trials: past it, the count stands alone."""
+        total = f" of {self.total}" if self.total and self.index <= self.total else ""
         eta = self.budget.eta(elapsed=time.perf_counter() - self.started, done=self.index,
                               total=self.total)
-        return "" if eta is None else f" ETA {duration(eta)}"
+        return f"; this run {self.index}{total}" + ("" if eta is None
+                                                     else f", ETA {duration(eta)}")
 
     def data_described(self, profile: DataProfile) -> None:
-        typer.echo(data_block(profile))
+        self.echo(data_block(profile))
 
     def next_trial(self, index: int, total: int | None) -> None:
         self.index, self.total = index, total
@@ -61,24 +68,24 @@ class ConsoleProgress:
         text = ", ".join(f"{k}={short(v)}" for k, v in params.items())
         record = TrialRecord.of(trial)
         origin = (" (derived from the data)" if record.from_data
-                  else " (the notebook's configuration)" if record.reference
+                  else " (the reference configuration)" if record.reference
                   else f" (resumes paused trial {record.promoted_from})"
                   if record.promoted_from is not None else "")
-        typer.echo(f"{self._prefix(trial)} start {text}{origin}")
+        self.echo(f"{self._prefix(trial)} start {text}{origin}")
 
     def trial_estimated(self, trial: optuna.Trial, estimate: TrialEstimate) -> None:
-        typer.echo(f"{self._prefix(trial)} {estimate.describe()}")
+        self.echo(f"{self._prefix(trial)} {estimate.describe()}")
 
     def epoch_done(self, trial: optuna.Trial, metrics: EpochMetrics) -> None:
         best = f" study best {self.best:.4f}" if self.best is not None else ""
         # The trial's own epochs, as it recorded them when it started.
         epochs = TrialRecord.of(trial).max_epochs
-        typer.echo(f"{self._prefix(trial)} epoch {metrics.epoch}/{epochs} dev F1 "
+        self.echo(f"{self._prefix(trial)} epoch {metrics.epoch}/{epochs} dev F1 "
                    f"{metrics.dev_macro_f1:.4f} loss {metrics.train_loss:.3f} "
                    f"{metrics.train_docs_per_s:.0f} docs/s{best}")
 
     def reported(self, trial: optuna.Trial, report: Report) -> None:
-        typer.echo(f"{self._prefix(trial)} {report.step:,} docs (epoch {report.epoch}) dev F1 "
+        self.echo(f"{self._prefix(trial)} {report.step:,} docs (epoch {report.epoch}) dev F1 "
                    f"{report.dev_macro_f1:.4f} on {report.dev_docs:,} dev docs")
 
     def trial_done(self, study: optuna.Study, trial: FrozenTrial) -> None:
@@ -99,17 +106,18 @@ class ConsoleProgress:
             outcome = f"{reason}{value}"
         seconds = trial.duration.total_seconds() if trial.duration else 0.0
         best = f", best {self.best:.4f}" if self.best is not None else ""
-        typer.echo(f"{self._prefix(trial)} {outcome} in {duration(seconds)}{best}{self._eta()}")
+        self.echo(f"{self._prefix(trial)} {outcome} in {duration(seconds)}{best}"
+                   f"{self._this_run()}")
 
     def baseline(self, outcome: BaselineOutcome) -> None:
-        typer.echo(baseline_line(outcome))
+        self.echo(baseline_line(outcome))
 
     def word2vec(self, outcome: Word2VecOutcome) -> None:
-        typer.echo(word2vec_line(outcome))
+        self.echo(word2vec_line(outcome))
 
     def disk_short(self, shortage: Shortage) -> None:
         """A line of the data block: a filesystem that may not hold the run's trials."""
-        typer.echo(textwrap.fill(f"disk       warning: {shortage.describe()}", width=100,
+        self.echo(textwrap.fill(f"disk       warning: {shortage.describe()}", width=100,
                                  subsequent_indent=" " * 11, break_on_hyphens=False,
                                  break_long_words=False))
 
@@ -176,7 +184,7 @@ def data_block(profile: DataProfile) -> str:
 
 def reference_text(summary: RunSummary) -> str:
     """The reference trial in the summary: its dev F1 against the best, or how it ended."""
-    trial = f"trial {summary.reference_trial}, the notebook's configuration"
+    trial = f"trial {summary.reference_trial}, the reference configuration"
     if summary.reference_value is None:
         return f"{trial}: {summary.reference_outcome}"
     gain = ("" if summary.best_value is None
@@ -220,6 +228,8 @@ def print_summary(summary: RunSummary) -> None:
         local = "" if summary.tracking_uri.startswith("http") else (
             f" (after: mlflow ui --backend-store-uri {summary.tracking_uri})")
         lines.append(f"runs in the UI {summary.runs_view}{local}")
+    if summary.delayed or summary.waiting:
+        lines.append("MLflow writes  " + delayed_text(summary))
     if summary.not_logged:
         lines.append(f"warning        {len(summary.not_logged)} MLflow writes failed: "
                      + "; ".join(summary.not_logged[:3]))
@@ -229,3 +239,12 @@ def print_summary(summary: RunSummary) -> None:
         lines.append(f"warning        {summary.register_warning}")
     typer.echo("\n".join(lines))
 
+
+
+def delayed_text(summary: RunSummary) -> str:
+    """What the journal did for the run: writes kept while the server was away, sent later."""
+    kept = f"{summary.delayed} kept while the server was away"
+    if not summary.waiting:
+        return f"{kept}; all {summary.replayed} sent since, in order"
+    return (f"{kept}; {summary.waiting} still wait in {summary.journal} "
+            "(`han-search sync` sends them)")

@@ -24,8 +24,9 @@ def export_best(
         Path("submission.csv"),
     device: Device = "auto",
     folds: Annotated[int | None, typer.Option(
-        help="Retrain the best trial on K stratified folds and submit the K models' mean "
-        "probabilities; logs the out-of-fold macro-F1. Default: the best trial's model.")] =
+        help="Retrain the best trial on K stratified folds and submit the K models' "
+        "probabilities averaged, each weighted by its fold's macro-F1; logs the out-of-fold "
+        "macro-F1. Default: the best trial's model.")] =
         None,
     register: Annotated[str | None, typer.Option(
         metavar="NAME", help="Also register the model (with --folds, the ensemble) in "

@@ -23,6 +23,7 @@ from search.cli.options import (
 from search.defaults import (
     DEFAULT_HEARTBEAT_S,
     DEFAULT_STORAGE,
+    DEFAULT_STORAGE_PATIENCE_S,
     DEFAULT_TRACKING_URI,
     DEFAULT_WORK_DIR,
     MAX_TRIAL_SHARE,
@@ -52,6 +53,9 @@ Timeout = Annotated[float | None, typer.Option(
 Heartbeat = Annotated[int, typer.Option(
     min=1, help="Seconds between a running trial's heartbeats; a trial silent for three is "
     "failed and retried.")]
+StoragePatience = Annotated[float, typer.Option(
+    min=0, help="Seconds a worker waits for an Optuna storage that stopped answering (a "
+    "database restart) before it stops with exit 2; its trial is retried by the next run.")]
 
 
 @command()
@@ -82,6 +86,7 @@ def run(
     workers_per_gpu: WorkersPerGpu = 1,
     threads: Threads = None,
     heartbeat: Heartbeat = DEFAULT_HEARTBEAT_S,
+    storage_patience: StoragePatience = DEFAULT_STORAGE_PATIENCE_S,
     work_dir: Annotated[Path, typer.Option(help="Scratch folder for trial checkpoints.")] =
         DEFAULT_WORK_DIR,
     worker_index: Annotated[int | None, typer.Option(hidden=True)] = None,  # workers only
@@ -100,6 +105,7 @@ def run(
         options = RunOptions(storage=storage, tracking_uri=tracking_uri, device=device,
                              seed=seed, train=train, test=test, embeddings=embeddings,
                              word2vec=word2vec, heartbeat_s=heartbeat,
+                             storage_patience_s=storage_patience,
                              sampler_seed_offset=worker_index or 0,
                              register=worker_index is None, baseline=not skip_baseline)
         spec = with_overrides(load_study_file(config or builtin_study_path()), options,
@@ -137,14 +143,20 @@ def _run_session(spec: StudySpec, options: RunOptions, *, workers: int, trials: 
     """The session's trials, here or in `workers` processes; the summary and the first
     failing worker's exit code (0 here)."""
     from search.cli.console import ConsoleProgress
+    from search.cli.live import LiveProgress, wants_live_view
 
-    progress = ConsoleProgress(started=budget.started, budget=budget)
-    if workers > 1:
+    if workers > 1:  # the workers' own lines, prefixed, are the view
+        progress = ConsoleProgress(started=budget.started, budget=budget)
         return _run_in_workers(spec, options, workers=workers, trials=trials,
                                threads=threads, budget=budget, work_dir=work_dir,
                                file_format=file_format, per_gpu=per_gpu, progress=progress)
-    return _run_here(spec, options, trials=trials, work_dir=work_dir, threads=threads,
-                     budget=budget, progress=progress), 0
+    if not wants_live_view():
+        progress = ConsoleProgress(started=budget.started, budget=budget)
+        return _run_here(spec, options, trials=trials, work_dir=work_dir, threads=threads,
+                         budget=budget, progress=progress), 0
+    with LiveProgress(started=budget.started, budget=budget) as live:
+        return _run_here(spec, options, trials=trials, work_dir=work_dir, threads=threads,
+                         budget=budget, progress=live), 0
 
 
 def _run_here(spec: StudySpec, options: RunOptions, *, trials: int | None, work_dir: Path,
@@ -183,7 +195,8 @@ def _run_in_workers(spec: StudySpec, options: RunOptions, *, workers: int,
 # (they may hold passwords, which `ps` would show); its device and seed offset come from its
 # plan (search.session.workers).
 _WORKER_FLAGS = {"seed": "--seed", "train": "--train", "test": "--test",
-                 "embeddings": "--embeddings", "heartbeat_s": "--heartbeat"}
+                 "embeddings": "--embeddings", "heartbeat_s": "--heartbeat",
+                 "storage_patience_s": "--storage-patience"}
 
 
 def _worker_args(source: Path, options: RunOptions, *, study: str | None,

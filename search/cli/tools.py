@@ -1,5 +1,5 @@
-"""`han-search bench` and `embeddings`: a file's throughput figures, and word2vec vectors
-for --embeddings."""
+"""`han-search bench`, `embeddings` and `sync`: a file's throughput figures, word2vec
+vectors for --embeddings, and the MLflow writes kept while a tracking server was away."""
 
 from __future__ import annotations
 
@@ -11,13 +11,21 @@ import typer
 
 from han.config import DataConfig, TrainConfig, Word2VecConfig
 from search.cli.app import command, fail, file_format, user_errors
-from search.cli.options import Device, LabelCol, Sep, TextCol, Tokens
+from search.cli.options import (
+    Device,
+    FileLabelCol,
+    FileSep,
+    FileTextCol,
+    FileTokens,
+    TrackingUri,
+)
+from search.defaults import DEFAULT_TRACKING_URI
 from search.formatting import duration
 
 
 @command()
 def bench(
-    train: Annotated[Path, typer.Option(help="Labelled training file (tab-separated).")],
+    train: Annotated[Path, typer.Option(help="Labelled training file.")],
     seg_len: Annotated[int, typer.Option(help="Tokens per segment.")] = DataConfig.seg_len,
     max_segments: Annotated[int, typer.Option(help="Segments kept per document.")] =
         DataConfig.max_segments,
@@ -28,14 +36,14 @@ def bench(
     steps: Annotated[int, typer.Option(
         min=0, help="Timed training and evaluation batches; 0: the rest of one epoch after "
         "the untimed first two, and the whole dev fold.")] = 20,
-    device: Device = "cpu",
+    device: Device = TrainConfig.device,
     precision: Annotated[str, typer.Option(
         help="Training arithmetic: auto (bf16 where the hardware has it), fp32 or bf16.")] =
         TrainConfig.precision,
-    sep: Sep = None,
-    text_col: TextCol = None,
-    label_col: LabelCol = None,
-    tokens: Tokens = None,
+    sep: FileSep = None,
+    text_col: FileTextCol = None,
+    label_col: FileLabelCol = None,
+    tokens: FileTokens = None,
 ) -> None:
     """Print one JSON line of throughput and memory figures for a file and configuration."""
     from han.bench import bench as run_bench
@@ -70,9 +78,9 @@ def embeddings(
         Word2VecConfig.epochs,
     workers: Annotated[int | None, typer.Option(
         min=1, help="Training threads; default: all cores.")] = None,
-    sep: Sep = None,
-    text_col: TextCol = None,
-    tokens: Tokens = None,
+    sep: FileSep = None,
+    text_col: FileTextCol = None,
+    tokens: FileTokens = None,
 ) -> None:
     """Train word2vec on the training (and test) texts for --embeddings."""
     from han.embeddings import train_word2vec
@@ -97,3 +105,24 @@ def embeddings(
             on_epoch=lambda done, total: typer.echo(f"epoch {done}/{total}"))
     typer.echo(f"wrote {stats.vectors} vectors of dimension {stats.dim} to {stats.out} in "
                f"{duration(stats.seconds)} ({stats.tokens_per_s:,.0f} tokens/s)")
+
+
+@command()
+def sync(tracking_uri: TrackingUri = DEFAULT_TRACKING_URI) -> None:
+    """Send the MLflow writes that runs kept on this machine while the tracking server was
+    away, in their order (the next run sends them too)."""
+    from search.formatting import redact
+    from search.stores.journal import Journal
+    from search.stores.tracking import Tracker
+
+    journal = Journal.for_server(tracking_uri)
+    if journal is None:
+        typer.echo(f"{redact(tracking_uri)} is a local store: nothing waits for it")
+        return
+    if not journal.pending():
+        typer.echo(f"nothing waits for {redact(tracking_uri)}")
+        return
+    with user_errors():
+        sent = Tracker(tracking_uri=tracking_uri).requests.flush()
+    typer.echo(f"sent {sent} MLflow writes to {redact(tracking_uri)}, in the order they were "
+               "made")

@@ -12,6 +12,7 @@ from search.records.study import (
     BaselineRecord,
     DatasetRecord,
     StudyRecord,
+    VersionRecord,
     Word2VecRecord,
     first_rung,
     set_first_rung,
@@ -57,6 +58,8 @@ from search.records.trial import (
     set_reason,
     set_reshaped,
     set_run_id,
+    set_state_epochs,
+    set_worker,
 )
 
 __all__ = [
@@ -78,6 +81,7 @@ __all__ = [
     "StudyRecord",
     "Tag",
     "TrialRecord",
+    "VersionRecord",
     "Word2VecRecord",
     "add_report_noise",
     "best_tags",
@@ -104,5 +108,7 @@ __all__ = [
     "set_reason",
     "set_reshaped",
     "set_run_id",
+    "set_state_epochs",
+    "set_worker",
     "source_tags",
 ]

@@ -16,7 +16,9 @@ from typing import Any
 import optuna
 
 from han.config import COMPETITION_FORMAT, FileFormat
+from search.errors import SearchError
 from search.records.tags import fingerprint_tags
+from search.version import RECORDS_SCHEMA, han_search_version
 
 _TRAIN_PATH = "train_path"
 _TEST_PATH = "test_path"
@@ -196,3 +198,39 @@ def _path(value: Any) -> Path | None:
 
 def _names(value: Any) -> tuple[str, ...] | None:
     return None if value is None else tuple(str(name) for name in value)
+
+
+# The han-search that last wrote the study, and the schema of its records (search.version).
+_WRITTEN_BY = "han_search_version"
+_SCHEMA = "records_schema"
+
+
+@dataclass(frozen=True, kw_only=True)
+class VersionRecord:
+    """Which han-search last wrote a study; a study from before versions were recorded has
+    neither (schema 0)."""
+
+    version: str | None = None
+    schema: int = 0
+
+    @classmethod
+    def of(cls, study: optuna.Study) -> VersionRecord:
+        attrs = study.user_attrs
+        return cls(version=attrs.get(_WRITTEN_BY), schema=int(attrs.get(_SCHEMA, 0)))
+
+    def check(self, name: str) -> None:
+        """Refuse a study whose records are newer than this han-search reads; an older one
+        is continued (every record it lacks is read with its default)."""
+        if self.schema <= RECORDS_SCHEMA:
+            return
+        raise SearchError(
+            f"study {name!r} was written by han-search {self.version} (records schema "
+            f"{self.schema}); this is han-search {han_search_version()} (schema "
+            f"{RECORDS_SCHEMA}), which cannot read it: upgrade han-search to "
+            f"{self.version} or newer, or pass --study NEW_NAME for a new study")
+
+    @staticmethod
+    def write_current(study: optuna.Study) -> None:
+        """Mark the study as written by this han-search."""
+        study.set_user_attr(_WRITTEN_BY, han_search_version())
+        study.set_user_attr(_SCHEMA, RECORDS_SCHEMA)

@@ -14,7 +14,7 @@ from optuna.trial import FrozenTrial
 
 _RUN_ID = "mlflow_run_id"
 _REASON = "reason"
-# The trial is the reference notebook's configuration, enqueued as a new study's first.
+# The trial is the reference configuration (han.config's defaults), enqueued once a study.
 _REFERENCE = "reference"
 # A retry of a trial whose worker died: the original's number and how many retries so far.
 _RETRY_OF = "retry_of"
@@ -46,6 +46,13 @@ _PROMOTED_FROM = "promoted_from"
 _HORIZON = "horizon_docs"
 # A drawn configuration brought down to what the budget affords: {name: [drawn, trained]}.
 _RESHAPED = "reshaped"
+# Who trains the trial: "host:pid", so that a run on the same machine sees at once that its
+# worker is gone (a worker elsewhere is known dead only when its heartbeats stop).
+_WORKER = "worker"
+# Finished epochs whose training state reached the trial's MLflow run, from which a retry
+# on any machine resumes (search.session.shared_state).
+_STATE_EPOCHS = "state_epochs"
+_STATE_UPLOAD_S = "state_upload_s"
 
 
 class Outcome(enum.StrEnum):
@@ -86,6 +93,8 @@ class TrialRecord:
     promoted_from: int | None = None
     horizon: int | None = None
     reshaped: dict[str, list[Any]] | None = None
+    worker: str | None = None
+    state_epochs: int = 0
 
     @classmethod
     def of(cls, trial: FrozenTrial | optuna.Trial) -> TrialRecord:
@@ -104,7 +113,8 @@ class TrialRecord:
                    report_noise=_noise(attrs.get(_REPORT_NOISE)),
                    pruned_by=attrs.get(_PRUNED_BY), from_data=bool(attrs.get(_FROM_DATA)),
                    promoted_from=_int(attrs.get(_PROMOTED_FROM)),
-                   horizon=_int(attrs.get(_HORIZON)), reshaped=attrs.get(_RESHAPED))
+                   horizon=_int(attrs.get(_HORIZON)), reshaped=attrs.get(_RESHAPED),
+                   worker=attrs.get(_WORKER), state_epochs=int(attrs.get(_STATE_EPOCHS, 0)))
 
     def state_name(self, trial: FrozenTrial) -> str:
         """The trial's state in words: the budget's outcome when it had one, else Optuna's."""
@@ -156,8 +166,9 @@ def retry_attrs(trial: FrozenTrial) -> dict[str, Any]:
     """User attributes of a retry of `trial`: its own, pointing at the original trial."""
     record = TrialRecord.of(trial)
     origin = trial.number if record.retry_of is None else record.retry_of
-    # How the original ended is not the retry's: it gets its own outcome and reason.
-    kept = {k: v for k, v in trial.user_attrs.items() if k not in (_OUTCOME, _REASON)}
+    # How the original ended, who trained it and what it uploaded are not the retry's.
+    kept = {k: v for k, v in trial.user_attrs.items()
+            if k not in (_OUTCOME, _REASON, _WORKER, _STATE_EPOCHS, _STATE_UPLOAD_S)}
     return {**kept, _RETRY_OF: origin, _RETRIES: record.retries + 1}
 
 
@@ -176,6 +187,17 @@ def set_max_epochs(trial: optuna.Trial, epochs: int, *, epoch_docs: int) -> None
 
 def set_epochs_done(trial: optuna.Trial, epochs: int) -> None:
     trial.set_user_attr(_EPOCHS_DONE, epochs)
+
+
+def set_worker(trial: optuna.Trial, worker: str) -> None:
+    trial.set_user_attr(_WORKER, worker)
+
+
+def set_state_epochs(trial: optuna.Trial, epochs: int, *, upload_s: float) -> None:
+    """The epochs whose state reached MLflow, and the seconds its uploads took in all."""
+    trial.set_user_attr(_STATE_EPOCHS, epochs)
+    trial.set_user_attr(_STATE_UPLOAD_S,
+                        round(float(trial.user_attrs.get(_STATE_UPLOAD_S, 0.0)) + upload_s, 3))
 
 
 def set_dev_confusion(trial: optuna.Trial, matrix: list[list[int]]) -> None:

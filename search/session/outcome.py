@@ -30,6 +30,7 @@ from search import records
 from search.errors import TrialStopped
 from search.pruners import Comparison
 from search.records import Key, Outcome, RunState, Tag
+from search.session.shared_state import discard
 from search.stores.dev_outputs import TRIAL_ARTIFACT, DevOutputs
 from search.stores.optuna_storage import retry_stale_trial
 from search.stores.tracking import CHECKPOINT_ARTIFACT, RunHandle
@@ -94,11 +95,18 @@ def conclude(trial: optuna.Trial, run: RunHandle, result: TrainResult, *,
         # A paused trial's training state is what its promotion resumes from.
         if uploaded and ending.outcome is not Outcome.PAUSED:
             shutil.rmtree(checkpoint_dir, ignore_errors=True)
+            discard(trial, run)
         return result.best_dev_f1
     run.finish_as(ending.run_state, ending.reason)
     if ending.state == TrialState.PRUNED:
         shutil.rmtree(checkpoint_dir, ignore_errors=True)
+        discard(trial, run)
         raise optuna.TrialPruned(ending.reason)
+    if result.stop.reason is StopReason.INTERRUPTED:
+        # The user's stop (Ctrl-C, SIGTERM) is no verdict on the settings: the next run, on
+        # any machine, takes the trial up from its last finished epoch before new draws.
+        retry_stale_trial(trial.study, trial.study.get_trials(deepcopy=False)[trial.number],
+                          counted=False)
     raise TrialStopped(ending.reason)
 
 

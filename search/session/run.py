@@ -29,6 +29,7 @@ from search.session.diskspace import Shortage, footprint, shortages
 from search.session.draws import CostModel, DrawRules, shaped_sampler
 from search.session.progress import Progress
 from search.session.promotion import pause_rule, promotion_due
+from search.session.shared_state import dead_here
 from search.session.study import (
     OpenStudy,
     enqueue_reference,
@@ -48,7 +49,7 @@ from search.setup.options import RunOptions
 from search.setup.resolve import ResolvedRun, resolve
 from search.stores.datasets import training_input
 from search.stores.mlflow_requests import artifact_folder
-from search.stores.optuna_storage import retry_stale_trial
+from search.stores.optuna_storage import fail_dead_trials, retry_stale_trial
 from search.stores.tracking import RunHandle
 from search.studyfile import StudySpec
 from search.views.figures import log_study_plots
@@ -121,9 +122,14 @@ class _Session:
     def optimize(self) -> None:
         """The session's trials, the reference queued first when it is due."""
         study = self.opened.study
+        # Retries of trials whose worker died are queued before anything this session
+        # queues: they run first.
+        fail_dead_trials(study, dead_here)
         if reference_due(study, self.spec, done=0, total=self.total):
             enqueue_reference(study, self.spec)
         self._promote_when_due(study)
+        if self.should_stop is not None and self.should_stop():
+            return  # stopped while starting: a trial begun now would only be stopped
         with _parent_refreshed(self.parent, study):
             # Out of memory is a property of the trial's settings, not of the study: the
             # trial fails with its shape in the reason and the study goes on; so does a
@@ -224,12 +230,18 @@ def _summed_up(opened: OpenStudy, parent_run_id: str, *, started: float, trials:
                ended_early: str | None = None) -> RunSummary:
     """The session's summary: the study so far, this session's trials and time, what MLflow
     did not take, the champion registered when the study file asks."""
-    resolved = opened.resolved
+    resolved, requests = opened.resolved, opened.tracker.requests
+    with suppress(TrackingError):  # still away: the journal keeps them for the next command
+        requests.flush()
+    journal = requests.journal
     summary = replace(
         summarize(opened.study, storage=resolved.options.storage, tracker=opened.tracker,
                   tracking_uri=resolved.options.tracking_uri, parent_run_id=parent_run_id),
         trials_this_run=trials, ended_early=ended_early,
-        not_logged=opened.tracker.not_logged, runs_view=opened.runs_view())
+        not_logged=opened.tracker.not_logged, runs_view=opened.runs_view(),
+        delayed=requests.delayed, replayed=requests.replayed,
+        waiting=0 if journal is None else journal.pending(),
+        journal="" if journal is None else str(journal.folder))
     summary = register_champion(resolved, summary)
     return replace(summary, seconds=time.perf_counter() - started)
 

@@ -16,7 +16,7 @@ from han.starting_point import starting_point
 from search import records
 from search.errors import SearchError
 from search.formatting import redact
-from search.records import DatasetRecord, Key, StudyRecord, Tag, TrialRecord
+from search.records import DatasetRecord, Key, StudyRecord, Tag, TrialRecord, VersionRecord
 from search.setup.options import RunOptions
 from search.setup.provenance import code_tags
 from search.setup.resolve import ResolvedRun, resolve
@@ -71,6 +71,7 @@ def open_study(resolved: ResolvedRun) -> OpenStudy:
                        tokens_detected=spec.file_format.tokens == "auto")
     if created:
         enqueue_first_trials(study, spec, profile, train_docs=resolved.epoch_docs)
+    VersionRecord.write_current(study)
     StudyRecord(train_path=resolved.files.train, test_path=resolved.files.test,
                 file_format=resolved.corpus.file_format,
                 class_names=resolved.class_names).write(study)
@@ -90,21 +91,26 @@ def open_stores(options: RunOptions, *before_tracking: Callable[[optuna.storages
     tracker = Tracker(tracking_uri=options.tracking_uri)
     if not options.tracking_uri.startswith("sqlite:"):
         tracker.check_reachable()
-    storage = open_storage(options.storage, heartbeat_s=options.heartbeat_s, tracker=tracker)
+    storage = open_storage(options.storage, heartbeat_s=options.heartbeat_s, tracker=tracker,
+                           patience_s=options.storage_patience_s)
     for check in before_tracking:
         check(storage)
     tracker.check_reachable()
+    # Writes an earlier run kept while the server was away go first, in their order.
+    tracker.requests.flush()
     return tracker, storage
 
 
 def check_same_data(name: str, storage: optuna.storages.BaseStorage, dataset: DatasetRecord,
                     class_names: tuple[str, ...] | None) -> None:
-    """Refuse, before anything is written, to add trials of other data to an existing study:
-    other bytes, another file format, or other class names. A study created before datasets
+    """Refuse, before anything is written, to add trials to a study a newer han-search
+    wrote, or trials of other data to an existing study: other bytes, another file format,
+    or other class names. A study created before datasets
     were recorded takes the data it is given (and records it)."""
     if name not in optuna.get_all_study_names(storage):
         return
     study = optuna.load_study(study_name=name, storage=storage)
+    VersionRecord.of(study).check(name)
     held = DatasetRecord.of(study)
     if held is None:
         return

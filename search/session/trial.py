@@ -22,6 +22,7 @@ from search.session.draws import CostModel
 from search.session.learning import stop_if_not_learning
 from search.session.outcome import conclude, writes_of
 from search.session.progress import Progress
+from search.session.shared_state import fetch, shared, this_worker, upload
 from search.session.watch import BudgetWatch, PauseRule
 from search.setup.build import build_trial
 from search.setup.resolve import ResolvedRun
@@ -62,6 +63,8 @@ def objective(trial: optuna.Trial, ctx: TrialContext) -> float:
     record = TrialRecord.of(trial)
     origin = trial.number if record.origin is None else record.origin
     checkpoint_dir = ctx.work_dir / ctx.resolved.name / f"trial-{origin}"
+    records.set_worker(trial, this_worker())
+    sharing = shared(ctx.tracker.tracking_uri)
     promoted = record.promoted_from is not None
     watch = BudgetWatch(trial, ctx.budget, epochs=epochs, user_stop=ctx.should_stop,
                         progress=ctx.progress, promoted=promoted,
@@ -73,6 +76,8 @@ def objective(trial: optuna.Trial, ctx: TrialContext) -> float:
             params=built.params(), tags=ctx.resolved.tags,
             reopen=_paused_run(trial, record.promoted_from)) as run:
         folder_made(checkpoint_dir, under=ctx.work_dir, what="the checkpoint")
+        if sharing and record.origin is not None:  # it may have trained on another machine
+            fetch(ctx.tracker, trial.study, record.origin, checkpoint_dir)
         if record.retry_of is not None:
             run.set_tags({Tag.RETRY_OF_TRIAL: record.retry_of})
         if promoted:
@@ -88,7 +93,9 @@ def objective(trial: optuna.Trial, ctx: TrialContext) -> float:
         result = train(built.split, model_config=built.model_config,
                        data_config=built.data_config, train_config=built.train_config,
                        checkpoint_dir=checkpoint_dir,
-                       on_epoch=_epoch_logger(trial, run, ctx.progress), on_report=reporter,
+                       on_epoch=_epoch_logger(trial, run, ctx.progress,
+                                              checkpoint_dir if sharing else None),
+                       on_report=reporter,
                        should_stop=watch.should_stop, resume=record.origin is not None,
                        on_estimate=watch.estimated)
         return conclude(trial, run, result, split=built.split, checkpoint_dir=checkpoint_dir,
@@ -102,13 +109,16 @@ def _paused_run(trial: optuna.Trial, paused: int | None) -> str | None:
     return TrialRecord.of(trial.study.get_trials(deepcopy=False)[paused]).run_id
 
 
-def _epoch_logger(trial: optuna.Trial, run: RunHandle,
-                  progress: Progress | None) -> Callable[[EpochMetrics], None]:
-    """Each epoch: its metrics on the run (step = epoch) and the epochs done on the trial."""
+def _epoch_logger(trial: optuna.Trial, run: RunHandle, progress: Progress | None,
+                  shared_from: Path | None) -> Callable[[EpochMetrics], None]:
+    """Each epoch: its metrics on the run (step = epoch), the epochs done on the trial, and
+    the training state on the run when it is `shared_from` that folder."""
 
     def on_epoch(metrics: EpochMetrics) -> None:
         run.log_metrics(metrics.as_dict(), step=metrics.epoch)
         records.set_epochs_done(trial, metrics.epoch)
+        if shared_from is not None:
+            upload(trial, run, shared_from, metrics.epoch)
         if progress is not None:
             progress.epoch_done(trial, metrics)
 

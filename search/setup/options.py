@@ -5,7 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from search.defaults import DEFAULT_HEARTBEAT_S, DEFAULT_STORAGE, DEFAULT_TRACKING_URI
+from search.defaults import (
+    DEFAULT_HEARTBEAT_S,
+    DEFAULT_STORAGE,
+    DEFAULT_STORAGE_PATIENCE_S,
+    DEFAULT_TRACKING_URI,
+)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -23,6 +28,7 @@ class RunOptions:
     # --word2vec/--no-word2vec; None: the study file's [data] word2vec (search.session.word2vec).
     word2vec: bool | None = None
     heartbeat_s: int = DEFAULT_HEARTBEAT_S
+    storage_patience_s: float = DEFAULT_STORAGE_PATIENCE_S
     # A worker's index: its sampler draws differ from the other workers'.
     sampler_seed_offset: int = 0
     # Whether the session ends by registering the study file's model: not in workers, whose

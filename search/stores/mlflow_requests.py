@@ -9,6 +9,7 @@ import math
 import os
 import tempfile
 import time
+import urllib.request
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
@@ -22,9 +23,13 @@ from han.errors import WriteFailed, first_line
 from han.files import WRITE_ONLY, check_writable, folder_lock, refused_errno
 from search.errors import TrackingError
 from search.formatting import redact
+from search.stores.journal import Entry, Journal, send_entry
 
 log = logging.getLogger("han_search.tracking")
 T = TypeVar("T")
+# A probe of a server that was away: a refused connection answers at once, a dead host
+# within this.
+PROBE_TIMEOUT_S = 3.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -41,6 +46,11 @@ class RetryPolicy:
     attempts: int = 5
     backoff_s: float = 0.5
     outage_s: float = 60.0
+    # While writes wait in the journal, the server is asked again at most this often.
+    probe_s: float = 10.0
+    # A trial's run that cannot be started waits this long for the server before the trial
+    # trains without one: its writes can only wait in the journal for a run that exists.
+    run_start_patience_s: float = 180.0
     http_retries: int = 2
     http_timeout_s: int = 30
 
@@ -50,6 +60,9 @@ class RetryPolicy:
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", str(self.http_retries))
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(self.http_timeout_s))
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+        # MLflow prints two links to stdout each time a run ends on a server, between the
+        # trial lines; the summary gives the study's link once.
+        os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 
 
 def _store_creation_lock(tracking_uri: str) -> AbstractContextManager[None]:
@@ -72,10 +85,19 @@ class Requests:
         self.policy = policy
         self.not_logged: list[str] = []
         self._failed_at = -math.inf
+        # Writes kept while the server is away (None: a local store), how many this process
+        # kept and how many it sent later.
+        self.journal = Journal.for_server(tracking_uri)
+        self.delayed = 0
+        self.replayed = 0
+        # Whether the last request failed because the server could not be reached.
+        self.away = False
 
-    def required(self, what: str, action: Callable[[], T]) -> T:
+    def required(self, what: str, action: Callable[[], T], *, retried: bool = True) -> T:
+        """`action`'s result, tried again with backoff unless not `retried` or the server
+        failed for good lately; TrackingError when it cannot be made."""
         down = time.monotonic() - self._failed_at < self.policy.outage_s
-        attempts = 1 if down else self.policy.attempts
+        attempts = self.policy.attempts if retried and not down else 1
         attempt = 1
         while True:
             try:
@@ -86,6 +108,7 @@ class Requests:
                     raise refused from error
                 transient = _transient(error)
                 if not transient or attempt >= attempts:
+                    self.away = transient
                     if transient:
                         self._failed_at = time.monotonic()
                     raise TrackingError(f"MLflow at {redact(self.tracking_uri)}: could not "
@@ -94,6 +117,7 @@ class Requests:
                 attempt += 1
                 continue
             self._failed_at = -math.inf
+            self.away = False
             return result
 
     def refused(self, error: BaseException) -> WriteFailed | None:
@@ -118,9 +142,74 @@ class Requests:
             return False
         return True
 
+    def patient(self, what: str, action: Callable[[], T]) -> T:
+        """`required`, asked again every `probe_s` while the server is away (a server, not a
+        local store), for up to `run_start_patience_s`."""
+        deadline = time.monotonic() + self.policy.run_start_patience_s
+        while True:
+            try:
+                return self.required(what, action)
+            except TrackingError:
+                if (self.journal is None or not self.away
+                        or time.monotonic() + self.policy.probe_s > deadline):
+                    raise
+                log.warning("MLflow at %s is away; waiting to %s", redact(self.tracking_uri),
+                            what)
+                time.sleep(self.policy.probe_s)
+
+    def send(self, what: str, entry: Entry, *, file: Path | None = None) -> bool:
+        """A write that waits for the server when it is away: made now (after the writes
+        kept before it), else kept in the journal, in order; True when made now."""
+        if self.journal is None:
+            return self.write(what, lambda: send_entry(self.client, entry, self.tracking_uri))
+        away = time.monotonic() - self._failed_at < self.policy.probe_s
+        if self.journal.pending() and not away and health_error(
+                self.tracking_uri, timeout=PROBE_TIMEOUT_S) is not None:
+            # Still away: asked with one quick request, not through MLflow's retries and
+            # their backoff, which training would wait out every probe.
+            self._failed_at, self.away, away = time.monotonic(), True, True
+        if not (away and self.journal.pending()):
+            try:
+                self.flush()
+                # One try: a write that fails waits in the journal, in order, instead of
+                # holding training through a round of backoff.
+                self.required(what, lambda: send_entry(self.client, entry, self.tracking_uri),
+                              retried=False)
+                return True
+            except TrackingError as error:
+                if not self.away:  # refused for another reason: waiting will not help
+                    self.skipped(what, error)
+                    return False
+        self.journal.append(entry, file=file)
+        self.delayed += 1
+        return False
+
+    def flush(self) -> int:
+        """Send what the journal keeps, in order; raises TrackingError while the server
+        stays away. Returns how many were sent."""
+        if self.journal is None:
+            return 0
+        sent = self.journal.replay(lambda entry: self.required(
+            "send the writes kept while it was away",
+            lambda: send_entry(self.client, entry, self.tracking_uri)))
+        self.replayed += sent
+        return sent
+
     def skipped(self, what: str, error: TrackingError) -> None:
         log.warning("%s; not logged", error)
         self.not_logged.append(what)
+
+
+def health_error(tracking_uri: str, *, timeout: float) -> Exception | None:
+    """Why a server does not answer its health check within `timeout` (None: it does);
+    one request, none of MLflow's retries."""
+    try:
+        with urllib.request.urlopen(tracking_uri.rstrip("/") + "/health",
+                                    timeout=timeout) as response:
+            response.read()
+    except (OSError, ValueError) as error:
+        return error
+    return None
 
 
 def artifact_folder(tracking_uri: str) -> Path | None:

@@ -10,17 +10,17 @@ a warning says what was not logged.
 from __future__ import annotations
 
 import json
+import tempfile
 import time
-import urllib.request
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import optuna
 from mlflow import MlflowClient
-from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param, Run, RunTag
+from mlflow.entities import Dataset, DatasetInput, InputTag, Param, Run
 from mlflow.exceptions import MlflowException
 
 from han.errors import WriteFailed, first_line
@@ -29,10 +29,12 @@ from search.defaults import DEFAULT_TRACKING_URI
 from search.errors import TrackingError
 from search.formatting import redact
 from search.records import MAX_PARAM_LENGTH, DataContext, Role, RunState, Tag
+from search.stores.journal import Entry
 from search.stores.mlflow_requests import (
     Requests,
     RetryPolicy,
     artifact_folder,
+    health_error,
 )
 
 CHECKPOINT_ARTIFACT = "checkpoint/best.pt"
@@ -78,6 +80,18 @@ def param_batch(params: Mapping[str, Any]) -> list[Param]:
     return [Param(key, str(value)[:MAX_PARAM_LENGTH]) for key, value in params.items()]
 
 
+@contextmanager
+def _as_file(artifact_file: str) -> Iterator[Path]:
+    """A temporary file named as the artifact's last part (MLflow names it so)."""
+    with tempfile.TemporaryDirectory(prefix="han-artifact-") as folder:
+        yield Path(folder) / PurePosixPath(artifact_file).name
+
+
+def _folder_of(artifact_file: str) -> str | None:
+    parent = str(PurePosixPath(artifact_file).parent)
+    return None if parent == "." else parent
+
+
 class RunHandle:
     """One MLflow run by its id; every write is best effort. A run MLflow could not start
     (`run_id` None) takes the writes as no-ops."""
@@ -103,25 +117,37 @@ class RunHandle:
             return False
         return self.requests.write(what, lambda: action(client, run_id))
 
+    def _send(self, what: str, entry: Entry, *, file: Path | None = None) -> bool:
+        if self.run_id is None:
+            return False
+        return self.requests.send(what, {"run_id": self.run_id} | entry, file=file)
+
     def log_metrics(self, metrics: Mapping[str, float], *, step: int) -> None:
         now = int(time.time() * 1000)
-        batch = [Metric(key, float(value), now, step) for key, value in metrics.items()]
-        self._write(f"log metrics of step {step}",
-                    lambda client, run_id: client.log_batch(run_id, metrics=batch))
+        self._send(f"log metrics of step {step}", {"op": "log_batch", "metrics": [
+            {"key": key, "value": float(value), "timestamp": now, "step": step}
+            for key, value in metrics.items()]})
 
     def set_tags(self, tags: Mapping[str, Any]) -> None:
-        batch = [RunTag(key, str(value)) for key, value in tags.items()]
-        self._write("set tags", lambda client, run_id: client.log_batch(run_id, tags=batch))
+        self._send("set tags", {"op": "log_batch", "tags": [
+            {"key": key, "value": str(value)} for key, value in tags.items()]})
 
     def log_params(self, params: Mapping[str, Any]) -> None:
         if params:
-            self._write("log params", lambda client, run_id: client.log_batch(
-                run_id, params=param_batch(params)))
+            self._send("log params", {"op": "log_batch", "params": [
+                {"key": param.key, "value": param.value} for param in param_batch(params)]})
 
     def log_artifact(self, path: Path, *, artifact_path: str | None = None) -> bool:
-        """Upload a file; False when it could not be (no run, or MLflow unreachable)."""
-        return self._write(f"upload {path.name}", lambda client, run_id: client.log_artifact(
-            run_id, str(path), artifact_path))
+        """Upload a file; False when it was not (no run, or MLflow unreachable: then it
+        waits in the journal when the store is a server)."""
+        return self._send(f"upload {path.name}", {"op": "log_artifact", "path": str(path),
+                                                  "artifact_path": artifact_path}, file=path)
+
+    def delete_artifacts(self, artifact_path: str) -> None:
+        """Remove a folder of the run's artifacts (MLflow's client has no call for it: its
+        artifact repository does, for local folders and for a server's proxied store)."""
+        self._send(f"remove {artifact_path}", {"op": "delete_artifacts",
+                                               "artifact_path": artifact_path})
 
     def log_datasets(self, inputs: Sequence[DataInput]) -> None:
         """Dataset inputs of the run (the Dataset column and the run page list them)."""
@@ -130,18 +156,25 @@ class RunHandle:
             run_id, datasets=entities))
 
     def log_text(self, text: str, artifact_file: str) -> None:
-        self._write(f"upload {artifact_file}",
-                    lambda client, run_id: client.log_text(run_id, text, artifact_file))
+        with _as_file(artifact_file) as path:
+            path.write_text(text, encoding="utf-8")
+            self.log_artifact(path, artifact_path=_folder_of(artifact_file))
 
     def log_figure(self, figure: Any, artifact_file: str) -> None:
-        self._write(f"upload {artifact_file}",
-                    lambda client, run_id: client.log_figure(run_id, figure, artifact_file))
+        with _as_file(artifact_file) as path:
+            figure.savefig(path)
+            self.log_artifact(path, artifact_path=_folder_of(artifact_file))
 
     def end(self, state: RunState, reason: str | None = None) -> None:
         """End the run with the status of `state`, tagged with the state and reason."""
         self.set_tags(records.end_tags(state, reason))
-        self._write(f"end run {self.run_id}", lambda client, run_id: client.set_terminated(
-            run_id, status=state.status))
+        self.terminate(state)
+
+    def terminate(self, state: RunState) -> None:
+        """End the run with the status of `state` and no tags (a study's parent run); kept
+        in the journal, as every write, while the server is away."""
+        self._send(f"end run {self.run_id}", {"op": "set_terminated", "status": state.status,
+                                              "end_time": int(time.time() * 1000)})
 
     def finish_as(self, state: RunState, reason: str | None = None) -> None:
         """End as `state` when the block is left, whether by an error or not: the caller has
@@ -213,8 +246,7 @@ class Tracker:
         run.log_params(params)
 
         def end() -> None:
-            self.requests.write("end the study's parent run", lambda: self.client.set_terminated(
-                run_id, status=RunState.COMPLETE.status))
+            run.terminate(RunState.COMPLETE)
 
         try:
             yield run
@@ -273,7 +305,8 @@ class Tracker:
             return run_id
 
         try:
-            run = self.run(self.requests.required(f"start run {name}", open_run))
+            start = self.requests.required if required else self.requests.patient
+            run = self.run(start(f"start run {name}", open_run))
         except TrackingError as error:
             if required:
                 raise
@@ -317,13 +350,8 @@ class Tracker:
 
 
 def _check_health(tracking_uri: str) -> None:
-    """Ask a server for its health with a short timeout: going through the client would
-    wait out MLflow's own HTTP retries."""
-    url = tracking_uri.rstrip("/") + "/health"
-    try:
-        with urllib.request.urlopen(url, timeout=HEALTH_TIMEOUT_S) as response:
-            response.read()
-    except (OSError, ValueError) as error:
+    error = health_error(tracking_uri, timeout=HEALTH_TIMEOUT_S)
+    if error is not None:
         raise TrackingError(f"MLflow at {redact(tracking_uri)}: not reachable "
                             f"({first_line(error, limit=160)})") from error
 

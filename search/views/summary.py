@@ -42,6 +42,12 @@ class RunSummary:
     # Why the run ended before its --timeout or trial count (None: it did not).
     ended_early: str | None = None
     not_logged: list[str] = field(default_factory=list)
+    # Writes kept while the tracking server was away: how many, how many of all kept there
+    # were sent since, and how many still wait (and where).
+    delayed: int = 0
+    replayed: int = 0
+    waiting: int = 0
+    journal: str = ""
     # The study's training data (None: a study from before datasets were recorded).
     dataset: DatasetRecord | None = None
     # The model registered at the end of the session ([export] registered_model), or why not.
