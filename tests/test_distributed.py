@@ -473,7 +473,9 @@ def test_killed_worker_trial_resumes_on_another_machine(
     assert retry_run.data.tags["state"] == "complete"
     assert retry_run.data.tags["trial_number"] == "1"
     resumed_from = int(retry_run.data.tags["resumed_from_epoch"])
-    assert resumed_from == dead.user_attrs["state_epochs"] >= 1
+    # The files reach the server before the trial records their epoch: a kill in between
+    # leaves the record one epoch behind the state the retry finds.
+    assert 1 <= dead.user_attrs["state_epochs"] <= resumed_from <= epochs_done
     assert retry_run.data.tags["retry_of_trial"] == "0"
     # The retry logged only the epochs it trained.
     steps = sorted(m.step for m in client.get_metric_history(retry_run.info.run_id,

@@ -26,7 +26,10 @@ from search.records import TrialRecord
 from search.stores.tracking import RunHandle, Tracker
 
 STATE_ARTIFACT = "training-state"
-_FILES = (STATE_FILE, BEST_CHECKPOINT)
+# The best checkpoint before the state that names its epoch: a worker killed between the two
+# leaves a state one epoch behind a newer best, which the resumed epoch (replayed from the
+# same RNG state) writes again; the other order could leave a state whose best is missing.
+_FILES = (BEST_CHECKPOINT, STATE_FILE)
 
 
 def this_worker() -> str:
