@@ -75,10 +75,10 @@ def test_an_epoch_over_the_share_is_refused_once_a_trial_was_timed(resolved: Any
     budget = Budget(100, clock=lambda: 0.0)  # a trial's share: 20 s
     rules = DrawRules(resolved, budget, cost)
     assert rules(LARGEST) is None  # nothing timed yet: nothing known
-    # The smallest configuration timed at 4 s an epoch: the largest is predicted over 20 s.
-    cost.observe(SMALLEST, EpochEstimate(train_seconds=4.0, eval_seconds=0.0, timed_batches=3,
+    # The smallest configuration timed at 5 s an epoch: the largest is predicted over 20 s.
+    cost.observe(SMALLEST, EpochEstimate(train_seconds=5.0, eval_seconds=0.0, timed_batches=3,
                                          timed_seconds=1.0))
-    assert cost.seconds(SMALLEST) == pytest.approx(4.0)
+    assert cost.seconds(SMALLEST) == pytest.approx(5.0)
     largest = cost.seconds(LARGEST)
     assert largest is not None and largest > 20
     assert rules(SMALLEST) is None
@@ -123,3 +123,41 @@ def test_nothing_fits_when_the_cheapest_epoch_exceeds_the_time_left(resolved: An
     assert rules.nothing_fits() is None
     now["t"] = 98.0  # 2 s left, the cheapest epoch about 4 s
     assert "hold no epoch of the space's cheapest configuration" in (rules.nothing_fits() or "")
+
+
+def test_a_prediction_grows_half_with_the_arithmetic_and_half_with_the_batches(
+        resolved: Any) -> None:
+    cost = CostModel(resolved, vocabulary=200)
+    cost.observe(SMALLEST, EpochEstimate(train_seconds=4.0, eval_seconds=0.0, timed_batches=3,
+                                         timed_seconds=1.0))
+    # Batches twice as large: half the batches, about the same arithmetic.
+    halved = SMALLEST | {"batch_size": 32}  # the study fixes 16
+    units = cost.units(halved) / cost.units(SMALLEST)
+    batches = cost.batches(halved) / cost.batches(SMALLEST)
+    assert batches == pytest.approx(0.5, abs=0.1)
+    assert cost.seconds(halved) == pytest.approx(4.0 * (0.5 * units + 0.5 * batches))
+    # Two timed trials: the median of what each predicts.
+    cost.observe(halved, EpochEstimate(train_seconds=6.0, eval_seconds=0.0, timed_batches=3,
+                                       timed_seconds=1.0))
+    from_smallest = 4.0 * (0.5 * units + 0.5 * batches)
+    assert cost.seconds(halved) == pytest.approx((from_smallest + 6.0) / 2)
+
+
+def test_nothing_fits_below_the_shortest_epoch_timed_in_the_run(resolved: Any) -> None:
+    """The space's cheapest configuration may be predicted to fit where no epoch the run
+    timed would: the run then ends rather than draw what it would skip."""
+    cost = CostModel(resolved, vocabulary=200)
+    cost.observe(LARGEST, EpochEstimate(train_seconds=30.0, eval_seconds=0.0, timed_batches=3,
+                                        timed_seconds=1.0))
+    now = {"t": 0.0}
+    budget = Budget(1000, clock=lambda: now["t"])
+    budget.admit(EpochEstimate(train_seconds=30.0, eval_seconds=0.0, timed_batches=3,
+                               timed_seconds=1.0), 5)
+    rules = DrawRules(resolved, budget, cost)
+    cheapest = cost.seconds(SMALLEST)
+    assert cheapest is not None and cheapest < 20
+    now["t"] = 975.0  # 25 s left: the cheapest predicted fits, the shortest timed does not
+    assert (rules.nothing_fits() or "").startswith(
+        "the 25s of --timeout left are less than the shortest epoch timed in this run (30s)")
+    now["t"] = 960.0
+    assert rules.nothing_fits() is None
