@@ -39,7 +39,7 @@ SHRINKABLE = ("word_hidden", "max_segments", "seg_len", "sent_hidden")
 # with its batches (the Python loop, each recurrent step's launch, the optimiser step). On
 # Reuters R8 (2 cores, fp32) an arithmetic-only model was off by 0.3x to 3.7x on the next
 # trial's epoch (its seconds per unit ran from 20 to 210 ps across 15 trials); this split,
-# 0.6x to 2.5x, 6 of 14 predictions within 5%.
+# 0.6x to 2.5x, and 0.9x to 2.6x on a later run (docs/time-budget.md).
 ARITHMETIC_SHARE = 0.5
 
 
